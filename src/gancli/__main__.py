@@ -1,0 +1,5 @@
+import sys
+
+from gancli.cli import main
+
+sys.exit(main())

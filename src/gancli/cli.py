@@ -1,0 +1,366 @@
+"""The `gancli` command line. Thin on purpose: parse, validate, call the library, print.
+
+torch and the heavy modules are imported inside the commands, never at module level, so that
+`gancli --help` answers instantly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gancli import __version__
+from gancli.errors import NotYetAvailable, UserError
+
+app = typer.Typer(
+    name="gancli",
+    help=(
+        "Train and explore GANs from the command line: one YAML recipe per paper "
+        "(StyleGAN2, StyleGAN2-ADA, BigGAN, ...), on a CPU or on GPUs."
+    ),
+    epilog=(
+        "Quick start: [bold]gancli train quickstart[/bold] trains a small StyleGAN2 on the built-in emoji "
+        "data (Twemoji artwork, CC-BY 4.0, Twitter, Inc.). Run [bold]gancli COMMAND --help[/bold] for "
+        "examples of each command."
+    ),
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gancli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def _examples(*lines: str) -> str:
+    body = "\n\n".join(f"  [cyan]{line}[/cyan]" for line in lines)
+    return f"[bold]Examples[/bold]\n\n{body}"
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# train
+
+
+@app.command(
+    epilog=_examples(
+        "gancli train quickstart",
+        "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8",
+        "gancli train quickstart --set train.batch=16 --set loss.r1_gamma=0.5 --kimg 100",
+        "gancli train quickstart --dry-run",
+        "gancli train quickstart --resume runs/quickstart-00003",
+    )
+)
+def train(
+    recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a built-in recipe (see `gancli recipes`)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset: 'emoji', an image folder or a training zip (data.source)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Training resolution (data.resolution)."),
+    mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped copies of the data (data.xflip)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Global batch size (train.batch)."),
+    batch_gpu: Optional[int] = typer.Option(None, "--batch-gpu", help="Per-device batch; gradient accumulation when smaller (train.batch_gpu)."),
+    kimg: Optional[float] = typer.Option(None, "--kimg", help="Training length in thousands of real images (train.total_kimg)."),
+    snap: Optional[float] = typer.Option(None, "--snap", help="Checkpoint every N kimg (train.snapshot_kimg)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (train.seed)."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (processes) on this machine (distributed.gpus)."),
+    ops: Optional[str] = typer.Option(None, "--ops", help="Kernels: auto, cuda or ref (ops)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (train.device)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set train.g_lr=0.001 (repeatable)."),
+    outdir: Path = typer.Option(Path("runs"), "--outdir", help="Parent folder of run directories (runs/<name>-NNNNN)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its directory or a snapshot file."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe and what would happen; train nothing."),
+) -> None:
+    """Train (or resume) a GAN from a recipe.
+
+    The recipe is read with its `base:` chain, then the flags and `--set` overrides are applied and the result is validated strictly. A new run directory runs/<name>-NNNNN/ holds checkpoints, image grids and a JSON-lines log; an existing run is never overwritten. Ctrl-C saves a checkpoint and stops; --resume continues exactly.
+    """
+    from gancli import recipe as recipes
+
+    overrides = [recipes.parse_override(s) for s in set_]
+    flags = {
+        "data.source": data, "data.resolution": resolution, "data.xflip": mirror, "train.batch": batch,
+        "train.batch_gpu": batch_gpu, "train.total_kimg": kimg, "train.snapshot_kimg": snap,
+        "train.seed": seed, "distributed.gpus": gpus, "ops": ops, "train.device": device,
+    }
+    overrides += [(key.split("."), value) for key, value in flags.items() if value is not None]
+    resolved = recipes.load_recipe(recipe, overrides)
+    if dry_run:
+        _print_plan(resolved, outdir, resume)
+        return
+    from gancli.train import run as training
+
+    training.train_from_cli(resolved, outdir=outdir, resume=resume)
+
+
+def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
+    import yaml
+
+    console = _console()
+    console.rule(f"[bold]recipe {recipe.name}[/bold]")
+    console.print(yaml.safe_dump(recipe.to_dict(), sort_keys=False).rstrip())
+    console.rule("[bold]plan[/bold]")
+    t = recipe.train
+    batch_gpu = t.batch_gpu or t.batch // recipe.distributed.gpus
+    accum = t.batch // recipe.distributed.gpus // batch_gpu
+    steps = int(t.total_kimg * 1000 // t.batch)
+    lines = [
+        f"data       {recipe.data.source} at {recipe.data.resolution}x{recipe.data.resolution}"
+        + (" with x-flips" if recipe.data.xflip else "") + (", class-conditional" if recipe.data.use_labels else ""),
+        f"model      {recipe.model.kind}: G {recipe.model.g_architecture}, D {recipe.model.d_architecture}, "
+        f"z {recipe.model.z_dim}, w {recipe.model.w_dim}, {recipe.model.mapping_layers} mapping layers",
+        f"training   {t.total_kimg:g} kimg = {steps} steps of batch {t.batch} on {recipe.distributed.gpus} "
+        f"process(es), {batch_gpu} per device" + (f", {accum} accumulation rounds" if accum > 1 else ""),
+        f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, EMA half-life {t.ema_kimg:g} kimg",
+        f"loss       {recipe.loss.kind}: R1 gamma {recipe.loss.r1_gamma:g} every {recipe.loss.r1_interval}, "
+        f"path length {recipe.loss.pl_weight:g} every {recipe.loss.pl_interval}, mixing {recipe.loss.style_mixing_prob:g}",
+        f"augment    {recipe.augment.kind}" + (f" ({recipe.augment.pipe}, target {recipe.augment.target:g})" if recipe.augment.kind != "none" else ""),
+        f"output     {'resume ' + resume if resume else str(outdir / (recipe.name + '-NNNNN'))}: checkpoint every "
+        f"{t.snapshot_kimg:g} kimg, images every {t.image_kimg:g} kimg",
+        f"ops        {recipe.ops}, device {t.device}",
+    ]
+    for line in lines:
+        console.print(line)
+    if recipe.description:
+        console.print(f"[dim]{recipe.description}[/dim]")
+    console.print("[dim]dry run: nothing was trained or written[/dim]")
+
+
+@app.command("recipes")
+def list_recipes() -> None:
+    """List the built-in recipes and what each reproduces."""
+    from gancli.recipe import builtin_recipe_dir, builtin_recipes, load_recipe_dict
+
+    console = _console()
+    for name in builtin_recipes():
+        data = load_recipe_dict(builtin_recipe_dir() / f"{name}.yaml")
+        console.print(f"[bold]{name:24}[/bold] {data.get('description', '')}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Latent-space commands (filled in by their issues; until then they say what they will do).
+
+
+def _not_yet(command: str, what: str) -> None:
+    raise NotYetAvailable(f"gancli {command} is not available in gancli {__version__} yet: {what}")
+
+
+@app.command(
+    epilog=_examples(
+        "gancli sample runs/quickstart-00000/snapshot-000100.safetensors --seeds 0-7,42",
+        "gancli sample ckpt.safetensors --seeds 0-31 --trunc 0.7 --grid 4x8 --outdir out/",
+        "gancli sample ckpt.safetensors --projected-w out/projected_w.npz",
+    )
+)
+def sample(
+    ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors)."),
+    seeds: str = typer.Option("0-7", "--seeds", help="Seeds: 0-7,42 (ranges and lists)."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi (1: none)."),
+    trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
+    outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Write one grid image ROWSxCOLS instead of one PNG per seed."),
+    batch: int = typer.Option(16, "--batch", help="Images per forward pass (does not change the images)."),
+    projected_w: Optional[Path] = typer.Option(None, "--projected-w", help="Render a projected latent (.npz)."),
+) -> None:
+    """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
+    _not_yet("sample", "it will write one PNG per seed from a checkpoint's EMA generator, with truncation and noise control")
+
+
+@app.command(
+    epilog=_examples(
+        "gancli mix ckpt.safetensors --rows 85,100,75 --cols 55,821,1789",
+        "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles coarse --trunc 0.8",
+    )
+)
+def mix(
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator."),
+    rows: str = typer.Option(..., "--rows", help="Row seeds (their latent is the base)."),
+    cols: str = typer.Option(..., "--cols", help="Column seeds (their styles replace the chosen layers)."),
+    styles: str = typer.Option("coarse", "--styles", help="Layers taken from the columns: 0-6, or coarse, middle, fine."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    out: Path = typer.Option(Path("mix.png"), "--out", help="Output image."),
+) -> None:
+    """Style-mixing grid, as in the StyleGAN paper."""
+    _not_yet("mix", "it will write the style-mixing grid (columns' styles copied into rows' latents at the chosen layers)")
+
+
+@app.command(
+    epilog=_examples(
+        "gancli interpolate ckpt.safetensors --seeds 1,5 --frames 40 --out walk.gif",
+        "gancli interpolate ckpt.safetensors --seeds 1,5,9 --loop --kind slerp --space z --out walk.mp4",
+    )
+)
+def interpolate(
+    ckpt: Path = typer.Argument(..., help="Checkpoint."),
+    seeds: str = typer.Option(..., "--seeds", help="Keyframe seeds, e.g. 1,5,9."),
+    frames: int = typer.Option(40, "--frames", help="Frames between two keyframes."),
+    space: str = typer.Option("w", "--space", help="z or w."),
+    kind: str = typer.Option("linear", "--kind", help="linear, slerp or cubic."),
+    loop: bool = typer.Option(False, "--loop", help="Return to the first keyframe."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="A grid of walks, e.g. 2x2."),
+    out: Path = typer.Option(Path("walk.gif"), "--out", help="walk.gif or walk.mp4."),
+    fps: int = typer.Option(24, "--fps", help="Frames per second."),
+    frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write every frame as PNG here."),
+) -> None:
+    """Latent walk between seeds, written as a GIF (or MP4)."""
+    _not_yet("interpolate", "it will write a GIF/MP4 walk between the seeds' latents")
+
+
+@app.command(
+    epilog=_examples(
+        "gancli truncate ckpt.safetensors --seeds 0-5 --psi -1:1:9",
+        "gancli truncate ckpt.safetensors --seeds 0-3 --psi 1,0.7,0.5,0",
+    )
+)
+def truncate(
+    ckpt: Path = typer.Argument(..., help="Checkpoint."),
+    seeds: str = typer.Option("0-5", "--seeds", help="Seeds (rows)."),
+    psi: str = typer.Option("-1:1:9", "--psi", help="START:STOP:COUNT or a list of psi values (columns)."),
+    trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
+    out: Path = typer.Option(Path("truncation.png"), "--out", help="Output image."),
+) -> None:
+    """Truncation sweep: a grid of seeds by psi values."""
+    _not_yet("truncate", "it will write a grid of seeds by truncation psi")
+
+
+@app.command(
+    epilog=_examples(
+        "gancli project ckpt.safetensors face.png --steps 1000",
+        "gancli project ckpt.safetensors a.png b.png --space w+ --video",
+    )
+)
+def project(
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator."),
+    targets: list[Path] = typer.Argument(..., help="Target images."),
+    steps: int = typer.Option(1000, "--steps", help="Optimization steps."),
+    space: str = typer.Option("w", "--space", help="w or w+."),
+    outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder."),
+    seed: int = typer.Option(303, "--seed", help="Random seed."),
+    video: bool = typer.Option(False, "--video", help="Also write a video of the optimization."),
+) -> None:
+    """Find the latent of a real image (W or W+ projection with noise optimization)."""
+    _not_yet("project", "it will optimize a W/W+ latent and noise maps to reproduce each target image")
+
+
+@app.command(
+    epilog=_examples(
+        "gancli evaluate ckpt.safetensors --metrics fid,kid,pr --data ~/ffhq.zip",
+        "gancli evaluate --data real/ --against fake/ --metrics fid",
+    )
+)
+def evaluate(
+    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint (omit with --against)."),
+    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Real images (default: the checkpoint's dataset)."),
+    against: Optional[str] = typer.Option(None, "--against", help="Second image set instead of a checkpoint."),
+    num: int = typer.Option(50000, "--num", help="Generated images."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Quality metrics: FID, KID, precision/recall, IS, PPL with offline detectors."""
+    _not_yet("evaluate", "it will compute FID/KID/precision-recall/IS/PPL with offline detector weights")
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers: dataset, info, doctor
+
+
+@app.command(
+    epilog=_examples(
+        "gancli dataset ~/photos photos64.zip --resolution 64",
+        "gancli dataset ~/photos photos64.zip --resolution 64 --transform pad --filter box",
+        "gancli dataset ~/pets pets128.zip --resolution 128 --labels dirs",
+        "gancli dataset emoji emoji32.zip --resolution 32",
+    )
+)
+def dataset(
+    source: str = typer.Argument(..., help="Image folder (recursive), zip, or 'emoji'."),
+    dest: Path = typer.Argument(..., help="Training zip to write (must not exist)."),
+    resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (a power of two)."),
+    transform: str = typer.Option("center-crop", "--transform", help="center-crop or pad (to a square)."),
+    resize_filter: str = typer.Option("lanczos", "--filter", help="Resize filter: lanczos or box."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="'dirs' (one class per subfolder) or a JSON/CSV file path->class."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", help="Convert at most N images."),
+) -> None:
+    """Convert images into a training zip (NVlabs layout, dataset.json labels, settings recorded)."""
+    from gancli.data import convert_dataset
+
+    summary = convert_dataset(
+        source, str(dest), resolution=resolution, transform=transform, resize_filter=resize_filter,
+        labels=labels, max_images=max_images, progress=sys.stderr.isatty(),
+    )
+    _console().print(
+        f"wrote {dest}: {summary['count']} images at {resolution}x{resolution}"
+        + (f", {summary.get('num_classes')} classes" if summary.get("labels") else "")
+    )
+
+
+@app.command(epilog=_examples("gancli info runs/quickstart-00000/snapshot-000100.safetensors"))
+def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors).")) -> None:
+    """Show a checkpoint's recipe, progress, architecture and parameter counts."""
+    from gancli.train.checkpoint import describe_checkpoint, render_info
+
+    _console().print(render_info(describe_checkpoint(ckpt)))
+
+
+@app.command(epilog=_examples("gancli doctor"))
+def doctor() -> None:
+    """Check the installation: torch, CUDA, compiler, ninja, GPUs, datasets and metric weights."""
+    from gancli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(_console()))
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    # typer >= 0.2x vendors click as typer._click; older versions use the click package.
+    click = getattr(typer, "_click", None) or __import__("click")
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="gancli", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except UserError as e:
+        if os.environ.get("GANCLI_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except typer.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

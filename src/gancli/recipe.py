@@ -1,0 +1,459 @@
+"""Recipes: one YAML file per paper, a typed schema, `base:` inheritance, strict validation.
+
+A recipe file looks like::
+
+    base: stylegan2-ffhq.yaml        # optional; path relative to this file, or a built-in name
+    name: stylegan2-ffhq256
+    description: StyleGAN2 config 'paper256' (Karras et al. 2020, Table 1 / NVlabs cfg_specs).
+    data:  {source: ~/ffhq256.zip, resolution: 256, xflip: true}
+    model: {kind: stylegan2, z_dim: 512, w_dim: 512, mapping_layers: 8, channel_base: 16384}
+    loss:  {kind: stylegan2, r1_gamma: 1.0}
+    train: {batch: 64, total_kimg: 25000, g_lr: 0.0025, d_lr: 0.0025}
+
+Every section is a dataclass below; the dataclass fields are the allowed keys and their types. An
+unknown key, a wrong type or a value out of range is a `UserError` naming the file, the dotted key and
+what is allowed. Command-line overrides (`--set train.batch=16`, or the explicit flags of `gancli
+train`) are applied to the merged dictionary before validation, so they are checked the same way.
+
+The resolved recipe (`Recipe.to_dict()`) is embedded in every checkpoint; `Recipe.from_dict()` reads
+it back, so a checkpoint needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from gancli.errors import UserError
+
+RECIPE_FORMAT = 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema. Field comments are shown by `gancli train --dry-run` and docs/recipes.md.
+
+
+@dataclass
+class DataConfig:
+    source: str = "emoji"  # 'emoji' (built-in Twemoji), an image folder, or a training zip
+    resolution: int = 64  # training resolution in pixels (a power of two)
+    xflip: bool = False  # add horizontally mirrored copies (doubles the dataset)
+    use_labels: bool = False  # class-conditional training from dataset.json labels
+    max_size: Optional[int] = None  # use at most this many images (deterministic subset)
+    allow_resize: bool = False  # resize images whose size differs from `resolution` when loading
+
+    def validate(self, where: str) -> None:
+        _power_of_two(self.resolution, f"{where}data.resolution", minimum=4)
+        if self.max_size is not None and self.max_size < 1:
+            raise UserError(f"{where}data.max_size: must be a positive integer or null, got {self.max_size}")
+
+
+@dataclass
+class ModelConfig:
+    kind: Literal["stylegan2"] = "stylegan2"  # network family (more families arrive with their papers)
+    z_dim: int = 512  # input latent size
+    w_dim: int = 512  # intermediate latent (W) size
+    mapping_layers: int = 8  # fully connected layers in the mapping network
+    mapping_lr_multiplier: float = 0.01  # learning-rate multiplier of the mapping network
+    channel_base: int = 32768  # feature maps at resolution r: min(channel_base / r, channel_max)
+    channel_max: int = 512
+    num_fp16_res: int = 4  # run the N highest resolutions in float16 (GPU only; float32 on CPU)
+    conv_clamp: Optional[float] = 256  # clamp convolution outputs to +-conv_clamp (null: off)
+    g_architecture: Literal["orig", "skip", "resnet"] = "skip"
+    d_architecture: Literal["orig", "skip", "resnet"] = "resnet"
+    mbstd_group_size: int = 4  # minibatch standard deviation group size
+    mbstd_num_channels: int = 1  # minibatch standard deviation features
+
+    def validate(self, where: str) -> None:
+        for key in ("z_dim", "w_dim", "channel_base", "channel_max", "mbstd_group_size"):
+            _positive(getattr(self, key), f"{where}model.{key}")
+        if self.mapping_layers < 1:
+            raise UserError(f"{where}model.mapping_layers: must be at least 1, got {self.mapping_layers}")
+        if self.num_fp16_res < 0 or self.mbstd_num_channels < 0:
+            raise UserError(f"{where}model: num_fp16_res and mbstd_num_channels must be >= 0")
+
+
+@dataclass
+class LossConfig:
+    kind: Literal["stylegan2"] = "stylegan2"  # non-saturating logistic loss + StyleGAN2 regularizers
+    r1_gamma: float = 10.0  # R1 regularization weight (gamma); 0 disables
+    r1_interval: int = 16  # lazy regularization: R1 every N minibatches (0 or 1: every step)
+    pl_weight: float = 2.0  # path length regularization weight; 0 disables
+    pl_decay: float = 0.01  # decay of the running path-length mean
+    pl_batch_shrink: int = 2  # path length penalty on batch / shrink images
+    pl_interval: int = 4  # lazy regularization: path length every N minibatches
+    style_mixing_prob: float = 0.9  # probability of style mixing regularization
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.style_mixing_prob <= 1:
+            raise UserError(f"{where}loss.style_mixing_prob: must be in [0, 1], got {self.style_mixing_prob}")
+        for key in ("r1_gamma", "pl_weight", "pl_decay", "r1_interval", "pl_interval"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{where}loss.{key}: must be >= 0, got {getattr(self, key)}")
+        _positive(self.pl_batch_shrink, f"{where}loss.pl_batch_shrink")
+
+
+@dataclass
+class AugmentConfig:
+    kind: Literal["none", "ada"] = "none"  # 'ada': adaptive discriminator augmentation (StyleGAN2-ADA)
+    pipe: str = "bgc"  # augmentation preset (blit, geom, color, filter, noise, cutout, bg, bgc, ...)
+    p: float = 0.0  # initial augmentation probability
+    adaptive: bool = True  # tune p from the overfitting heuristic; false keeps p fixed
+    target: float = 0.6  # target value of r_t = E[sign(D(real))]
+    speed_kimg: float = 500.0  # images (in thousands) for p to go from 0 to 1
+    interval: int = 4  # adjust p every N minibatches
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.p <= 1:
+            raise UserError(f"{where}augment.p: must be in [0, 1], got {self.p}")
+        if not 0 < self.target < 1:
+            raise UserError(f"{where}augment.target: must be in (0, 1), got {self.target}")
+        _positive(self.interval, f"{where}augment.interval")
+
+
+@dataclass
+class TrainConfig:
+    batch: int = 32  # global minibatch size (all GPUs together)
+    batch_gpu: Optional[int] = None  # per-device batch; smaller than batch/gpus means gradient accumulation
+    total_kimg: float = 25000  # training length in thousands of real images shown to D
+    g_lr: float = 0.002  # generator learning rate
+    d_lr: float = 0.002  # discriminator learning rate
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # Adam betas
+    eps: float = 1e-8  # Adam epsilon
+    d_steps: int = 1  # discriminator steps per generator step
+    ema_kimg: float = 10.0  # generator EMA half-life in thousands of images
+    ema_rampup: Optional[float] = 0.05  # EMA ramp-up (half-life <= kimg * rampup); null: none
+    precision: Literal["auto", "fp32", "mixed"] = "auto"  # 'auto': mixed on a GPU, float32 on a CPU
+    seed: int = 0  # random seed of the run
+    snapshot_kimg: float = 200  # write a checkpoint every N kimg (and at the end)
+    image_kimg: float = 50  # write a fake-image grid every N kimg
+    grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = None  # CPU threads for torch (null: torch's default)
+
+    def validate(self, where: str) -> None:
+        _positive(self.batch, f"{where}train.batch")
+        if self.batch_gpu is not None:
+            _positive(self.batch_gpu, f"{where}train.batch_gpu")
+        for key in ("g_lr", "d_lr", "total_kimg", "snapshot_kimg", "image_kimg"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{where}train.{key}: must be > 0, got {getattr(self, key)}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"{where}train.betas: must be two numbers in [0, 1), got {self.betas}")
+        _positive(self.d_steps, f"{where}train.d_steps")
+        if self.ema_kimg < 0:
+            raise UserError(f"{where}train.ema_kimg: must be >= 0, got {self.ema_kimg}")
+
+
+@dataclass
+class DistributedConfig:
+    gpus: int = 1  # processes (GPUs) on this machine; torchrun's WORLD_SIZE overrides
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # 'auto': NCCL on GPUs, gloo on CPU
+
+    def validate(self, where: str) -> None:
+        _positive(self.gpus, f"{where}distributed.gpus")
+
+
+@dataclass
+class MetricsConfig:
+    names: list[str] = field(default_factory=list)  # metrics computed during training (e.g. fid50k)
+    interval_kimg: Optional[float] = None  # compute every N kimg (null: at snapshots)
+    num: int = 50000  # number of generated images per metric
+
+    def validate(self, where: str) -> None:
+        allowed = {"fid", "kid", "pr", "is", "ppl", "fid50k", "kid50k", "pr50k3", "ppl_wend"}
+        for name in self.names:
+            if name not in allowed:
+                raise UserError(f"{where}metrics.names: unknown metric {name!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+@dataclass
+class Recipe:
+    name: str = "recipe"  # run name; runs go to runs/<name>-NNNNN/
+    description: str = ""  # what this recipe reproduces
+    source: str = ""  # where the settings come from (paper table, official config)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    ops: Literal["auto", "cuda", "ref"] = "auto"  # low-level kernels: CUDA when it builds, else reference
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": RECIPE_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str = "recipe") -> Recipe:
+        """Validate a plain dictionary (a merged YAML file or a checkpoint's embedded recipe)."""
+        data = dict(data)
+        fmt = data.pop("format", RECIPE_FORMAT)
+        if fmt != RECIPE_FORMAT:
+            raise UserError(f"{origin}: recipe format {fmt!r} is not supported (this gancli reads format {RECIPE_FORMAT})")
+        data.pop("base", None)
+        recipe = _build(cls, data, origin, "")
+        recipe.validate(origin)
+        return recipe
+
+    def validate(self, origin: str) -> None:
+        where = f"{origin}: "
+        for section in (self.data, self.model, self.loss, self.augment, self.train, self.distributed, self.metrics):
+            section.validate(where)
+        batch_gpu = self.train.batch_gpu
+        gpus = self.distributed.gpus
+        if self.train.batch % gpus:
+            raise UserError(f"{where}train.batch ({self.train.batch}) must be divisible by distributed.gpus ({gpus})")
+        if batch_gpu is not None and (self.train.batch // gpus) % batch_gpu:
+            raise UserError(
+                f"{where}train.batch_gpu ({batch_gpu}) must divide the per-GPU batch "
+                f"({self.train.batch} / {gpus} = {self.train.batch // gpus})"
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# Building typed objects from dictionaries with precise errors.
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_type_name(inner)}s"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(tp: Any, value: Any, origin: str, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (int -> float where allowed)."""
+    t_origin = typing.get_origin(tp)
+    bad = UserError(f"{origin}: {key}: expected {_type_name(tp)}, got {value!r}")
+    if t_origin is Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, origin, key)
+            except UserError:
+                pass
+        raise bad
+    if t_origin is Literal:
+        if value not in typing.get_args(tp) or isinstance(value, bool):
+            raise bad
+        return value
+    if t_origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise bad
+        return [_convert(inner, v, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad
+        return _build(tp, value, origin, key + ".")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise TypeError(f"unsupported recipe field type {tp!r}")  # a bug in the schema, not user input
+
+
+def _build(cls: type, data: dict[str, Any], origin: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise UserError(
+                f"{origin}: unknown key {prefix}{key}{hint}; allowed in {prefix.rstrip('.') or 'the top level'}: "
+                + ", ".join(names)
+            )
+    kwargs = {k: _convert(hints[k], v, origin, prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _positive(value: int, key: str) -> None:
+    if value < 1:
+        raise UserError(f"{key}: must be a positive integer, got {value}")
+
+
+def _power_of_two(value: int, key: str, minimum: int) -> None:
+    if value < minimum or value & (value - 1):
+        raise UserError(f"{key}: must be a power of two >= {minimum}, got {value}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Files, inheritance and overrides.
+
+
+def builtin_recipe_dir() -> Path:
+    """The `recipes/` folder shipped with gancli (repository root in an editable install)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "recipes", here.parents[1] / "recipes"):
+        if candidate.is_dir():
+            return candidate
+    return here.parents[1] / "recipes"
+
+
+def builtin_recipes() -> list[str]:
+    return sorted(p.stem for p in builtin_recipe_dir().glob("*.yaml"))
+
+
+def find_recipe(spec: str, relative_to: Path | None = None) -> Path:
+    """A recipe path: as given, relative to `relative_to`, or the name of a built-in recipe."""
+    candidates = []
+    path = Path(spec).expanduser()
+    if relative_to is not None and not path.is_absolute():
+        candidates.append(relative_to / path)
+    candidates.append(path)
+    if not spec.endswith((".yaml", ".yml")) and "/" not in spec:
+        candidates.append(builtin_recipe_dir() / f"{spec}.yaml")
+    else:
+        candidates.append(builtin_recipe_dir() / path.name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+        if candidate.exists():
+            raise UserError(f"{candidate}: is a {'directory' if candidate.is_dir() else 'special file'}, expected a recipe YAML file")
+    raise UserError(
+        f"{spec}: recipe not found (give a path to a .yaml file or a built-in recipe: {', '.join(builtin_recipes())})"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: is not a text file (expected a YAML recipe)") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read recipe ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}: invalid YAML{at}: {problem}") from None
+    if data is None:
+        raise UserError(f"{path}: recipe is empty (expected a mapping with sections such as data, model, train)")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe must be a YAML mapping (key: value), got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_recipe_dict(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a recipe file and everything it inherits through `base:`, merged (child wins)."""
+    path = path.resolve()
+    if path in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, path))
+        raise UserError(f"{path}: `base:` inheritance loops ({cycle})")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise UserError(f"{path}: base: expected a file name (string), got {base!r}")
+    try:
+        base_path = find_recipe(base, relative_to=path.parent)
+    except UserError as e:
+        raise UserError(f"{path}: base: {e}") from None
+    return deep_merge(load_recipe_dict(base_path, (*_chain, path)), data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.batch=16` -> (['train', 'batch'], 16). Values are read as YAML scalars/lists."""
+    import yaml
+
+    if "=" not in text:
+        raise UserError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. --set train.batch=16")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. --set train.batch=16")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    data = deep_merge({}, data)
+    for keys, value in overrides:
+        node = data
+        for part in keys[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise UserError(f"--set {'.'.join(keys)}: {part} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_recipe(spec: str | Path, overrides: list[tuple[list[str], Any]] | None = None) -> Recipe:
+    """Find, read, inherit, override and validate a recipe."""
+    path = find_recipe(str(spec))
+    data = load_recipe_dict(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    data.setdefault("name", path.stem)
+    return Recipe.from_dict(data, origin=str(path))
+
+
+def field_comments() -> dict[str, str]:
+    """`section.key` -> the comment written beside the field in this file (for docs and --dry-run)."""
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    section_of = {
+        DataConfig: "data", ModelConfig: "model", LossConfig: "loss", AugmentConfig: "augment",
+        TrainConfig: "train", DistributedConfig: "distributed", MetricsConfig: "metrics", Recipe: "",
+    }
+    for cls, section in section_of.items():
+        for line in inspect.getsource(cls).splitlines():
+            m = re.match(r"\s+(\w+): .*?#\s*(.+)$", line)
+            if m:
+                comments[f"{section}.{m.group(1)}".lstrip(".")] = m.group(2).strip()
+    return comments

@@ -1,0 +1,27 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from gancli.cli import main
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out[-400:]!r}, err={self.err[-400:]!r})"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `gancli ARGS...` in-process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
