@@ -160,6 +160,46 @@ def list_recipes() -> None:
 # Latent-space commands (filled in by their issues; until then they say what they will do).
 
 
+def _load(ckpt: Path):
+    from gancli.models import load_generator
+
+    return load_generator(ckpt, device="cuda" if _cuda() else "cpu")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _make_outdir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _read_projected_w(path: Path, loaded):
+    """W latents from a `gancli project` file: projected_w.npz with 'w' [N, num_ws, w_dim]."""
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise UserError(f"--projected-w {path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            w = data["w"]
+    except (ValueError, KeyError, OSError) as e:
+        raise UserError(f"--projected-w {path}: not a projected-latent .npz with a 'w' array ({e})") from None
+    if loaded.is_style_based is False:
+        raise UserError(f"--projected-w: {loaded.path.name} has no mapping network")
+    expected = (loaded.G.num_ws, loaded.G.w_dim)
+    if w.ndim != 3 or tuple(w.shape[1:]) != expected:
+        raise UserError(f"--projected-w {path}: w has shape {list(w.shape)}, expected [N, {expected[0]}, {expected[1]}]")
+    device = next(loaded.G.parameters()).device
+    names = [f"projected{i:02d}.png" for i in range(w.shape[0])]
+    return torch.from_numpy(w.astype("float32")).to(device), names
+
+
 def _not_yet(command: str, what: str) -> None:
     raise NotYetAvailable(f"gancli {command} is not available in gancli {__version__} yet: {what}")
 
@@ -172,7 +212,7 @@ def _not_yet(command: str, what: str) -> None:
     )
 )
 def sample(
-    ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors)."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot)."),
     seeds: str = typer.Option("0-7", "--seeds", help="Seeds: 0-7,42 (ranges and lists)."),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi (1: none)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
@@ -184,7 +224,32 @@ def sample(
     projected_w: Optional[Path] = typer.Option(None, "--projected-w", help="Render a projected latent (.npz)."),
 ) -> None:
     """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
-    _not_yet("sample", "it will write one PNG per seed from a checkpoint's EMA generator, with truncation and noise control")
+    from gancli import explore
+    from gancli.latent import parse_seeds
+    from gancli.render import grid_shape, make_grid, save_png, to_uint8
+
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be a positive integer")
+    loaded = _load(ckpt)
+    if projected_w is not None:
+        ws, names = _read_projected_w(projected_w, loaded)
+        explore.check_noise_mode(noise_mode)
+        images = to_uint8(explore.synthesize_ws(loaded, ws, None, noise_mode, batch))
+    else:
+        seed_list = parse_seeds(seeds)
+        images = to_uint8(explore.sample(loaded, seed_list, psi=trunc, cutoff=trunc_cutoff, class_idx=class_idx,
+                                         noise_mode=noise_mode, batch=batch))
+        names = [f"seed{s:04d}.png" for s in seed_list]
+    _make_outdir(outdir)
+    if grid:
+        rows, cols = grid_shape(len(images), grid)
+        path = outdir / "grid.png"
+        save_png(make_grid(images, rows, cols), path)
+        _console().print(f"wrote {path} ({rows}x{cols} grid of {len(images)} images)")
+    else:
+        for image, name in zip(images, names):
+            save_png(image, outdir / name)
+        _console().print(f"wrote {len(images)} images to {outdir}/")
 
 
 @app.command(
@@ -199,10 +264,23 @@ def mix(
     cols: str = typer.Option(..., "--cols", help="Column seeds (their styles replace the chosen layers)."),
     styles: str = typer.Option("coarse", "--styles", help="Layers taken from the columns: 0-6, or coarse, middle, fine."),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output image."),
 ) -> None:
     """Style-mixing grid, as in the StyleGAN paper."""
-    _not_yet("mix", "it will write the style-mixing grid (columns' styles copied into rows' latents at the chosen layers)")
+    from gancli import explore
+    from gancli.latent import parse_seeds
+    from gancli.render import save_png
+
+    loaded = _load(ckpt)
+    explore.require_style(loaded, "mix")
+    layers = explore.parse_styles(styles, loaded.G.num_ws)
+    image = explore.style_mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), layers,
+                                   psi=trunc, class_idx=class_idx, noise_mode=noise_mode)
+    _make_outdir(out.parent)
+    save_png(image, out)
+    _console().print(f"wrote {out} (styles {styles}: layers {layers[0]}-{layers[-1]} from the columns)")
 
 
 @app.command(
@@ -219,13 +297,39 @@ def interpolate(
     kind: str = typer.Option("linear", "--kind", help="linear, slerp or cubic."),
     loop: bool = typer.Option(False, "--loop", help="Return to the first keyframe."),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     grid: Optional[str] = typer.Option(None, "--grid", help="A grid of walks, e.g. 2x2."),
     out: Path = typer.Option(Path("walk.gif"), "--out", help="walk.gif or walk.mp4."),
     fps: int = typer.Option(24, "--fps", help="Frames per second."),
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write every frame as PNG here."),
 ) -> None:
     """Latent walk between seeds, written as a GIF (or MP4)."""
-    _not_yet("interpolate", "it will write a GIF/MP4 walk between the seeds' latents")
+    from gancli import explore
+    from gancli.latent import parse_seeds
+    from gancli.render import grid_shape, save_animation, save_png, to_uint8
+
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        raise UserError(f"--out {out}: must end in .gif or .mp4")
+    if not 1 <= fps <= 100:
+        raise UserError(f"--fps {fps}: must be between 1 and 100")
+    loaded = _load(ckpt)
+    seed_list = parse_seeds(seeds)
+    walks = 1
+    if grid:
+        rows, cols = grid_shape(1, grid)
+        walks = rows * cols
+    # A grid of walks: walk i visits the keyframe seeds shifted by i * 1000 (distinct, reproducible).
+    all_frames = [to_uint8(explore.interpolation_frames(loaded, [s + 1000 * i for s in seed_list], frames=frames,
+                                                         space=space, kind=kind, loop=loop, psi=trunc,
+                                                         class_idx=class_idx)) for i in range(walks)]
+    frames_out = explore.animation_grid(all_frames, rows, cols) if grid else list(all_frames[0])
+    _make_outdir(out.parent)
+    if frames_dir is not None:
+        _make_outdir(frames_dir)
+        for i, frame in enumerate(frames_out):
+            save_png(frame, frames_dir / f"frame{i:05d}.png")
+    save_animation(frames_out, out, fps=fps)
+    _console().print(f"wrote {out} ({len(frames_out)} frames at {fps} fps)")
 
 
 @app.command(
@@ -239,10 +343,21 @@ def truncate(
     seeds: str = typer.Option("0-5", "--seeds", help="Seeds (rows)."),
     psi: str = typer.Option("-1:1:9", "--psi", help="START:STOP:COUNT or a list of psi values (columns)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     out: Path = typer.Option(Path("truncation.png"), "--out", help="Output image."),
 ) -> None:
     """Truncation sweep: a grid of seeds by psi values."""
-    _not_yet("truncate", "it will write a grid of seeds by truncation psi")
+    from gancli import explore
+    from gancli.latent import parse_seeds
+    from gancli.render import save_png
+
+    loaded = _load(ckpt)
+    seed_list = parse_seeds(seeds)
+    psis = explore.parse_psi(psi)
+    image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
+    _make_outdir(out.parent)
+    save_png(image, out)
+    _console().print(f"wrote {out} ({len(seed_list)} seeds x psi " + ", ".join(f"{p:g}" for p in psis) + ")")
 
 
 @app.command(

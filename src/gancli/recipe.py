@@ -59,14 +59,15 @@ class ModelConfig:
     w_dim: int = 512  # intermediate latent (W) size
     mapping_layers: int = 8  # fully connected layers in the mapping network
     mapping_lr_multiplier: float = 0.01  # learning-rate multiplier of the mapping network
+    w_avg_beta: float = 0.995  # decay of the tracked average W (for truncation), as official StyleGAN2
     channel_base: int = 32768  # feature maps at resolution r: min(channel_base / r, channel_max)
-    channel_max: int = 512
+    channel_max: int = 512  # upper bound on feature maps per layer
     num_fp16_res: int = 4  # run the N highest resolutions in float16 (GPU only; float32 on CPU)
     conv_clamp: Optional[float] = 256  # clamp convolution outputs to +-conv_clamp (null: off)
-    g_architecture: Literal["orig", "skip", "resnet"] = "skip"
-    d_architecture: Literal["orig", "skip", "resnet"] = "resnet"
+    g_architecture: Literal["orig", "skip", "resnet"] = "skip"  # generator: toRGB skips (StyleGAN2 default)
+    d_architecture: Literal["orig", "skip", "resnet"] = "resnet"  # discriminator: residual blocks (default)
     mbstd_group_size: int = 4  # minibatch standard deviation group size
-    mbstd_num_channels: int = 1  # minibatch standard deviation features
+    mbstd_num_channels: int = 1  # minibatch standard deviation features (0: off)
 
     def validate(self, where: str) -> None:
         for key in ("z_dim", "w_dim", "channel_base", "channel_max", "mbstd_group_size"):
@@ -132,7 +133,7 @@ class TrainConfig:
     snapshot_kimg: float = 200  # write a checkpoint every N kimg (and at the end)
     image_kimg: float = 50  # write a fake-image grid every N kimg
     grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # 'auto': the GPU when torch sees one
     threads: Optional[int] = None  # CPU threads for torch (null: torch's default)
 
     def validate(self, where: str) -> None:
@@ -457,3 +458,21 @@ def field_comments() -> dict[str, str]:
             if m:
                 comments[f"{section}.{m.group(1)}".lstrip(".")] = m.group(2).strip()
     return comments
+
+
+def schema_markdown() -> str:
+    """The recipe reference table (docs/recipes.md embeds it; a test keeps the two equal)."""
+    comments = field_comments()
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    defaults = Recipe().to_dict()
+    defaults.pop("format")
+    hints = typing.get_type_hints(Recipe)
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            section_hints = typing.get_type_hints(hints[key])
+            for sub, sub_value in value.items():
+                lines.append(f"| `{key}.{sub}` | {_type_name(section_hints[sub])} | `{sub_value!r}` | "
+                             f"{comments.get(f'{key}.{sub}', '')} |")
+        else:
+            lines.append(f"| `{key}` | {_type_name(hints[key])} | `{value!r}` | {comments.get(key, '')} |")
+    return "\n".join(lines)

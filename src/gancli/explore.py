@@ -1,0 +1,270 @@
+"""The latent-space commands' library: sample, style mixing, interpolation, truncation sweeps.
+
+Everything here uses the generator API only (`G(z, c)`; `mapping`/`synthesis` for style-based
+generators). Images for a seed never depend on the batch size or on the other seeds: each seed's
+latent comes from its own RandomState, and with `noise_mode='random'` each seed's noise is drawn
+from a generator seeded by the seed itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from gancli.errors import UserError
+from gancli.latent import z_from_seeds
+
+if TYPE_CHECKING:
+    from gancli.models import LoadedGenerator
+
+STYLE_PRESETS = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}  # StyleGAN paper, Sec. 3.1 (4^2-8^2, 16^2-32^2, 64^2+)
+
+
+def class_vector(loaded: LoadedGenerator, class_idx: int | None, n: int, device) -> torch.Tensor:
+    c_dim = loaded.G.c_dim
+    c = torch.zeros([n, c_dim], device=device)
+    if c_dim == 0:
+        if class_idx is not None:
+            raise UserError(f"--class {class_idx}: {loaded.path.name} is unconditional (it has no classes)")
+        return c
+    if class_idx is None:
+        raise UserError(f"{loaded.path.name} is class-conditional: choose a class with --class 0..{c_dim - 1}")
+    if not 0 <= class_idx < c_dim:
+        raise UserError(f"--class {class_idx}: must be in 0..{c_dim - 1} for {loaded.path.name}")
+    c[:, class_idx] = 1
+    return c
+
+
+def require_style(loaded: LoadedGenerator, command: str) -> None:
+    if not loaded.is_style_based:
+        raise UserError(f"gancli {command}: {loaded.path.name} has no mapping network (not a style-based generator)")
+
+
+def check_noise_mode(mode: str) -> str:
+    if mode not in ("const", "random", "none"):
+        raise UserError(f"--noise-mode {mode}: must be const, random or none")
+    return mode
+
+
+def check_trunc(loaded: LoadedGenerator, psi: float, cutoff: int | None) -> None:
+    if cutoff is not None and loaded.is_style_based and not 0 < cutoff <= loaded.G.num_ws:
+        raise UserError(f"--trunc-cutoff {cutoff}: must be in 1..{loaded.G.num_ws} (the generator has {loaded.G.num_ws} layers of W)")
+    if psi != 1 and not loaded.is_style_based:
+        raise UserError("--trunc: this generator has no mapping network; truncation by resampling arrives with BigGAN")
+
+
+@torch.no_grad()
+def synthesize_ws(loaded: LoadedGenerator, ws: torch.Tensor, seeds: list[int] | None, noise_mode: str,
+                  batch: int) -> torch.Tensor:
+    """Images for W latents [N, num_ws, w_dim]; per-seed noise when noise_mode is 'random'."""
+    G = loaded.G
+    out = []
+    if noise_mode == "random":
+        for i in range(ws.shape[0]):  # one image at a time so each seed's noise is its own
+            torch.manual_seed(seeds[i] if seeds is not None else i)
+            out.append(G.synthesis(ws[i: i + 1], noise_mode="random"))
+    else:
+        for chunk in ws.split(batch):
+            out.append(G.synthesis(chunk, noise_mode=noise_mode))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def seed_ws(loaded: LoadedGenerator, seeds: list[int], psi: float, cutoff: int | None, c: torch.Tensor,
+            batch: int) -> torch.Tensor:
+    G = loaded.G
+    device = c.device
+    z = z_from_seeds(seeds, G.z_dim, device)
+    return torch.cat([G.mapping(zc, cc, truncation_psi=psi, truncation_cutoff=cutoff)
+                      for zc, cc in zip(z.split(batch), c.split(batch))])
+
+
+@torch.no_grad()
+def sample(loaded: LoadedGenerator, seeds: list[int], *, psi: float = 1.0, cutoff: int | None = None,
+           class_idx: int | None = None, noise_mode: str = "const", batch: int = 16) -> torch.Tensor:
+    """NCHW float images for the seeds."""
+    check_noise_mode(noise_mode)
+    check_trunc(loaded, psi, cutoff)
+    device = next(loaded.G.parameters()).device
+    c = class_vector(loaded, class_idx, len(seeds), device)
+    if not loaded.is_style_based:
+        z = z_from_seeds(seeds, loaded.G.z_dim, device)
+        return torch.cat([loaded.G(zc, cc) for zc, cc in zip(z.split(batch), c.split(batch))])
+    ws = seed_ws(loaded, seeds, psi, cutoff, c, batch)
+    return synthesize_ws(loaded, ws, seeds, noise_mode, batch)
+
+
+def parse_styles(text: str, num_ws: int) -> list[int]:
+    """'0-6', '8,9', or a preset (coarse, middle, fine) -> layer indices into W+."""
+    if text in STYLE_PRESETS:
+        lo, hi = STYLE_PRESETS[text]
+        layers = list(range(lo, min(hi if hi is not None else num_ws, num_ws)))
+        if not layers:
+            raise UserError(f"--styles {text}: this generator has only {num_ws} layers of W; {text} selects none")
+        return layers
+    from gancli.latent import parse_seeds
+
+    layers = parse_seeds(text, option="--styles")
+    bad = [i for i in layers if i >= num_ws]
+    if bad:
+        raise UserError(f"--styles {text}: layer {bad[0]} does not exist; this generator has layers 0..{num_ws - 1} "
+                        "(or use coarse, middle, fine)")
+    return layers
+
+
+@torch.no_grad()
+def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], styles: list[int], *,
+                   psi: float = 1.0, class_idx: int | None = None, noise_mode: str = "const", batch: int = 16) -> np.ndarray:
+    """The StyleGAN paper's style-mixing figure as one uint8 image (HWC).
+
+    Top row: the column seeds' images; left column: the row seeds' images; cell (r, c): row r's W
+    with the layers in `styles` taken from column c's W. The top-left corner is white.
+    """
+    from gancli.render import make_grid, to_uint8
+
+    require_style(loaded, "mix")
+    check_noise_mode(noise_mode)
+    device = next(loaded.G.parameters()).device
+    all_seeds = list(dict.fromkeys(rows + cols))
+    c = class_vector(loaded, class_idx, len(all_seeds), device)
+    ws = seed_ws(loaded, all_seeds, psi, None, c, batch)
+    w_of = {s: ws[i] for i, s in enumerate(all_seeds)}
+    base_ws = torch.stack([w_of[s] for s in rows + cols])
+    mixed = []
+    for r in rows:
+        for col in cols:
+            w = w_of[r].clone()
+            w[styles] = w_of[col][styles]
+            mixed.append(w)
+    mixed_ws = torch.stack(mixed)
+    base = to_uint8(synthesize_ws(loaded, base_ws, rows + cols, noise_mode, batch))
+    cells = to_uint8(synthesize_ws(loaded, mixed_ws, [r for r in rows for _ in cols], noise_mode, batch))
+    h, w, ch = base.shape[1:]
+    blank = np.full((1, h, w, ch), 255, dtype=np.uint8)
+    tiles = [blank, base[len(rows):]]
+    for i in range(len(rows)):
+        tiles.append(base[i: i + 1])
+        tiles.append(cells[i * len(cols): (i + 1) * len(cols)])
+    return make_grid(np.concatenate(tiles), len(rows) + 1, len(cols) + 1)
+
+
+def parse_psi(text: str) -> list[float]:
+    """'-1:1:9' (start:stop:count, inclusive) or '1,0.7,0.5' -> list of psi values."""
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            n = int(count)
+            if n < 1:
+                raise ValueError
+            return [float(v) for v in np.linspace(float(start), float(stop), n)]
+        values = [float(v) for v in text.split(",") if v.strip()]
+        if not values:
+            raise ValueError
+        return values
+    except ValueError:
+        raise UserError(f"--psi {text}: expected START:STOP:COUNT (e.g. -1:1:9) or a list (e.g. 1,0.7,0.5)") from None
+
+
+@torch.no_grad()
+def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float], *, cutoff: int | None = None,
+                    class_idx: int | None = None, noise_mode: str = "const", batch: int = 16) -> np.ndarray:
+    """Rows: seeds; columns: psi values. W-space truncation toward w_avg (with cutoff)."""
+    from gancli.render import make_grid, to_uint8
+
+    require_style(loaded, "truncate")
+    check_trunc(loaded, 1.0, cutoff)
+    device = next(loaded.G.parameters()).device
+    c = class_vector(loaded, class_idx, len(seeds), device)
+    ws = seed_ws(loaded, seeds, 1.0, None, c, batch)
+    w_avg = loaded.G.mapping.w_avg
+    n_trunc = ws.shape[1] if cutoff is None else cutoff
+    rows = []
+    for psi in psis:
+        w = ws.clone()
+        w[:, :n_trunc] = w_avg.lerp(ws[:, :n_trunc], psi)
+        rows.append(w)
+    all_ws = torch.stack(rows, dim=1).reshape(-1, *ws.shape[1:])  # seed-major: row = seed
+    images = to_uint8(synthesize_ws(loaded, all_ws, [s for s in seeds for _ in psis], noise_mode, batch))
+    return make_grid(images, len(seeds), len(psis))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation along the last dimension (falls back to lerp for parallel vectors)."""
+    a_n = a / a.norm(dim=-1, keepdim=True)
+    b_n = b / b.norm(dim=-1, keepdim=True)
+    dot = (a_n * b_n).sum(-1, keepdim=True).clamp(-1, 1)
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    safe = so.abs() > 1e-6
+    wa = torch.where(safe, torch.sin((1 - t) * omega) / so.where(safe, torch.ones_like(so)), torch.full_like(so, 1 - t))
+    wb = torch.where(safe, torch.sin(t * omega) / so.where(safe, torch.ones_like(so)), torch.full_like(so, t))
+    return wa * a + wb * b
+
+
+def path_points(keys: torch.Tensor, frames: int, kind: str, loop: bool) -> torch.Tensor:
+    """Latents along a path through keyframes [K, ...]: `frames` steps per segment.
+
+    linear and slerp interpolate each segment; cubic is a Catmull-Rom spline through the keyframes
+    (smooth velocity at keyframes). The last keyframe is included unless the path loops.
+    """
+    if kind not in ("linear", "slerp", "cubic"):
+        raise UserError(f"--kind {kind}: must be linear, slerp or cubic")
+    if frames < 1:
+        raise UserError(f"--frames {frames}: must be at least 1")
+    k = keys.shape[0]
+    segments = k if loop else k - 1
+    out = []
+    for s in range(segments):
+        for f in range(frames):
+            t = f / frames
+            i0, i1 = s, (s + 1) % k
+            if kind == "linear":
+                out.append(keys[i0].lerp(keys[i1], t))
+            elif kind == "slerp":
+                out.append(slerp(keys[i0], keys[i1], t))
+            else:
+                im1 = (s - 1) % k if loop else max(s - 1, 0)
+                i2 = (s + 2) % k if loop else min(s + 2, k - 1)
+                p0, p1, p2, p3 = keys[im1], keys[i0], keys[i1], keys[i2]
+                t2, t3 = t * t, t * t * t
+                out.append(0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3))
+    if not loop:
+        out.append(keys[-1])
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: int = 40, space: str = "w",
+                         kind: str = "linear", loop: bool = False, psi: float = 1.0, class_idx: int | None = None,
+                         batch: int = 16) -> torch.Tensor:
+    """Images [F, C, H, W] along a walk through the seeds' latents in Z or W."""
+    if space not in ("z", "w"):
+        raise UserError(f"--space {space}: must be z or w")
+    if len(seeds) < 2:
+        raise UserError("--seeds: an interpolation needs at least two seeds, e.g. --seeds 1,5")
+    check_trunc(loaded, psi, None)
+    G = loaded.G
+    device = next(G.parameters()).device
+    z = z_from_seeds(seeds, G.z_dim, device)
+    if space == "w":
+        require_style(loaded, "interpolate --space w")
+        c = class_vector(loaded, class_idx, len(seeds), device)
+        keys = G.mapping(z, c, truncation_psi=psi)[:, 0]  # W (all layers equal before mixing)
+        points = path_points(keys, frames, kind, loop)
+        ws = points[:, None, :].repeat(1, G.num_ws, 1)
+        return synthesize_ws(loaded, ws, None, "const", batch)
+    points = path_points(z, frames, kind if kind != "linear" else "linear", loop)
+    c = class_vector(loaded, class_idx, points.shape[0], device)
+    if loaded.is_style_based:
+        ws = torch.cat([G.mapping(p, cc, truncation_psi=psi) for p, cc in zip(points.split(batch), c.split(batch))])
+        return synthesize_ws(loaded, ws, None, "const", batch)
+    return torch.cat([G(p, cc) for p, cc in zip(points.split(batch), c.split(batch))])
+
+
+def animation_grid(walks: list[np.ndarray], rows: int, cols: int) -> list[np.ndarray]:
+    """Tile several equally long walks (each [F, H, W, C] uint8) into one walk of grids."""
+    from gancli.render import make_grid
+
+    return [make_grid(np.stack([w[f] for w in walks]), rows, cols) for f in range(walks[0].shape[0])]

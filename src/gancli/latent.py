@@ -1,0 +1,52 @@
+"""Latents: seeds -> z (the official convention), seed lists, truncation values.
+
+Seed `s` means `z = numpy.random.RandomState(s).randn(z_dim)`, as in the official StyleGAN tools, so an
+imported official network gives the same image for the same seed, and the image for a seed never
+depends on the batch size or the other seeds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gancli.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+MAX_SEED = 2**32 - 1
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """'0-7,42' -> [0, 1, ..., 7, 42]. Ranges are inclusive; order and repeats are kept."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                lo_i, hi_i = int(lo), int(hi)
+                if hi_i < lo_i:
+                    raise UserError(f"{option} {text}: range {part} goes backwards")
+                seeds.extend(range(lo_i, hi_i + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise UserError(f"{option} {text}: {part!r} is not a seed; use integers and ranges like 0-7,42") from None
+    if not seeds:
+        raise UserError(f"{option} {text!r}: no seeds given; use integers and ranges like 0-7,42")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise UserError(f"{option} {text}: seed {bad[0]} is outside 0..{MAX_SEED}")
+    return seeds
+
+
+def z_from_seeds(seeds: list[int], z_dim: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """[N, z_dim] float32 latents, one RandomState per seed (independent of batch and order)."""
+    import numpy as np
+    import torch
+
+    z = np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])
+    return torch.from_numpy(z).to(device=device, dtype=torch.float32)

@@ -1,0 +1,136 @@
+"""Adversarial losses and regularizers, as small pieces that a paper's training composes.
+
+StyleGAN2 (Karras et al. 2020) uses the non-saturating logistic loss, R1 on reals (lazy), path-length
+regularization on G (lazy) and style mixing. Each piece below is a function of tensors; `StyleGAN2Loss`
+wires them into the four training phases (Gmain, Greg, Dmain, Dreg).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log(sigmoid(D(G(z)))) per sample (Goodfellow et al. 2014, non-saturating)."""
+    return F.softplus(-fake_logits)
+
+
+def d_logistic_fake(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log(1 - sigmoid(D(G(z)))) per sample."""
+    return F.softplus(fake_logits)
+
+
+def d_logistic_real(real_logits: torch.Tensor) -> torch.Tensor:
+    """-log(sigmoid(D(x))) per sample."""
+    return F.softplus(-real_logits)
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """||grad_x D(x)||^2 per sample (Mescheder et al. 2018); `real_images` must require grad."""
+    (grads,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True, only_inputs=True)
+    return grads.square().sum(dim=[1, 2, 3])
+
+
+def path_lengths(images: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    """|J_w^T y| per sample for random image-space y ~ N(0, I) / sqrt(H W) (StyleGAN2, Sec. 3.2)."""
+    noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+    (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True, only_inputs=True)
+    return grads.square().sum(dim=2).mean(dim=1).sqrt()
+
+
+@dataclass
+class LossStats:
+    """Sums of per-phase losses since the last read (tensors, so reading them is the only sync)."""
+
+    values: dict[str, torch.Tensor]
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().float().mean()
+        self.values[name] = self.values[name] + value if name in self.values else value
+
+
+class StyleGAN2Loss:
+    """Non-saturating logistic loss with R1, path-length and style-mixing regularization.
+
+    `pl_mean` (the running mean path length) is training state: it is saved and restored on resume.
+    """
+
+    def __init__(self, G, D, *, r1_gamma: float, pl_weight: float, pl_decay: float, pl_batch_shrink: int,
+                 style_mixing_prob: float, augment=None):
+        self.G, self.D = G, D
+        self.r1_gamma = r1_gamma
+        self.pl_weight = pl_weight
+        self.pl_decay = pl_decay
+        self.pl_batch_shrink = pl_batch_shrink
+        self.style_mixing_prob = style_mixing_prob
+        self.augment = augment  # callable on images seen by D (ADA), or None
+        self.pl_mean = torch.zeros([])
+
+    def to(self, device) -> StyleGAN2Loss:
+        self.pl_mean = self.pl_mean.to(device)
+        return self
+
+    def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        ws = self.G.mapping(z, c, update_emas=update_emas)
+        if self.style_mixing_prob > 0:
+            num_ws = ws.shape[1]
+            cutoff = int(torch.randint(1, num_ws, [])) if num_ws > 1 else num_ws
+            if float(torch.rand([])) >= self.style_mixing_prob:
+                cutoff = num_ws
+            if cutoff < num_ws:
+                mixed = self.G.mapping(torch.randn_like(z), c, update_emas=False)
+                ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+        return self.G.synthesis(ws, noise_mode="random"), ws
+
+    def run_D(self, images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.augment is not None:
+            images = self.augment(images)
+        return self.D(images, c)
+
+    def accumulate_gradients(self, phase: str, real: torch.Tensor, real_c: torch.Tensor, z: torch.Tensor,
+                             c: torch.Tensor, gain: float, stats: LossStats) -> None:
+        """Backpropagate one phase's loss for one accumulation round, scaled by `gain`."""
+        if phase == "Gmain":
+            fake, _ = self.run_G(z, c)
+            loss = g_nonsaturating(self.run_D(fake, c))
+            stats.add("loss/G", loss)
+            loss.mean().mul(gain).backward()
+        elif phase == "Greg":
+            n = max(z.shape[0] // self.pl_batch_shrink, 1)
+            fake, ws = self.run_G(z[:n], c[:n])
+            lengths = path_lengths(fake, ws)
+            self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), self.pl_decay))
+            penalty = (lengths - self.pl_mean).square()
+            stats.add("loss/pl_penalty", penalty)
+            # fake[:, 0, 0, 0] * 0 keeps every synthesis parameter in the graph (DDP needs all grads).
+            (fake[:, 0, 0, 0] * 0 + penalty * self.pl_weight).mean().mul(gain).backward()
+        elif phase in ("Dmain", "Dreg", "Dboth"):
+            do_main = phase in ("Dmain", "Dboth")
+            do_r1 = phase in ("Dreg", "Dboth") and self.r1_gamma > 0
+            loss_fake = torch.zeros([], device=real.device)
+            if do_main:
+                with torch.no_grad():
+                    fake, _ = self.run_G(z, c)
+                loss_fake = d_logistic_fake(self.run_D(fake, c))
+                stats.add("loss/D_fake", loss_fake)
+                loss_fake.mean().mul(gain).backward()
+            real_in = real.detach().requires_grad_(do_r1)
+            real_logits = self.run_D(real_in, real_c)
+            loss = real_logits * 0
+            if do_main:
+                loss_real = d_logistic_real(real_logits)
+                stats.add("loss/D_real", loss_real)
+                stats.add("loss/D", loss_real + loss_fake.mean())
+                stats.add("scores/real", real_logits)
+                loss = loss + loss_real
+            if do_r1:
+                penalty = r1_penalty(real_logits, real_in)
+                stats.add("loss/r1_penalty", penalty)
+                loss = loss + penalty[:, None] * (self.r1_gamma / 2)
+            loss.mean().mul(gain).backward()
+        else:
+            raise ValueError(f"unknown training phase {phase!r}")

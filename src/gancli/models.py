@@ -1,0 +1,86 @@
+"""From recipe to networks, and from checkpoint to a ready generator.
+
+Commands never reach into a paper's module: they call `load_generator` and use the generator API
+(`G(z, c)`, and for style-based generators `mapping`, `synthesis`, `num_ws`, `w_avg`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gancli.errors import UserError
+from gancli.recipe import Recipe
+
+
+def build_networks(recipe: Recipe, c_dim: int, img_channels: int = 3):
+    """(G, D) for the recipe's model kind, resolution and label count. Weights are freshly initialised."""
+    m = recipe.model
+    if m.kind == "stylegan2":
+        from gancli.nets.stylegan2 import Discriminator, Generator
+
+        G = Generator(
+            z_dim=m.z_dim, c_dim=c_dim, w_dim=m.w_dim, img_resolution=recipe.data.resolution,
+            img_channels=img_channels,
+            mapping_kwargs=dict(num_layers=m.mapping_layers, lr_multiplier=m.mapping_lr_multiplier, w_avg_beta=m.w_avg_beta),
+            synthesis_kwargs=dict(channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=m.num_fp16_res,
+                                  conv_clamp=m.conv_clamp, architecture=m.g_architecture),
+        )
+        D = Discriminator(
+            c_dim=c_dim, img_resolution=recipe.data.resolution, img_channels=img_channels,
+            architecture=m.d_architecture, channel_base=m.channel_base, channel_max=m.channel_max,
+            num_fp16_res=m.num_fp16_res, conv_clamp=m.conv_clamp,
+            epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size, mbstd_num_channels=m.mbstd_num_channels),
+        )
+        return G, D
+    raise UserError(f"model.kind: {m.kind!r} is not available in this gancli")
+
+
+def build_generator(recipe: Recipe, c_dim: int, img_channels: int = 3):
+    return build_networks(recipe, c_dim, img_channels)[0]
+
+
+@dataclass
+class LoadedGenerator:
+    G: Any  # torch.nn.Module with the generator API, in eval mode
+    recipe: Recipe
+    meta: dict
+    path: Path
+
+    @property
+    def is_style_based(self) -> bool:
+        return hasattr(self.G, "mapping") and hasattr(self.G, "synthesis")
+
+
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """A snapshot file, or a run directory (its latest snapshot)."""
+    from gancli.train.checkpoint import latest_checkpoint
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise UserError(f"{path}: no complete snapshot-*.safetensors checkpoint in this run directory")
+        return found.snapshot
+    return path
+
+
+def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") -> LoadedGenerator:
+    """Build the generator a checkpoint describes and load its weights (EMA weights by default)."""
+    from gancli.train.checkpoint import load_snapshot
+
+    path = resolve_checkpoint(spec)
+    snap = load_snapshot(path)
+    recipe = Recipe.from_dict(snap.recipe, origin=f"{path} (embedded recipe)")
+    meta = snap.meta
+    G = build_generator(recipe, c_dim=int(meta.get("c_dim", 0)), img_channels=int(meta.get("img_channels", 3)))
+    state = snap.modules.get(which)
+    if state is None:
+        raise UserError(f"{path}: has no {which} weights (it holds {', '.join(sorted(snap.modules))})")
+    missing, unexpected = G.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"{path}: {which} weights do not match the embedded recipe "
+                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    G.eval().requires_grad_(False).to(device)
+    return LoadedGenerator(G=G, recipe=recipe, meta=meta, path=path)

@@ -1,0 +1,364 @@
+"""The training loop: phases with lazy regularization, gradient accumulation, EMA, snapshots, exact resume.
+
+One training step (a minibatch of `train.batch` reals) runs the phases in order: Gmain, Greg, Dmain,
+Dreg (Karras et al. 2020, lazy regularization: a regularization phase runs every `interval` steps with
+its loss scaled by `interval`, and the optimizer's lr and betas are corrected by interval/(interval+1)).
+Each phase accumulates gradients over `batch / batch_gpu` rounds, then takes one Adam step.
+
+Every random draw in step `k` comes from generators seeded by (train.seed, k), and the data order is a
+function of (train.seed, position), so a run resumed from a checkpoint continues exactly as if it had
+never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from gancli.errors import UserError
+from gancli.losses import LossStats, StyleGAN2Loss
+from gancli.recipe import Recipe
+
+
+class TrainingDiverged(UserError):
+    """NaN or inf in a loss or a weight; nothing broken is saved."""
+
+    exit_code = 1
+
+
+@dataclass
+class Phase:
+    name: str  # 'G' or 'D' followed by 'main', 'reg' or 'both'
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+    interval: int  # run when step % interval == 0
+    parts: list[str]  # loss phases accumulated into this optimizer step
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps (minibatches) done
+    cur_nimg: int = 0  # real images shown to D
+    wall_time: float = 0.0  # seconds of training before this session
+    extra: dict = field(default_factory=dict)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A 63-bit seed for step `step` of a run seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(2, dtype=np.uint32).astype(np.uint64) @ [1 << 31, 1])
+
+
+def resolve_device(recipe: Recipe) -> torch.device:
+    want = recipe.train.device
+    if want == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device: 'cuda' was asked for but torch sees no CUDA device (use auto or cpu)")
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(want)
+
+
+class Trainer:
+    """Owns the networks, optimizers and loss of one run; `run()` trains until total_kimg or a stop request."""
+
+    def __init__(self, recipe: Recipe, dataset, run_dir: Path, *, device: torch.device | None = None,
+                 console=None, progress: bool = True):
+        from gancli.models import build_networks
+
+        self.recipe = recipe
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.device = device or resolve_device(recipe)
+        self.console = console
+        self.show_progress = progress
+        self.stop_requested: Callable[[], bool] = lambda: False
+        t = recipe.train
+        if t.d_steps != 1:
+            raise UserError(f"train.d_steps: StyleGAN2 trains with one D step per G step, got {t.d_steps}")
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)
+        self.c_dim = dataset.c_dim if recipe.data.use_labels else 0
+        self.G, self.D = build_networks(recipe, c_dim=self.c_dim, img_channels=dataset.num_channels)
+        self.G.train().requires_grad_(False).to(self.device)
+        self.D.train().requires_grad_(False).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        loss = recipe.loss
+        self.loss = StyleGAN2Loss(self.G, self.D, r1_gamma=loss.r1_gamma, pl_weight=loss.pl_weight,
+                                  pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink,
+                                  style_mixing_prob=loss.style_mixing_prob).to(self.device)
+        self.phases = self._make_phases()
+        self.state = TrainState()
+        self.batch = t.batch
+        self.batch_gpu = t.batch_gpu or t.batch
+        if self.batch % self.batch_gpu:
+            raise UserError(f"train.batch_gpu ({self.batch_gpu}) must divide train.batch ({self.batch})")
+        self.total_nimg = int(round(t.total_kimg * 1000))
+        self.grid_z, self.grid_c = self._grid_latents()
+
+    # ----------------------------------------------------------------------------------------------
+    # Setup
+
+    def _make_phases(self) -> list[Phase]:
+        t, loss = self.recipe.train, self.recipe.loss
+        phases = []
+        for prefix, module, lr, weight, interval in (
+            ("G", self.G, t.g_lr, loss.pl_weight, loss.pl_interval),
+            ("D", self.D, t.d_lr, loss.r1_gamma, loss.r1_interval),
+        ):
+            betas = tuple(t.betas)
+            if weight > 0 and interval > 1:  # lazy regularization (StyleGAN2 Appendix B)
+                ratio = interval / (interval + 1)
+                opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b ** ratio for b in betas), eps=t.eps)
+                phases.append(Phase(prefix + "main", module, opt, 1, [prefix + "main"]))
+                phases.append(Phase(prefix + "reg", module, opt, interval, [prefix + "reg"]))
+            else:
+                opt = torch.optim.Adam(module.parameters(), lr=lr, betas=betas, eps=t.eps)
+                parts = [prefix + "main"] + ([prefix + "reg"] if weight > 0 else [])
+                if prefix == "D" and len(parts) == 2:
+                    parts = ["Dboth"]
+                phases.append(Phase(prefix + ("both" if weight > 0 else "main"), module, opt, 1, parts))
+        return phases
+
+    def _grid_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from gancli.latent import z_from_seeds
+
+        res = self.recipe.data.resolution
+        n = self.recipe.train.grid_seeds or int(np.clip(2048 // res, 8, 32)) * int(np.clip(1024 // res, 4, 32)) // 2
+        self.grid_size = n
+        z = z_from_seeds(list(range(n)), self.G.z_dim, self.device)
+        c = torch.zeros([n, self.c_dim], device=self.device)
+        if self.c_dim:
+            c[torch.arange(n), torch.arange(n) % self.c_dim] = 1
+        return z, c
+
+    # ----------------------------------------------------------------------------------------------
+    # State (resume)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.phases[0].opt, "D": next(p.opt for p in self.phases if p.name.startswith("D"))}
+
+    def snapshot_modules(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {name: {k: v.detach().cpu() for k, v in m.state_dict().items()}
+                for name, m in (("G_ema", self.G_ema), ("G", self.G), ("D", self.D))}
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "step": self.state.step,
+            "cur_nimg": self.state.cur_nimg,
+            "wall_time": self.state.wall_time + (time.time() - self._session_start if hasattr(self, "_session_start") else 0.0),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers().items()},
+            "pl_mean": self.loss.pl_mean.detach().cpu(),
+            "data_position": self.state.cur_nimg,
+        }
+
+    def load(self, modules: dict[str, dict[str, torch.Tensor]], state: dict[str, Any], origin: str) -> None:
+        for name, module in (("G_ema", self.G_ema), ("G", self.G), ("D", self.D)):
+            if name not in modules:
+                raise UserError(f"{origin}: has no {name} weights; cannot resume training from it")
+            try:
+                module.load_state_dict(modules[name], strict=True)
+            except RuntimeError as e:
+                raise UserError(f"{origin}: {name} weights do not fit the recipe's networks ({str(e).splitlines()[0]})") from None
+        try:
+            for key, opt in self.optimizers().items():
+                opt.load_state_dict(state["optimizers"][key])
+            self.loss.pl_mean.copy_(state["pl_mean"].to(self.device))
+            self.state = TrainState(step=int(state["step"]), cur_nimg=int(state["cur_nimg"]),
+                                    wall_time=float(state.get("wall_time", 0.0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{origin}: training state is incomplete or from another gancli version ({e})") from None
+
+    # ----------------------------------------------------------------------------------------------
+    # One step
+
+    def _fake_labels(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        if not self.c_dim:
+            return torch.zeros([n, 0], device=self.device)
+        labels = torch.as_tensor(self.dataset.labels)
+        idx = torch.randint(len(labels), [n], generator=gen)
+        return labels[idx].to(self.device)
+
+    def train_step(self, reals: torch.Tensor, real_c: torch.Tensor, stats: LossStats) -> None:
+        step = self.state.step
+        torch.manual_seed(step_seed(self.recipe.train.seed, step))  # noise inputs, mixing cutoffs, pl noise
+        gen = torch.Generator().manual_seed(step_seed(self.recipe.train.seed + 1, step))
+        reals = reals.to(self.device, non_blocking=True)
+        real_c = real_c.to(self.device)
+        n = reals.shape[0]
+        all_z = torch.randn([len(self.phases), n, self.G.z_dim], generator=gen).to(self.device)
+        all_c = [self._fake_labels(n, gen) for _ in self.phases]
+        rounds = list(zip(reals.split(self.batch_gpu), real_c.split(self.batch_gpu)))
+        for phase, z, c in zip(self.phases, all_z, all_c):
+            if step % phase.interval:
+                continue
+            phase.opt.zero_grad(set_to_none=True)
+            phase.module.requires_grad_(True)
+            for (real_r, real_c_r), z_r, c_r in zip(rounds, z.split(self.batch_gpu), c.split(self.batch_gpu)):
+                for part in phase.parts:
+                    self.loss.accumulate_gradients(part, real_r, real_c_r, z_r, c_r, gain=phase.interval, stats=stats)
+            phase.module.requires_grad_(False)
+            for p in phase.module.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+            phase.opt.step()
+        self._update_ema()
+        self.state.cur_nimg += n
+        self.state.step += 1
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        t = self.recipe.train
+        ema_nimg = t.ema_kimg * 1000
+        if t.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.state.cur_nimg * t.ema_rampup)
+        beta = 0.5 ** (self.batch / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # ----------------------------------------------------------------------------------------------
+    # Outputs
+
+    @torch.no_grad()
+    def render_grid(self) -> np.ndarray:
+        from gancli.render import grid_shape, make_grid, to_uint8
+
+        images = [self.G_ema(z, c, noise_mode="const") for z, c in zip(self.grid_z.split(16), self.grid_c.split(16))]
+        rows, cols = grid_shape(self.grid_size)
+        return make_grid(to_uint8(torch.cat(images)), rows, cols)
+
+    def save_reals_grid(self) -> None:
+        from gancli.render import grid_shape, make_grid, save_png
+
+        n = min(self.grid_size, self.dataset.num_images)
+        images = np.stack([self.dataset[i][0] for i in range(n)]).transpose(0, 2, 3, 1)
+        rows, cols = grid_shape(self.grid_size)
+        save_png(make_grid(images, rows, cols), self.run_dir / "reals.png")
+
+    def check_finite(self) -> None:
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            for pname, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise TrainingDiverged(
+                        f"training diverged at step {self.state.step} ({self.state.cur_nimg / 1000:.1f} kimg): "
+                        f"{name}.{pname} has NaN/inf values; the last good checkpoint in {self.run_dir} is kept"
+                    )
+
+    def save_checkpoint(self) -> Path:
+        """Snapshot (weights + recipe) and training state, both atomic; never saves NaN/inf weights."""
+        from gancli.train.checkpoint import save_checkpoint
+
+        self.check_finite()
+        meta = {
+            "kimg": self.state.cur_nimg / 1000, "step": self.state.step, "cur_nimg": self.state.cur_nimg,
+            "c_dim": self.c_dim, "img_channels": self.dataset.num_channels, "resolution": self.recipe.data.resolution,
+            "dataset": self.recipe.data.source, "num_ws": int(getattr(self.G, "num_ws", 0)),
+        }
+        pair = save_checkpoint(self.run_dir, self.state.cur_nimg // 1000, modules=self.snapshot_modules(),
+                               recipe=self.recipe.to_dict(), meta=meta, state=self.training_state())
+        return pair.snapshot
+
+    # ----------------------------------------------------------------------------------------------
+    # The loop
+
+    def run(self, log=None) -> str:
+        """Train until total_kimg (returns 'done') or until a stop is requested (returns 'stopped')."""
+        from gancli.data import batches
+        from gancli.render import save_png
+
+        t = self.recipe.train
+        snap_nimg = int(t.snapshot_kimg * 1000)
+        image_nimg = int(t.image_kimg * 1000)
+        next_snap = (self.state.cur_nimg // snap_nimg + 1) * snap_nimg
+        next_image = (self.state.cur_nimg // image_nimg + 1) * image_nimg
+        if self.state.cur_nimg == 0:
+            self.save_reals_grid()
+            save_png(self.render_grid(), self.run_dir / "fakes-000000.png")
+        data = batches(self.dataset, self.batch, seed=t.seed, start_index=self.state.cur_nimg)
+        self._session_start = time.time()
+        stats = LossStats({})
+        tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0
+        outcome = "done" if self.state.cur_nimg >= self.total_nimg else ""
+        with _Progress(self.total_nimg, self.state.cur_nimg, enabled=self.show_progress, console=self.console) as bar:
+            while not outcome:
+                reals, real_c = next(data)
+                self.train_step(reals, real_c, stats)
+                tick_steps += 1
+                cur = self.state.cur_nimg
+                done = cur >= self.total_nimg
+                stop = self.stop_requested()
+                snapshot_due = cur >= next_snap or done or stop
+                if tick_steps >= 10 or snapshot_due or cur >= next_image or time.time() - tick_start > 5:
+                    values = {k: float(v) / tick_steps for k, v in stats.values.items()}
+                    bad = [k for k, v in values.items() if not math.isfinite(v)]
+                    if bad:
+                        raise TrainingDiverged(
+                            f"training diverged at step {self.state.step} ({cur / 1000:.1f} kimg): {bad[0]} is "
+                            f"{values[bad[0]]}; the last good checkpoint in {self.run_dir} is kept"
+                        )
+                    elapsed = time.time() - tick_start
+                    rate = (cur - tick_nimg) / max(elapsed, 1e-9)
+                    record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
+                              "pl_mean": round(float(self.loss.pl_mean), 5), **{k: round(v, 5) for k, v in values.items()}}
+                    if log is not None:
+                        log.log(**record)
+                    bar.update(cur, rate, values)
+                    stats = LossStats({})
+                    tick_start, tick_nimg, tick_steps = time.time(), cur, 0
+                if cur >= next_image or done or stop:
+                    save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
+                    next_image = (cur // image_nimg + 1) * image_nimg
+                if snapshot_due:
+                    path = self.save_checkpoint()
+                    if log is not None:
+                        log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
+                    next_snap = (cur // snap_nimg + 1) * snap_nimg
+                if done:
+                    outcome = "done"
+                elif stop:
+                    outcome = "stopped"
+        return outcome
+
+
+class _Progress:
+    """A rich progress bar: kimg, images/s, ETA and the latest losses. Silent when disabled."""
+
+    def __init__(self, total_nimg: int, start_nimg: int, enabled: bool, console=None):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[kimg]}[/bold] kimg"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"), console=console, transient=False,
+        )
+        self.task = self.progress.add_task("train", total=total_nimg, completed=start_nimg,
+                                           kimg=f"{start_nimg / 1000:.1f}/{total_nimg / 1000:g}", rate="-", losses="")
+        self.total = total_nimg
+
+    def __enter__(self):
+        if self.enabled:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.__exit__(*exc)
+
+    def update(self, cur_nimg: int, rate: float, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        shown = ("loss/G", "loss/D", "loss/r1_penalty", "loss/pl_penalty", "augment/p")
+        losses = "  ".join(f"{k.split('/')[-1]} {values[k]:.3f}" for k in shown if k in values)
+        self.progress.update(self.task, completed=cur_nimg, kimg=f"{cur_nimg / 1000:.1f}/{self.total / 1000:g}",
+                             rate=f"{rate:.1f}", losses=losses)

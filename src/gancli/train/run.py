@@ -1,0 +1,115 @@
+"""`gancli train`: run directory, dataset, resume, signals; the loop itself is in `loop.py`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from gancli.errors import UserError
+from gancli.recipe import Recipe
+
+# Keys whose value may change when a run is resumed; anything else must match for an exact resume.
+RESUMABLE_CHANGES = {("train", "total_kimg"), ("train", "snapshot_kimg"), ("train", "image_kimg"), ("train", "threads")}
+
+
+def _find_resume(spec: str):
+    """The checkpoint pair (snapshot + training state) for --resume RUN_DIR or --resume SNAPSHOT."""
+    import re
+
+    from gancli.train.checkpoint import CheckpointPair, latest_checkpoint, state_path
+
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UserError(f"--resume {spec}: no such run directory or checkpoint")
+    if path.is_dir():
+        pair = latest_checkpoint(path)
+        if pair is None:
+            raise UserError(f"--resume {spec}: no complete checkpoint (snapshot + training state) in this run directory")
+        return pair
+    match = re.fullmatch(r"snapshot-(\d+)\.safetensors", path.name)
+    if not match:
+        raise UserError(f"--resume {spec}: expected a run directory or a snapshot-NNNNNN.safetensors file")
+    kimg = int(match.group(1))
+    state = state_path(path.parent, kimg)
+    if not state.is_file():
+        raise UserError(f"--resume {spec}: the training state {state.name} is missing beside it; exact resume needs both files")
+    return CheckpointPair(snapshot=path, state=state, kimg=kimg)
+
+
+def _merge_resume_recipe(stored: Recipe, asked: Recipe, origin: str, console) -> Recipe:
+    """The stored recipe, with the few keys that may change on resume taken from the command line."""
+    stored_d, asked_d = stored.to_dict(), asked.to_dict()
+    ignored = []
+    for section, values in asked_d.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if stored_d[section].get(key) != value:
+                    if (section, key) in RESUMABLE_CHANGES:
+                        stored_d[section][key] = value
+                    else:
+                        ignored.append(f"{section}.{key}")
+    if ignored and console is not None:
+        console.print(f"[yellow]note:[/yellow] resuming with the run's own recipe; ignored changes to {', '.join(ignored)}")
+    return Recipe.from_dict(stored_d, origin=origin)
+
+
+def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None) -> Path:
+    """Create or reopen a run directory and train. Returns the run directory."""
+    from rich.console import Console
+
+    from gancli import ops
+    from gancli.data import open_dataset
+    from gancli.train.checkpoint import load_checkpoint
+    from gancli.train.loop import Trainer
+    from gancli.train.rundir import JsonlLogger, create_run_dir
+
+    console = Console(stderr=True, highlight=False)
+    snapshot = state = None
+    if resume:
+        pair = _find_resume(resume)
+        snapshot, state = load_checkpoint(pair)
+        snap_path = pair.snapshot
+        stored = Recipe.from_dict(snapshot.recipe, origin=f"{snap_path} (embedded recipe)")
+        recipe = _merge_resume_recipe(stored, recipe, str(snap_path), console)
+        run_dir = snap_path.parent
+    ops.set_impl(recipe.ops)
+    d = recipe.data
+    dataset = open_dataset(d.source, d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
+                           allow_resize=d.allow_resize)
+    if not resume:
+        run_dir = create_run_dir(outdir, recipe.name)
+        from gancli.fileio import atomic_write_text
+        import yaml
+
+        atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    show = sys.stderr.isatty() if progress is None else progress
+    trainer = Trainer(recipe, dataset, run_dir, console=console, progress=show)
+    if snapshot is not None:
+        trainer.load(snapshot.modules, state, origin=str(snapshot.path))
+        console.print(f"resuming {run_dir} at {trainer.state.cur_nimg / 1000:g} kimg (step {trainer.state.step})")
+    else:
+        console.print(f"training {recipe.name} into {run_dir} on {trainer.device} "
+                      f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
+
+    stop = {"count": 0}
+
+    def request_stop(signum, frame):
+        stop["count"] += 1
+        if stop["count"] > 1:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        console.print("[yellow]stopping: finishing this step and saving a checkpoint (Ctrl-C again to abort)[/yellow]")
+
+    trainer.stop_requested = lambda: stop["count"] > 0
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with JsonlLogger(run_dir / "stats.jsonl") as log:
+            outcome = trainer.run(log=log)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if outcome == "stopped":
+        console.print(f"stopped at {trainer.state.cur_nimg / 1000:g} kimg; continue with: gancli train {recipe.name} --resume {run_dir}")
+    else:
+        console.print(f"done: {run_dir}")
+    return run_dir
