@@ -8,8 +8,6 @@ wires them into the four training phases (Gmain, Greg, Dmain, Dreg).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
@@ -42,15 +40,24 @@ def path_lengths(images: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
     return grads.square().sum(dim=2).mean(dim=1).sqrt()
 
 
-@dataclass
 class LossStats:
-    """Sums of per-phase losses since the last read (tensors, so reading them is the only sync)."""
+    """Running means of per-phase losses since the last read.
 
-    values: dict[str, torch.Tensor]
+    Values stay tensors (reading them is the only device sync); each key keeps its own count, since
+    lazy regularization terms are computed less often than the main losses.
+    """
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
 
     def add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().float().mean()
-        self.values[name] = self.values[name] + value if name in self.values else value
+        self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / self.counts[k] for k, v in self.sums.items()}
 
 
 class StyleGAN2Loss:

@@ -284,7 +284,7 @@ class Trainer:
             save_png(self.render_grid(), self.run_dir / "fakes-000000.png")
         data = batches(self.dataset, self.batch, seed=t.seed, start_index=self.state.cur_nimg)
         self._session_start = time.time()
-        stats = LossStats({})
+        stats = LossStats()
         tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0
         outcome = "done" if self.state.cur_nimg >= self.total_nimg else ""
         with _Progress(self.total_nimg, self.state.cur_nimg, enabled=self.show_progress, console=self.console) as bar:
@@ -297,7 +297,7 @@ class Trainer:
                 stop = self.stop_requested()
                 snapshot_due = cur >= next_snap or done or stop
                 if tick_steps >= 10 or snapshot_due or cur >= next_image or time.time() - tick_start > 5:
-                    values = {k: float(v) / tick_steps for k, v in stats.values.items()}
+                    values = stats.means()
                     bad = [k for k, v in values.items() if not math.isfinite(v)]
                     if bad:
                         raise TrainingDiverged(
@@ -311,7 +311,7 @@ class Trainer:
                     if log is not None:
                         log.log(**record)
                     bar.update(cur, rate, values)
-                    stats = LossStats({})
+                    stats = LossStats()
                     tick_start, tick_nimg, tick_steps = time.time(), cur, 0
                 if cur >= next_image or done or stop:
                     save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")

@@ -1,0 +1,362 @@
+"""`convert_dataset`: any folder, zip or 'emoji' -> an NVlabs-layout training zip.
+
+Output layout (readable by gancli and by NVlabs' StyleGAN2-ADA / StyleGAN3 tools):
+
+    00000/img00000000.png ... 00000/img00000999.png, 00001/img00001000.png, ...   (1000 per folder)
+    dataset.json = {"labels": [["00000/img00000000.png", 3], ...] or null,
+                    "gancli": {"source", "resolution", "transform", "resize_filter", "count",
+                               "num_classes", "class_names", "skipped", "version", "date"}}
+
+Every image becomes RGB (alpha composited onto white, greyscale and palettes expanded, EXIF rotation
+applied), is made square (`center-crop`, `pad` with white, or `stretch`) and resized to the
+resolution with the chosen filter. Members are stored uncompressed with a fixed timestamp, so the
+same input gives the same PNG members. The zip is written to a temporary file beside `dest` and
+moved into place only when complete; an existing `dest` is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from functools import partial
+
+from PIL import Image, ImageOps
+
+from gancli.data import emoji as _emoji
+from gancli.data import labels as _labels
+from gancli.data.images import (
+    RESAMPLE,
+    ImageProblem,
+    SourceSpec,
+    check_resolution,
+    close_zip_handles,
+    composite_rgb,
+    open_source,
+    parallel_map,
+    read_source_bytes,
+)
+from gancli.errors import UserError
+
+TRANSFORMS = ("center-crop", "pad", "stretch")
+RESIZE_FILTERS = tuple(RESAMPLE)
+IMAGES_PER_FOLDER = 1000
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def archive_name(index: int) -> str:
+    """Name of the index-th image in a training zip: `00000/img00000000.png`."""
+    return f"{index // IMAGES_PER_FOLDER:05d}/img{index:08d}.png"
+
+
+@dataclass(frozen=True)
+class _Settings:
+    resolution: int
+    transform: str
+    resize_filter: str
+
+
+def make_square(img: Image.Image, transform: str) -> Image.Image:
+    """RGB image -> square: centre-crop the largest centred square, or pad with white (centred)."""
+    w, h = img.size
+    if w == h or transform == "stretch":
+        return img
+    if transform == "center-crop":
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        return img.crop((left, top, left + s, top + s))
+    s = max(w, h)
+    canvas = Image.new("RGB", (s, s), (255, 255, 255))
+    canvas.paste(img, ((s - w) // 2, (s - h) // 2))
+    return canvas
+
+
+def prepare_image(
+    img: Image.Image, resolution: int, transform: str = "center-crop", resize_filter: str = "lanczos"
+) -> Image.Image:
+    """The converter's per-image pipeline on a decoded PIL image -> RGB `resolution` x `resolution`."""
+    img = composite_rgb(img)
+    img = make_square(img, transform)
+    if img.size != (resolution, resolution):
+        img = img.resize((resolution, resolution), RESAMPLE[resize_filter])
+    return img
+
+
+def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | ImageProblem:
+    """Worker: read, decode and prepare one image; return PNG bytes or the problem."""
+    label = spec.describe(name)
+    try:
+        data = read_source_bytes(spec, name)
+    except OSError as e:
+        return ImageProblem(f"cannot read image '{label}' ({e.strerror or e}): check its permissions")
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.format == "JPEG" and min(img.size) > 4 * settings.resolution:
+            # DCT-domain downscaling (fast), still leaving >= 2x the target for the resize filter.
+            img.draft("RGB", (2 * settings.resolution, 2 * settings.resolution))
+        img.load()
+    except Exception as e:
+        reason = str(e).strip() or type(e).__name__
+        return ImageProblem(
+            f"cannot read image '{label}' ({reason}): it is corrupt, truncated or not an image; delete it or skip bad images"
+        )
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block: keep the stored orientation
+        pass
+    img = prepare_image(img, settings.resolution, settings.transform, settings.resize_filter)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip entry with a fixed date (reproducible output) and ordinary rw-r--r-- permissions."""
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _validate_dest(dest: str) -> str:
+    display = os.fspath(dest)
+    path = os.path.abspath(os.path.expanduser(display))
+    if not path.lower().endswith(".zip"):
+        raise UserError(
+            f"output '{display}' must end in .zip: the converter writes NVlabs-layout training zips"
+        )
+    if os.path.lexists(path):
+        raise UserError(f"output '{display}' exists; choose another path or delete it")
+    parent = os.path.dirname(path)
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise UserError(f"output '{display}': '{parent}' is not a folder")
+    return path
+
+
+def _progress(enabled: bool, total: int, description: str):
+    """A rich progress bar with rate and ETA on a terminal; a no-op object otherwise."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} img/s" if speed else "? img/s", style="progress.data.speed")
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+    )
+    task = progress.add_task(description, total=total)
+    return progress, task
+
+
+def convert_dataset(
+    source: str,
+    dest: str,
+    *,
+    resolution: int,
+    transform: str = "center-crop",
+    resize_filter: str = "lanczos",
+    labels: str | None = None,
+    max_images: int | None = None,
+    progress: bool = True,
+    skip_bad: bool = False,
+) -> dict:
+    """Convert `source` (folder, zip or 'emoji') into the training zip `dest`; return a summary.
+
+    resolution:    output size, a power of two >= 4.
+    transform:     'center-crop' (largest centred square), 'pad' (white borders) or 'stretch'.
+    resize_filter: 'lanczos', 'box', 'bicubic', 'bilinear' or 'nearest'.
+    labels:        None = the source's own dataset.json labels if it has any; 'none' = no labels;
+                   'dirs' = each top-level subfolder is a class (sorted names); or a .json/.csv file
+                   mapping relative image paths to integer classes.
+    max_images:    convert only the first N images (sorted path order).
+    progress:      show a progress bar (only on a terminal).
+    skip_bad:      skip unreadable images (counted in the summary) instead of failing.
+
+    Returns {"dest", "source", "count", "resolution", "transform", "resize_filter", "skipped",
+    "skipped_images", "labels" and "num_classes" (both the number of classes, or None), "label_source",
+    "seconds"}.
+    """
+    t0 = time.monotonic()
+    source = os.fspath(source)
+    resolution = check_resolution(resolution)
+    if transform not in TRANSFORMS:
+        raise UserError(f"transform {transform!r} is not known: choose {', '.join(TRANSFORMS)}")
+    if resize_filter not in RESAMPLE:
+        raise UserError(f"resize filter {resize_filter!r} is not known: choose {', '.join(RESIZE_FILTERS)}")
+    if max_images is not None and (
+        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
+    ):
+        raise UserError(
+            f"max_images {max_images!r} is not allowed: use a whole number >= 1 (or none for all images)"
+        )
+    dest_path = _validate_dest(dest)
+
+    # Source listing.
+    if source == "emoji":
+        folder = _emoji.emoji_dir()
+        spec = SourceSpec("folder", folder, folder)
+        names = _emoji.emoji_files(folder)
+        src = None
+    else:
+        src = open_source(source, what="source")
+        spec, names = src.spec, list(src.names)
+
+    # Labels (checked against the full listing, before any work).
+    mapping, class_names, label_source, where = None, None, None, ""
+    if labels is None:  # the source's own dataset.json, if it has labels
+        raw = src.read_optional("dataset.json") if src is not None else None
+        if raw is not None:
+            where = f"'{src.describe('dataset.json')}'"
+            meta = _labels.read_dataset_json(raw, where)
+            mapping = _labels.labels_from_entries(meta.get("labels"), where)
+            if mapping is not None:
+                label_source = src.describe("dataset.json")
+                gm = meta.get("gancli") if isinstance(meta.get("gancli"), dict) else {}
+                class_names = gm.get("class_names")
+    elif labels == "dirs":
+        if src is None:
+            raise UserError(
+                "labels 'dirs' needs a folder or zip with one subfolder per class; the built-in 'emoji' has no classes"
+            )
+        mapping, class_names = _labels.labels_from_dirs(names, source)
+        label_source, where = "dirs", "labels 'dirs'"
+    elif labels != "none":
+        mapping = _labels.read_label_file(labels)
+        label_source = os.fspath(labels)
+        where = f"label file '{label_source}'"
+    classes, num_classes = None, None
+    if mapping is not None:
+        classes = _labels.match_labels(mapping, names, where, source)
+        num_classes = int(classes.max()) + 1
+        ok = isinstance(class_names, list) and all(isinstance(c, str) for c in class_names)
+        if ok and len(class_names) >= num_classes:
+            num_classes = len(class_names)
+        else:
+            class_names = None
+    if max_images is not None:
+        names = names[:max_images]
+        if classes is not None:
+            classes = classes[:max_images]
+
+    # Convert and write to a temporary zip beside dest.
+    os.makedirs(os.path.dirname(dest_path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(dest_path), prefix="." + os.path.basename(dest_path) + ".", suffix=".tmp"
+    )
+    os.close(fd)
+    settings = _Settings(resolution, transform, resize_filter)
+    skipped: list[str] = []
+    out_labels: list[list] = []
+    count = 0
+    try:
+        umask = os.umask(0o22)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should be an ordinary file
+        # The pool forks before the zip is opened and before the progress thread starts.
+        with parallel_map(partial(_convert_one, spec, settings), names, min_items=64) as results:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+                bar, task = _progress(
+                    progress, len(names), f"converting {os.path.basename(os.path.normpath(source))}"
+                )
+                with bar:
+                    for i, result in enumerate(results):
+                        if isinstance(result, ImageProblem):
+                            if not skip_bad:
+                                raise UserError(result.message)
+                            skipped.append(spec.describe(names[i]))
+                        else:
+                            arc = archive_name(count)
+                            zf.writestr(_member(arc), result)
+                            if classes is not None:
+                                out_labels.append([arc, int(classes[i])])
+                            count += 1
+                        bar.advance(task)
+                if count == 0:
+                    raise UserError(
+                        f"source '{source}': none of its {len(names)} images could be read ({skipped[0]} is the first); nothing to convert"
+                    )
+                info = {
+                    "source": source if source == "emoji" else os.path.abspath(os.path.expanduser(source)),
+                    "resolution": resolution,
+                    "transform": transform,
+                    "resize_filter": resize_filter,
+                    "count": count,
+                    "skipped": len(skipped),
+                    "labels": label_source,
+                    "num_classes": num_classes if classes is not None else None,
+                    "class_names": class_names,
+                    "version": _version(),
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                }
+                if source == "emoji":
+                    info["credit"] = _emoji.EMOJI_CREDIT
+                meta = {"labels": out_labels if classes is not None else None, "gancli": info}
+                zf.writestr(_member("dataset.json"), json.dumps(meta, indent=1))
+        _publish(tmp, dest_path, dest)
+        tmp = None
+    finally:
+        close_zip_handles()
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+    return {
+        "dest": dest_path,
+        "source": source,
+        "count": count,
+        "resolution": resolution,
+        "transform": transform,
+        "resize_filter": resize_filter,
+        "skipped": len(skipped),
+        "skipped_images": skipped,
+        "labels": num_classes if classes is not None else None,
+        "num_classes": num_classes if classes is not None else None,
+        "label_source": label_source,
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+
+
+def _publish(tmp: str, dest_path: str, display: str) -> None:
+    """Move the finished zip into place without ever replacing a file that appeared meanwhile."""
+    try:
+        os.link(tmp, dest_path)  # fails if dest exists: no overwrite even in a race
+    except FileExistsError:
+        raise UserError(f"output '{display}' exists; choose another path or delete it") from None
+    except OSError:  # filesystems without hard links
+        if os.path.lexists(dest_path):
+            raise UserError(f"output '{display}' exists; choose another path or delete it") from None
+        os.replace(tmp, dest_path)
+        return
+    os.unlink(tmp)
+
+
+def _version() -> str:
+    try:
+        from gancli import __version__
+
+        return __version__
+    except Exception:
+        return "?"
