@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+
+# Tiny networks run fastest on one thread, and a second OpenMP thread spinning against other work on
+# a 2-core machine makes every small convolution hundreds of times slower. Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 from gancli.cli import main
 

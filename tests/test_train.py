@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ TINY = [
     "data.resolution=16", "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=2", "model.channel_base=128",
     "model.channel_max=16", "model.num_fp16_res=0", "model.conv_clamp=null", "model.mbstd_group_size=2",
     "train.batch=4", "train.ema_kimg=0.01", "loss.r1_interval=4", "loss.pl_interval=2", "loss.pl_weight=2",
-    "loss.r1_gamma=1", "train.image_kimg=1000", "train.snapshot_kimg=1000",
+    "loss.r1_gamma=1", "train.image_kimg=1000", "train.snapshot_kimg=1000", "train.grid_seeds=4",
 ]
 
 
@@ -156,8 +155,3 @@ def test_bad_dataset_for_training(cli, tmp_path):
 
     assert_user_error(cli("train", "quickstart", "--data", tmp_path / "missing", "--outdir", tmp_path / "runs"), "missing")
     assert not (tmp_path / "runs").exists(), "no run directory is created for a run that cannot start"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_threads():
-    torch.set_num_threads(min(2, os.cpu_count() or 1))

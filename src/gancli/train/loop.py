@@ -130,7 +130,7 @@ class Trainer:
         from gancli.latent import z_from_seeds
 
         res = self.recipe.data.resolution
-        n = self.recipe.train.grid_seeds or int(np.clip(2048 // res, 8, 32)) * int(np.clip(1024 // res, 4, 32)) // 2
+        n = self.recipe.train.grid_seeds or int(np.clip(4096 // res, 16, 64))  # 8x8 at small sizes
         self.grid_size = n
         z = z_from_seeds(list(range(n)), self.G.z_dim, self.device)
         c = torch.zeros([n, self.c_dim], device=self.device)
