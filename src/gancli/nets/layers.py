@@ -146,14 +146,27 @@ class Conv2dLayer(nn.Module):
             x:    Input `[batch, in_channels, height, width]`.
             gain: Extra output gain (also scales the clamp), e.g. sqrt(0.5) in residual blocks.
         """
-        w = (self.weight * self.weight_gain).to(x.dtype)
-        b = self.bias.to(x.dtype) if self.bias is not None else None
-        # With upsampling, the transposed convolution is cheapest as a true convolution.
-        x = conv2d_resample(
-            x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=(self.up == 1)
-        )
+        act_gain = self.act_gain * gain
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        spec = activation_spec(self.activation)
+        # act(x) * g == act(g * x) for linear/relu/lrelu: scale the weight and bias rather than the
+        # activations, and let the convolution add the bias. Other activations take the general path.
+        out_gain, post_gain = (act_gain, 1.0) if spec.homogeneous else (1.0, act_gain)
+        w = (self.weight * (self.weight_gain * out_gain)).to(x.dtype)
+        b = self.bias
+        if b is not None:
+            b = (b * out_gain if out_gain != 1 else b).to(x.dtype)
+        x = conv2d_resample(
+            x,
+            w,
+            f=self.resample_filter,
+            up=self.up,
+            down=self.down,
+            padding=self.padding,
+            flip_weight=(self.up == 1),  # with upsampling, a true convolution avoids flipping the weight
+            bias=b,
+        )
+        return bias_act(x, None, act=self.activation, gain=post_gain, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (
@@ -174,12 +187,15 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = True,
+    bias: torch.Tensor | None = None,
+    gain: float = 1,
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution (Karras et al. 2020, section 2.2).
 
     Each sample `n` convolves with its own weight `w'[n,o,i] = w[o,i] * s[n,i]`; with demodulation the
     weight is then rescaled to unit L2 norm per output channel, `w''[n,o] = w'[n,o] / ||w'[n,o]||`,
-    which replaces AdaIN's instance normalisation without its droplet artefacts.
+    which replaces AdaIN's instance normalisation without its droplet artefacts. The result is
+    `gain * (conv(x, w'') + noise + bias)`.
 
     Args:
         x:               Input `[batch, in_channels, height, width]`.
@@ -195,7 +211,9 @@ def modulated_conv2d(
         fused_modconv:   True = fold the batch into the groups of one grouped convolution with
                          per-sample weights (the paper's implementation). False = scale the
                          activations before and after one shared-weight convolution, which computes
-                         the same values and is usually faster for large batches.
+                         the same values and is much faster on CPU for batches above one.
+        bias:            Optional `[out_channels]` added after the noise.
+        gain:            Overall output gain (folded into the per-sample scales, so it costs nothing).
 
     Returns:
         `[batch, out_channels, out_height, out_width]`.
@@ -207,41 +225,52 @@ def modulated_conv2d(
 
     # In float16, keep the intermediate products in range: demodulation undoes these scales anyway.
     if x.dtype == torch.float16 and demodulate:
-        weight = weight * (
-            1 / np.sqrt(in_channels * kh * kw) / weight.abs().amax(dim=[1, 2, 3], keepdim=True)
-        )
+        weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.abs().amax(dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
 
-    # Demodulation coefficients: ||w[o] * s[n]||^2 = sum_i s[n,i]^2 * sum_k w[o,i,k]^2.
-    dcoefs = None
+    # Per-sample output scale [N, O]: demodulation ||w[o] * s[n]||^-1, computed without building the
+    # per-sample weights: ||w[o] * s[n]||^2 = sum_i s[n,i]^2 * sum_k w[o,i,k]^2.
+    out_scale = None
     if demodulate:
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+        out_scale = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+        if gain != 1:
+            out_scale = out_scale * gain
+    if bias is not None and gain != 1:
+        bias = bias * gain
+    if noise is not None and gain != 1:
+        noise = noise * gain
 
-    if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+    if fused_modconv:
+        # One grouped convolution, group n = sample n with its own weight.
+        scale = styles.reshape(batch, 1, in_channels, 1, 1)
+        if out_scale is not None:
+            scale = scale * out_scale.reshape(batch, out_channels, 1, 1, 1)
+        elif gain != 1:
+            scale = scale * gain
+        w = (weight.unsqueeze(0) * scale).reshape(batch * out_channels, in_channels, kh, kw)
+        b = bias.to(x.dtype).repeat(batch) if bias is not None else None
+        x = x.reshape(1, batch * in_channels, *x.shape[2:])
+        x = conv2d_resample(
+            x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=batch,
+            flip_weight=flip_weight, bias=b,
+        )  # fmt: skip
+        x = x.reshape(batch, out_channels, *x.shape[2:])
+    else:
+        # Modulate the activations, convolve with the shared weight, demodulate the output.
+        x = x * styles.to(x.dtype).reshape(batch, in_channels, 1, 1)
         x = conv2d_resample(
             x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight
         )
-        if dcoefs is not None and noise is not None:
-            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(batch, -1, 1, 1))
-        if dcoefs is not None:
-            return x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
-        if noise is not None:
-            return x + noise.to(x.dtype)
-        return x
-
-    # Fused: one grouped convolution, group n = sample n with its own weight.
-    scale = styles.reshape(batch, 1, in_channels, 1, 1)
-    if dcoefs is not None:
-        scale = scale * dcoefs.reshape(batch, out_channels, 1, 1, 1)
-    w = (weight.unsqueeze(0) * scale).reshape(batch * out_channels, in_channels, kh, kw)
-    x = x.reshape(1, batch * in_channels, *x.shape[2:])
-    x = conv2d_resample(
-        x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=batch, flip_weight=flip_weight
-    )
-    x = x.reshape(batch, out_channels, *x.shape[2:])
+        if out_scale is None and gain != 1:
+            out_scale = torch.full([batch, out_channels], float(gain), dtype=x.dtype, device=x.device)
+        if out_scale is not None and bias is not None:
+            x = torch.addcmul(bias.to(x.dtype).reshape(1, -1, 1, 1), x, out_scale.to(x.dtype).reshape(batch, -1, 1, 1))
+        elif out_scale is not None:
+            x = x * out_scale.to(x.dtype).reshape(batch, -1, 1, 1)
+        elif bias is not None:
+            x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
     if noise is not None:
-        x = x.add_(noise.to(x.dtype))
+        x = x.add_(noise.to(x.dtype))  # x is a fresh tensor that autograd does not need
     return x
 
 

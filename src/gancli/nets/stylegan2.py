@@ -267,6 +267,9 @@ class SynthesisLayer(nn.Module):
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
 
+        # Fold the activation gain into the convolution when the activation allows it (lrelu does).
+        act_gain = self.act_gain * gain
+        out_gain, post_gain = (act_gain, 1.0) if activation_spec(self.activation).homogeneous else (1.0, act_gain)
         x = modulated_conv2d(
             x,
             self.weight,
@@ -275,11 +278,13 @@ class SynthesisLayer(nn.Module):
             up=self.up,
             padding=self.padding,
             resample_filter=self.resample_filter,
-            flip_weight=(self.up == 1),
+            flip_weight=(self.up == 1),  # with upsampling, a true convolution avoids flipping the weight
             fused_modconv=fused_modconv,
+            bias=self.bias,
+            gain=out_gain,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, None, act=self.activation, gain=post_gain, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (
@@ -324,8 +329,8 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, bias=self.bias)
+        return bias_act(x, None, clamp=self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):

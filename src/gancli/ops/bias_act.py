@@ -26,20 +26,23 @@ class Activation:
     """An activation function with its default shape parameter and gain.
 
     Attributes:
-        func:  `func(x, alpha) -> y`.
-        alpha: Default shape parameter (the negative slope of leaky ReLU; unused by the others).
-        gain:  Default output gain.
+        func:        `func(x, alpha) -> y`.
+        alpha:       Default shape parameter (the negative slope of leaky ReLU; unused by the others).
+        gain:        Default output gain.
+        homogeneous: `func(g * x) == g * func(x)` for every g > 0 (linear, relu, lrelu). Layers use it
+                     to fold an output gain into their (much smaller) weights and bias.
     """
 
     func: Callable[[torch.Tensor, float], torch.Tensor]
     alpha: float = 0.0
     gain: float = 1.0
+    homogeneous: bool = False
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "linear": Activation(lambda x, alpha: x),
-    "relu": Activation(lambda x, alpha: F.relu(x), gain=math.sqrt(2)),
-    "lrelu": Activation(lambda x, alpha: F.leaky_relu(x, alpha), alpha=0.2, gain=math.sqrt(2)),
+    "linear": Activation(lambda x, alpha: x, homogeneous=True),
+    "relu": Activation(lambda x, alpha: F.relu(x), gain=math.sqrt(2), homogeneous=True),
+    "lrelu": Activation(lambda x, alpha: F.leaky_relu(x, alpha), alpha=0.2, gain=math.sqrt(2), homogeneous=True),
     "tanh": Activation(lambda x, alpha: torch.tanh(x)),
     "sigmoid": Activation(lambda x, alpha: torch.sigmoid(x)),
     "elu": Activation(lambda x, alpha: F.elu(x)),
@@ -81,7 +84,8 @@ def bias_act(
         impl:  'auto', 'cuda', 'ref', or None for the process-wide choice (`gancli.ops.set_impl`).
 
     Returns:
-        A new tensor shaped and typed like `x` (`x` itself is never modified).
+        A tensor shaped and typed like `x`; `x` itself is never modified (it is returned as is when
+        there is nothing to do: no bias, 'linear', gain 1, no clamp).
     """
     spec = activation_spec(act)
     resolve_impl(impl)

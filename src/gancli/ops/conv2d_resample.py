@@ -21,14 +21,26 @@ import torch.nn.functional as F
 from gancli.ops.upfirdn2d import Padding, _padding4, _crop_or_pad, filter_size, upfirdn2d
 
 
-def _conv(x: torch.Tensor, w: torch.Tensor, stride: int, groups: int, pad: tuple[int, int, int, int], correlate: bool):
+def _conv(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    stride: int,
+    groups: int,
+    pad: tuple[int, int, int, int],
+    correlate: bool,
+) -> torch.Tensor:
     """Strided convolution with any padding (symmetric padding goes to the convolution itself)."""
     if not correlate:
         w = w.flip([2, 3])
     x0, x1, y0, y1 = pad
     if x0 == x1 >= 0 and y0 == y1 >= 0:
-        return F.conv2d(x, w, stride=stride, padding=(y0, x0), groups=groups)
-    return F.conv2d(_crop_or_pad(x, x0, x1, y0, y1), w, stride=stride, groups=groups)
+        return F.conv2d(x, w, b, stride=stride, padding=(y0, x0), groups=groups)
+    return F.conv2d(_crop_or_pad(x, x0, x1, y0, y1), w, b, stride=stride, groups=groups)
+
+
+def _add_bias(x: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return x if b is None else x + b.reshape(1, -1, 1, 1)
 
 
 def _transposed_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
@@ -50,6 +62,7 @@ def conv2d_resample(
     groups: int = 1,
     flip_weight: bool = True,
     flip_filter: bool = False,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Convolve images with `w`, upsampling or downsampling with the FIR filter `f`.
 
@@ -65,6 +78,8 @@ def conv2d_resample(
         groups:      Grouped convolution: split the channels into this many independent groups.
         flip_weight: True = correlation (like `torch.nn.functional.conv2d`), False = convolution.
         flip_filter: False = convolution with `f`, True = correlation.
+        bias:        Optional `[out_channels]` added to the result (inside the convolution when the
+                     convolution is the last step, which costs nothing).
 
     Returns:
         `[batch, out_channels, out_height, out_width]`.
@@ -86,17 +101,18 @@ def conv2d_resample(
     if kh == 1 and kw == 1 and up == 1 and down > 1:
         # 1x1: downsample first, convolve the smaller image.
         x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return F.conv2d(x, w, groups=groups)
+        return F.conv2d(x, w, bias, groups=groups)
 
     if kh == 1 and kw == 1 and up > 1 and down == 1:
         # 1x1: convolve the smaller image, then upsample.
         x = F.conv2d(x, w, groups=groups)
-        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up * up, flip_filter=flip_filter)
+        x = upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up * up, flip_filter=flip_filter)
+        return _add_bias(x, bias)
 
     if up == 1 and down > 1:
         # Filter at full resolution, then a strided convolution that computes only the kept pixels.
         x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv(x, w, stride=down, groups=groups, pad=(0, 0, 0, 0), correlate=flip_weight)
+        return _conv(x, w, bias, stride=down, groups=groups, pad=(0, 0, 0, 0), correlate=flip_weight)
 
     if up > 1:
         # Transposed convolution (zero insertion + full convolution), then the filter. The full
@@ -111,7 +127,7 @@ def conv2d_resample(
         x = upfirdn2d(x, f, padding=[qx0 + tx, qx1 + tx, qy0 + ty, qy1 + ty], gain=up * up, flip_filter=flip_filter)
         if down > 1:
             x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
-        return x
+        return _add_bias(x, bias)
 
     # No resampling.
-    return _conv(x, w, stride=1, groups=groups, pad=(px0, px1, py0, py1), correlate=flip_weight)
+    return _conv(x, w, bias, stride=1, groups=groups, pad=(px0, px1, py0, py1), correlate=flip_weight)

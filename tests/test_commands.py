@@ -1,0 +1,177 @@
+"""sample, mix, interpolate, truncate, info and evaluate on a tiny checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from helpers import assert_user_error
+from PIL import Image
+
+from gancli.models import build_networks, load_generator
+from gancli.recipe import load_recipe, parse_override
+from gancli.train.checkpoint import save_checkpoint
+
+TINY_MODEL = ["data.resolution=16", "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=2",
+              "model.channel_base=128", "model.channel_max=16", "model.num_fp16_res=0", "model.conv_clamp=null"]
+
+
+def make_checkpoint(run_dir: Path, c_dim: int = 0) -> Path:
+    recipe = load_recipe("quickstart", [parse_override(s) for s in TINY_MODEL])
+    torch.manual_seed(c_dim)
+    G, D = build_networks(recipe, c_dim=c_dim)
+    with torch.no_grad():  # make w_avg and the weights non-trivial so truncation and mixing show
+        G.mapping.w_avg.normal_()
+        for p in G.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    modules = {"G_ema": G.state_dict(), "G": G.state_dict(), "D": D.state_dict()}
+    meta = {"step": 0, "cur_nimg": 0, "c_dim": c_dim, "img_channels": 3, "resolution": 16}
+    pair = save_checkpoint(run_dir, 0, modules=modules, recipe=recipe.to_dict(), meta=meta, state={"step": 0})
+    return pair.snapshot
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def cond_ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("condrun"), c_dim=3)
+
+
+def png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_sample_writes_one_png_per_seed_independent_of_other_seeds_and_order(cli, ckpt, tmp_path):
+    assert cli("sample", ckpt, "--seeds", "0-4,42", "--outdir", tmp_path / "a").code == 0
+    assert cli("sample", ckpt, "--seeds", "42,3,0-2,4", "--outdir", tmp_path / "b").code == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0003.png", "seed0004.png", "seed0042.png"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert not np.array_equal(png(tmp_path / "a" / "seed0000.png"), png(tmp_path / "a" / "seed0001.png"))
+
+
+def test_sample_matches_generator_api(cli, ckpt, tmp_path):
+    assert cli("sample", ckpt, "--seeds", "7", "--trunc", "0.5", "--outdir", tmp_path).code == 0
+    loaded = load_generator(ckpt)
+    z = torch.from_numpy(np.random.RandomState(7).randn(1, 16)).float()
+    img = loaded.G(z, torch.zeros(1, 0), truncation_psi=0.5, noise_mode="const")
+    expected = (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
+    assert np.array_equal(png(tmp_path / "seed0007.png"), expected)
+
+
+def test_sample_run_directory_grid_and_noise_modes(cli, ckpt, tmp_path):
+    assert cli("sample", ckpt.parent, "--seeds", "0-5", "--grid", "2x3", "--outdir", tmp_path).code == 0
+    assert png(tmp_path / "grid.png").shape == (32, 48, 3)
+    for mode in ("random", "none"):
+        assert cli("sample", ckpt, "--seeds", "1", "--noise-mode", mode, "--outdir", tmp_path / mode).code == 0
+    assert cli("sample", ckpt, "--seeds", "1", "--noise-mode", "random", "--outdir", tmp_path / "random2").code == 0
+    assert (tmp_path / "random" / "seed0001.png").read_bytes() == (tmp_path / "random2" / "seed0001.png").read_bytes()
+
+
+def test_projected_w_round_trip(cli, ckpt, tmp_path):
+    loaded = load_generator(ckpt)
+    z = torch.from_numpy(np.random.RandomState(3).randn(1, 16)).float()
+    w = loaded.G.mapping(z, torch.zeros(1, 0)).numpy()
+    np.savez(tmp_path / "projected_w.npz", w=w)
+    assert cli("sample", ckpt, "--projected-w", tmp_path / "projected_w.npz", "--outdir", tmp_path / "p").code == 0
+    assert cli("sample", ckpt, "--seeds", "3", "--outdir", tmp_path / "s").code == 0
+    assert np.array_equal(png(tmp_path / "p" / "projected00.png"), png(tmp_path / "s" / "seed0003.png"))
+    np.savez(tmp_path / "bad.npz", w=w[:, :2])
+    assert_user_error(cli("sample", ckpt, "--projected-w", tmp_path / "bad.npz"), "bad.npz", "expected [N,")
+
+
+def test_mix_grid_layout(cli, ckpt, tmp_path):
+    out = tmp_path / "mix.png"
+    assert cli("mix", ckpt, "--rows", "1,2", "--cols", "3,4,5", "--styles", "0-" + str(load_generator(ckpt).G.num_ws - 1), "--out", out).code == 0
+    grid = png(out)
+    assert grid.shape == (3 * 16, 4 * 16, 3)
+    assert (grid[:16, :16] == 255).all()  # blank corner
+    # taking every layer from the column reproduces the column image
+    assert np.array_equal(grid[16:32, 16:32], grid[:16, 16:32])
+    assert cli("sample", ckpt, "--seeds", "2", "--outdir", tmp_path).code == 0
+    assert np.array_equal(grid[32:48, :16], png(tmp_path / "seed0002.png"))  # row header = row seed image
+    assert cli("mix", ckpt, "--rows", "1", "--cols", "3", "--styles", "middle", "--out", tmp_path / "mid.png").code == 0
+    # a 16x16 generator has no 64x64+ layers: 'fine' is refused with a reason
+    assert_user_error(cli("mix", ckpt, "--rows", "1", "--cols", "3", "--styles", "fine"), "--styles fine", "64x64")
+
+
+def test_truncate_grid(cli, ckpt, tmp_path):
+    out = tmp_path / "t.png"
+    assert cli("truncate", ckpt, "--seeds", "0-2", "--psi", "0,1", "--out", out).code == 0
+    grid = png(out)
+    assert grid.shape == (48, 32, 3)
+    assert np.array_equal(grid[:16, :16], grid[16:32, :16])  # psi 0: every seed becomes the average
+    assert cli("sample", ckpt, "--seeds", "1", "--outdir", tmp_path).code == 0
+    assert np.array_equal(grid[16:32, 16:32], png(tmp_path / "seed0001.png"))  # psi 1 = no truncation
+
+
+def test_interpolate_gif_and_frames(cli, ckpt, tmp_path):
+    out = tmp_path / "walk.gif"
+    result = cli("interpolate", ckpt, "--seeds", "1,5,9", "--frames", "4", "--loop", "--kind", "slerp",
+                 "--space", "z", "--out", out, "--frames-dir", tmp_path / "frames")
+    assert result.code == 0, result
+    frames = iio.imread(out, index=None)
+    assert frames.shape[0] == 12 and len(list((tmp_path / "frames").iterdir())) == 12
+    assert cli("sample", ckpt, "--seeds", "5", "--outdir", tmp_path).code == 0
+    assert np.array_equal(png(tmp_path / "frames" / "frame00004.png"), png(tmp_path / "seed0005.png"))
+    assert cli("interpolate", ckpt, "--seeds", "1,5", "--frames", "3", "--grid", "2x2", "--out", tmp_path / "g.gif").code == 0
+    assert iio.imread(tmp_path / "g.gif", index=None).shape[1:3] == (32, 32)
+
+
+def test_class_conditional_checks(cli, cond_ckpt, ckpt, tmp_path):
+    assert_user_error(cli("sample", cond_ckpt, "--seeds", "1", "--outdir", tmp_path), "class-conditional", "--class 0..2")
+    assert_user_error(cli("sample", cond_ckpt, "--seeds", "1", "--class", "3", "--outdir", tmp_path), "--class 3", "0..2")
+    assert cli("sample", cond_ckpt, "--seeds", "1", "--class", "2", "--outdir", tmp_path).code == 0
+    assert_user_error(cli("sample", ckpt, "--seeds", "1", "--class", "1", "--outdir", tmp_path), "unconditional")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["sample", "{ckpt}", "--seeds", "x"], ["--seeds", "'x'"]),
+    (["sample", "{ckpt}", "--noise-mode", "loud"], ["--noise-mode loud"]),
+    (["sample", "{ckpt}", "--trunc-cutoff", "99"], ["--trunc-cutoff 99"]),
+    (["sample", "{ckpt}", "--grid", "1x1", "--seeds", "0-3"], ["--grid 1x1", "cannot hold"]),
+    (["mix", "{ckpt}", "--rows", "1", "--cols", "2", "--styles", "40"], ["--styles 40", "does not exist"]),
+    (["truncate", "{ckpt}", "--psi", "1:2"], ["--psi 1:2"]),
+    (["interpolate", "{ckpt}", "--seeds", "1", "--out", "{tmp}/w.gif"], ["at least two seeds"]),
+    (["interpolate", "{ckpt}", "--seeds", "1,2", "--out", "{tmp}/w.avi"], ["w.avi", ".gif or .mp4"]),
+    (["interpolate", "{ckpt}", "--seeds", "1,2", "--kind", "bezier", "--out", "{tmp}/w.gif"], ["--kind bezier"]),
+    (["sample", "{tmp}/missing.safetensors"], ["missing.safetensors"]),
+    (["sample", "{tmp}"], ["no complete snapshot"]),
+])
+def test_latent_command_errors(cli, ckpt, tmp_path, args, fragments):
+    args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
+    assert_user_error(cli(*args), *fragments)
+
+
+def test_mp4_without_plugin_says_what_to_install(cli, ckpt, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ffmpeg(name, *a, **k):
+        if name == "imageio_ffmpeg":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ffmpeg)
+    assert_user_error(cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "2", "--out", tmp_path / "w.mp4"),
+                      "pip install imageio-ffmpeg")
+
+
+def test_info(cli, ckpt):
+    result = cli("info", ckpt)
+    assert result.code == 0, result
+    text = " ".join(result.out.split())
+    assert "quickstart" in text and "G_ema" in text and "stylegan2" in text
+
+
+def test_evaluate_needs_input(cli, ckpt):
+    assert_user_error(cli("evaluate"), "give a checkpoint")
+    assert_user_error(cli("evaluate", ckpt, "--metrics", "fidd"), "unknown metric 'fidd'")
