@@ -56,7 +56,7 @@ def _examples(*lines: str) -> str:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,21 +443,23 @@ def dataset(
     source: str = typer.Argument(..., help="Image folder (recursive), zip, or 'emoji'."),
     dest: Path = typer.Argument(..., help="Training zip to write (must not exist)."),
     resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (a power of two)."),
-    transform: str = typer.Option("center-crop", "--transform", help="center-crop or pad (to a square)."),
-    resize_filter: str = typer.Option("lanczos", "--filter", help="Resize filter: lanczos or box."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="'dirs' (one class per subfolder) or a JSON/CSV file path->class."),
+    transform: str = typer.Option("center-crop", "--transform", help="To a square: center-crop, pad (white) or stretch."),
+    resize_filter: str = typer.Option("lanczos", "--filter", help="Resize filter: lanczos, box, bicubic, bilinear or nearest."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="'dirs' (one class per subfolder), a JSON/CSV file path->class, or 'none' (default: the source's dataset.json)."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Convert at most N images."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (counted) instead of stopping."),
 ) -> None:
     """Convert images into a training zip (NVlabs layout, dataset.json labels, settings recorded)."""
     from gancli.data import convert_dataset
 
     summary = convert_dataset(
         source, str(dest), resolution=resolution, transform=transform, resize_filter=resize_filter,
-        labels=labels, max_images=max_images, progress=sys.stderr.isatty(),
+        labels=labels, max_images=max_images, progress=sys.stderr.isatty(), skip_bad=skip_bad,
     )
     _console().print(
         f"wrote {dest}: {summary['count']} images at {resolution}x{resolution}"
         + (f", {summary.get('num_classes')} classes" if summary.get("labels") else "")
+        + (f", {summary['skipped']} unreadable images skipped" if summary.get("skipped") else "")
     )
 
 

@@ -103,7 +103,7 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | Im
     except Exception as e:
         reason = str(e).strip() or type(e).__name__
         return ImageProblem(
-            f"cannot read image '{label}' ({reason}): it is corrupt, truncated or not an image; delete it or skip bad images"
+            f"cannot read image '{label}' ({reason}): it is corrupt, truncated or not an image; delete it or pass --skip-bad"
         )
     try:
         img = ImageOps.exif_transpose(img)

@@ -327,7 +327,7 @@ def decode_training_image(
             )
         if not allow_resize:
             return ImageProblem(
-                f"image '{label}' is {w}x{h} but resolution {expect} was asked for: use resolution {w}, allow resizing, or {hint}"
+                f"image '{label}' is {w}x{h} but resolution {expect} was asked for: use --resolution {w}, --set data.allow_resize=true, or {hint}"
             )
         img = img.resize((expect, expect), Image.Resampling.LANCZOS)
     return to_chw(img)
