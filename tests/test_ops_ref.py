@@ -121,7 +121,13 @@ def test_upfirdn2d_matches_definition(taps, up, down, padding, flip_filter, gain
     pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
     pad = padding if isinstance(padding, list) else [padding] * 4
     ref = naive_upfirdn2d(
-        x, f.numpy() if f is not None else [[1.0]], pair(up), pair(down), pad, flip_filter=flip_filter, gain=gain
+        x,
+        f.numpy() if f is not None else [[1.0]],
+        pair(up),
+        pair(down),
+        pad,
+        flip_filter=flip_filter,
+        gain=gain,
     )
     assert y.shape == ref.shape
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
@@ -146,7 +152,9 @@ def test_resampling_helpers_shapes_and_dc_gain():
     down = downsample2d(x, fd)
     assert up.shape == (1, 2, 16, 16) and down.shape == (1, 2, 4, 4)
     # Away from the zero-padded border, a constant image stays constant.
-    assert torch.allclose(up[:, :, 2:-2, 2:-2], torch.ones(1, dtype=torch.float64)) and torch.allclose(down[:, :, 1:-1, 1:-1], torch.ones(1, dtype=torch.float64))
+    assert torch.allclose(up[:, :, 2:-2, 2:-2], torch.ones(1, dtype=torch.float64)) and torch.allclose(
+        down[:, :, 1:-1, 1:-1], torch.ones(1, dtype=torch.float64)
+    )
     assert torch.allclose(filter2d(x, fd)[:, :, 2:-2, 2:-2], torch.ones(1, dtype=torch.float64))
     assert upsample2d(x, fd, up=[2, 3]).shape == (1, 2, 24, 16)
     assert downsample2d(x, fd, down=4).shape == (1, 2, 2, 2)
@@ -158,7 +166,9 @@ def test_resampling_helpers_shapes_and_dc_gain():
     assert torch.allclose(filter2d(z, fd), upfirdn2d(z, fd, padding=[2, 1, 2, 1]))
 
 
-@pytest.mark.parametrize("up, down, padding", [(1, 1, 1), (2, 1, [2, 1, 2, 1]), (1, 2, 1), (2, 2, [1, 2, 2, 1])])
+@pytest.mark.parametrize(
+    "up, down, padding", [(1, 1, 1), (2, 1, [2, 1, 2, 1]), (1, 2, 1), (2, 2, [1, 2, 2, 1])]
+)
 def test_upfirdn2d_gradcheck_and_gradgradcheck(up, down, padding):
     f = setup_filter([1, 3, 3, 1]).double()
     x = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
@@ -196,7 +206,9 @@ def test_bias_act_matches_closed_form_with_default_gain(act):
     xt = _t(x)
     y = bias_act(xt, _t(b), act=act)
     alpha = 0.2 if act == "lrelu" else 0.0
-    np.testing.assert_allclose(y.numpy(), func(x + b[None, :, None], alpha) * default_gain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        y.numpy(), func(x + b[None, :, None], alpha) * default_gain, rtol=1e-12, atol=1e-12
+    )
     assert torch.equal(xt, _t(x))  # input untouched
 
 
@@ -272,7 +284,9 @@ def test_conv2d_resample_matches_definition(k, up, down, padding, groups, flip_w
     x = rng.randn(2, 4, 6, 6)
     w = rng.randn(6, 4 // groups, k, k)
     f = setup_filter([1, 3, 3, 1]).double()
-    y = conv2d_resample(_t(x), _t(w), f, up=up, down=down, padding=padding, groups=groups, flip_weight=flip_weight)
+    y = conv2d_resample(
+        _t(x), _t(w), f, up=up, down=down, padding=padding, groups=groups, flip_weight=flip_weight
+    )
     ref = definition_conv2d_resample(x, w, f.numpy(), up, down, padding, groups, flip_weight)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10, atol=1e-10)

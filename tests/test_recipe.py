@@ -128,3 +128,23 @@ def test_bad_set_syntax(cli):
     assert_user_error(cli("train", "quickstart", "--set", "train.batch", "--dry-run"), "--set train.batch", "KEY=VALUE")
     assert_user_error(cli("train", "quickstart", "--set", "train..batch=3", "--dry-run"), "KEY=VALUE")
     assert_user_error(cli("train", "quickstart", "--set", "train.batch.x=3", "--dry-run"), "batch is not a section")
+
+
+@pytest.mark.parametrize("resolution, gpus, batch, group, base, lr, gamma, ema", [
+    (256, 1, 16, 4, 16384, 0.0025, 0.8192, 5.0),
+    (256, 8, 64, 4, 16384, 0.0025, 0.2048, 20.0),
+    (1024, 8, 32, 4, 32768, 0.002, 6.5536, 10.0),
+    (32, 2, 64, 4, 16384, 0.0025, 0.0032, 20.0),
+])
+def test_auto_recipe_follows_official_rules(resolution, gpus, batch, group, base, lr, gamma, ema):
+    recipe = load_recipe("stylegan2-auto", [parse_override(f"data.resolution={resolution}"),
+                                            parse_override(f"distributed.gpus={gpus}")])
+    assert recipe.train.batch == batch and recipe.model.mbstd_group_size == group
+    assert recipe.model.channel_base == base and recipe.model.mapping_layers == 2
+    assert recipe.train.g_lr == pytest.approx(lr) and recipe.loss.r1_gamma == pytest.approx(gamma)
+    assert recipe.train.ema_kimg == pytest.approx(ema) and recipe.train.ema_rampup == 0.05
+
+
+def test_auto_recipe_explicit_override_wins():
+    recipe = load_recipe("stylegan2-auto", [parse_override("train.batch=8")])
+    assert recipe.train.batch == 8

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from gancli.nets.stylegan2 import Discriminator, Generator, SynthesisLayer
 from gancli.nets.layers import Conv2dLayer
+from gancli.nets.stylegan2 import Discriminator, Generator, SynthesisLayer
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "stylegan2-ada"
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -22,7 +22,9 @@ TOL = dict(rtol=1e-4, atol=1e-4)
 @pytest.fixture(scope="module")
 def official():
     if not FIXTURES.is_dir():
-        pytest.skip(f"conformance fixtures not found: {FIXTURES} (the shared test data sits next to the repo)")
+        pytest.skip(
+            f"conformance fixtures not found: {FIXTURES} (the shared test data sits next to the repo)"
+        )
     from safetensors.torch import load_file
 
     kwargs = json.loads((FIXTURES / "sg2-uncond-32.json").read_text())
@@ -41,7 +43,7 @@ def official():
 
 def test_seed_convention_gives_the_fixture_latents(official):
     _, _, e = official
-    for seed, z in zip(e["seeds"].tolist(), e["z"]):
+    for seed, z in zip(e["seeds"].tolist(), e["z"], strict=True):
         np.testing.assert_array_equal(z.numpy(), np.random.RandomState(seed).randn(64).astype(np.float32))
 
 
@@ -57,7 +59,11 @@ def test_mapping_matches_official(official, psi, key):
 @pytest.mark.parametrize("fused_modconv", [None, True, False])
 @pytest.mark.parametrize(
     "ws_key, noise_mode, img_key",
-    [("ws_psi10", "const", "img_psi10"), ("ws_psi07", "const", "img_psi07"), ("ws_psi10", "none", "img_psi10_noise_none")],
+    [
+        ("ws_psi10", "const", "img_psi10"),
+        ("ws_psi07", "const", "img_psi07"),
+        ("ws_psi10", "none", "img_psi10_noise_none"),
+    ],
 )
 def test_synthesis_matches_official(official, fused_modconv, ws_key, noise_mode, img_key):
     G, _, e = official
@@ -99,7 +105,9 @@ def tiny_g(architecture="skip", c_dim=0, res=16, **synthesis_kwargs):
         img_resolution=res,
         img_channels=3,
         mapping_kwargs=dict(num_layers=2),
-        synthesis_kwargs=dict(channel_base=128, channel_max=32, architecture=architecture, **synthesis_kwargs),
+        synthesis_kwargs=dict(
+            channel_base=128, channel_max=32, architecture=architecture, **synthesis_kwargs
+        ),
     )
     with torch.no_grad():  # make noise and w_avg matter (both start at zero)
         for name, p in G.named_parameters():
@@ -112,7 +120,13 @@ def tiny_g(architecture="skip", c_dim=0, res=16, **synthesis_kwargs):
 def tiny_d(architecture="resnet", c_dim=0, res=16, **kwargs):
     torch.manual_seed(1)
     return Discriminator(
-        c_dim=c_dim, img_resolution=res, img_channels=3, architecture=architecture, channel_base=128, channel_max=32, **kwargs
+        c_dim=c_dim,
+        img_resolution=res,
+        img_channels=3,
+        architecture=architecture,
+        channel_base=128,
+        channel_max=32,
+        **kwargs,
     ).eval()
 
 

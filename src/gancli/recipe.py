@@ -185,6 +185,7 @@ class Recipe:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     ops: Literal["auto", "cuda", "ref"] = "auto"  # low-level kernels: CUDA when it builds, else reference
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    auto: bool = False  # derive batch, channels, lr, R1 gamma, EMA from resolution and GPUs (official 'auto')
 
     # ----------------------------------------------------------------------------------------------
 
@@ -432,12 +433,38 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[list[str], Any]]
     return data
 
 
+def auto_settings(resolution: int, gpus: int) -> dict[str, Any]:
+    """The official StyleGAN2-ADA `auto` configuration for a resolution and GPU count.
+
+    batch = max(min(gpus * min(4096 // res, 32), 64), gpus); minibatch-std group min(batch // gpus, 4);
+    feature maps x1 from 512 px (else x0.5); lr 0.002 at 1024 px (else 0.0025);
+    R1 gamma = 0.0002 * res^2 / batch; EMA half-life batch * 10 / 32 kimg with ramp-up 0.05; 2 mapping layers.
+    """
+    batch = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    lr = 0.002 if resolution >= 1024 else 0.0025
+    return {
+        "model": {"mapping_layers": 2, "channel_base": int((1 if resolution >= 512 else 0.5) * 32768),
+                  "channel_max": 512, "mbstd_group_size": min(batch // gpus, 4)},
+        "loss": {"r1_gamma": 0.0002 * resolution**2 / batch},
+        "train": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": batch * 10 / 32, "ema_rampup": 0.05},
+    }
+
+
 def load_recipe(spec: str | Path, overrides: list[tuple[list[str], Any]] | None = None) -> Recipe:
-    """Find, read, inherit, override and validate a recipe."""
+    """Find, read, inherit, override and validate a recipe.
+
+    With `auto: true`, the official auto settings are computed from the (overridden) resolution and
+    GPU count and merged in; explicit command-line overrides still win over them.
+    """
     path = find_recipe(str(spec))
     data = load_recipe_dict(path)
     if overrides:
         data = apply_overrides(data, overrides)
+    if data.get("auto") is True:
+        data_cfg, dist_cfg = data.get("data") or {}, data.get("distributed") or {}
+        resolution, gpus = data_cfg.get("resolution", DataConfig.resolution), dist_cfg.get("gpus", DistributedConfig.gpus)
+        if isinstance(resolution, int) and isinstance(gpus, int) and resolution >= 4 and gpus >= 1:
+            data = apply_overrides(deep_merge(data, auto_settings(resolution, gpus)), overrides or [])
     data.setdefault("name", path.stem)
     return Recipe.from_dict(data, origin=str(path))
 

@@ -76,7 +76,9 @@ class FullyConnectedLayer(nn.Module):
         return bias_act(torch.nn.functional.linear(x, w), b, act=self.activation)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+        )
 
 
 class Conv2dLayer(nn.Module):
@@ -225,7 +227,9 @@ def modulated_conv2d(
 
     # In float16, keep the intermediate products in range: demodulation undoes these scales anyway.
     if x.dtype == torch.float16 and demodulate:
-        weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.abs().amax(dim=[1, 2, 3], keepdim=True))
+        weight = weight * (
+            1 / np.sqrt(in_channels * kh * kw) / weight.abs().amax(dim=[1, 2, 3], keepdim=True)
+        )
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
 
     # Per-sample output scale [N, O]: demodulation ||w[o] * s[n]||^-1, computed without building the
@@ -251,20 +255,35 @@ def modulated_conv2d(
         b = bias.to(x.dtype).repeat(batch) if bias is not None else None
         x = x.reshape(1, batch * in_channels, *x.shape[2:])
         x = conv2d_resample(
-            x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=batch,
-            flip_weight=flip_weight, bias=b,
-        )  # fmt: skip
+            x,
+            w.to(x.dtype),
+            f=resample_filter,
+            up=up,
+            down=down,
+            padding=padding,
+            groups=batch,
+            flip_weight=flip_weight,
+            bias=b,
+        )
         x = x.reshape(batch, out_channels, *x.shape[2:])
     else:
         # Modulate the activations, convolve with the shared weight, demodulate the output.
         x = x * styles.to(x.dtype).reshape(batch, in_channels, 1, 1)
         x = conv2d_resample(
-            x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight
+            x,
+            weight.to(x.dtype),
+            f=resample_filter,
+            up=up,
+            down=down,
+            padding=padding,
+            flip_weight=flip_weight,
         )
         if out_scale is None and gain != 1:
             out_scale = torch.full([batch, out_channels], float(gain), dtype=x.dtype, device=x.device)
         if out_scale is not None and bias is not None:
-            x = torch.addcmul(bias.to(x.dtype).reshape(1, -1, 1, 1), x, out_scale.to(x.dtype).reshape(batch, -1, 1, 1))
+            x = torch.addcmul(
+                bias.to(x.dtype).reshape(1, -1, 1, 1), x, out_scale.to(x.dtype).reshape(batch, -1, 1, 1)
+            )
         elif out_scale is not None:
             x = x * out_scale.to(x.dtype).reshape(batch, -1, 1, 1)
         elif bias is not None:

@@ -25,8 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from gancli.ops import bias_act, downsample2d, setup_filter, upsample2d
-from gancli.ops.bias_act import activation_spec
 from gancli.nets.layers import (
     Conv2dLayer,
     FullyConnectedLayer,
@@ -34,12 +32,16 @@ from gancli.nets.layers import (
     modulated_conv2d,
     normalize_2nd_moment,
 )
+from gancli.ops import bias_act, downsample2d, setup_filter, upsample2d
+from gancli.ops.bias_act import activation_spec
 
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("orig", "skip", "resnet")
 
 
-def _block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device, param_dtype: torch.dtype) -> torch.dtype:
+def _block_dtype(
+    use_fp16: bool, force_fp32: bool, device: torch.device, param_dtype: torch.dtype
+) -> torch.dtype:
     """float16 only for fp16 blocks on CUDA (CPU half convolutions are slow and imprecise); otherwise
     the parameters' dtype (float32, or float64 for exact gradient checks)."""
     return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else param_dtype
@@ -48,7 +50,9 @@ def _block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device, param_d
 CPU_CHANNELS_LAST = True
 
 
-def _block_memory_format(fp16_channels_last: bool, dtype: torch.dtype, device: torch.device) -> torch.memory_format:
+def _block_memory_format(
+    fp16_channels_last: bool, dtype: torch.dtype, device: torch.device
+) -> torch.memory_format:
     if dtype == torch.float16 and fp16_channels_last:
         return torch.channels_last
     if device.type == "cpu" and CPU_CHANNELS_LAST:
@@ -234,7 +238,9 @@ class SynthesisLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).contiguous(memory_format=memory_format)
+            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).contiguous(
+                memory_format=memory_format
+            )
         )
         if use_noise:
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
@@ -263,13 +269,18 @@ class SynthesisLayer(nn.Module):
 
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = (
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+                * self.noise_strength
+            )
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
 
         # Fold the activation gain into the convolution when the activation allows it (lrelu does).
         act_gain = self.act_gain * gain
-        out_gain, post_gain = (act_gain, 1.0) if activation_spec(self.activation).homogeneous else (1.0, act_gain)
+        out_gain, post_gain = (
+            (act_gain, 1.0) if activation_spec(self.activation).homogeneous else (1.0, act_gain)
+        )
         x = modulated_conv2d(
             x,
             self.weight,
@@ -322,14 +333,18 @@ class ToRGBLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).contiguous(memory_format=memory_format)
+            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).contiguous(
+                memory_format=memory_format
+            )
         )
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, bias=self.bias)
+        x = modulated_conv2d(
+            x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, bias=self.bias
+        )
         return bias_act(x, None, clamp=self.conv_clamp)
 
 
@@ -415,7 +430,11 @@ class SynthesisBlock(nn.Module):
 
         if is_last or architecture == "skip":
             self.torgb = ToRGBLayer(
-                out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp, channels_last=self.channels_last
+                out_channels,
+                img_channels,
+                w_dim=w_dim,
+                conv_clamp=conv_clamp,
+                channels_last=self.channels_last,
             )
             self.num_torgb += 1
 
@@ -471,7 +490,9 @@ class SynthesisBlock(nn.Module):
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv, gain=np.sqrt(0.5))
+            x = self.conv1(
+                x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv, gain=np.sqrt(0.5)
+            )
             x = y.add_(x)
         else:
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
@@ -615,7 +636,9 @@ class Generator(nn.Module):
             w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **(synthesis_kwargs or {})
         )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
+        self.mapping = MappingNetwork(
+            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {})
+        )
 
     @property
     def w_avg(self) -> torch.Tensor:
@@ -645,7 +668,9 @@ class Generator(nn.Module):
         Returns:
             Images `[N, img_channels, img_resolution, img_resolution]`, float32, about [-1, 1].
         """
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        ws = self.mapping(
+            z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas
+        )
         return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
 
 
@@ -714,10 +739,18 @@ class DiscriminatorBlock(nn.Module):
 
         common = dict(activation=activation, conv_clamp=conv_clamp, channels_last=self.channels_last)
         if in_channels == 0 or architecture == "skip":
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=trainable(), **common)
+            self.fromrgb = Conv2dLayer(
+                img_channels, tmp_channels, kernel_size=1, trainable=trainable(), **common
+            )
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=trainable(), **common)
         self.conv1 = Conv2dLayer(
-            tmp_channels, out_channels, kernel_size=3, down=2, resample_filter=resample_filter, trainable=trainable(), **common
+            tmp_channels,
+            out_channels,
+            kernel_size=3,
+            down=2,
+            resample_filter=resample_filter,
+            trainable=trainable(),
+            **common,
         )
         if architecture == "resnet":
             self.skip = Conv2dLayer(
@@ -807,14 +840,22 @@ class DiscriminatorEpilogue(nn.Module):
 
         if architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.mbstd = (
+            MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        )
         self.conv = Conv2dLayer(
-            in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation, conv_clamp=conv_clamp
+            in_channels + mbstd_num_channels,
+            in_channels,
+            kernel_size=3,
+            activation=activation,
+            conv_clamp=conv_clamp,
         )
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x: torch.Tensor, img: torch.Tensor | None, cmap: torch.Tensor | None, force_fp32: bool = False):
+    def forward(
+        self, x: torch.Tensor, img: torch.Tensor | None, cmap: torch.Tensor | None, force_fp32: bool = False
+    ):
         dtype = self.conv.weight.dtype  # float32 (the parameters' dtype): the head never runs in float16
         x = x.to(dtype=dtype, memory_format=torch.contiguous_format)
         if self.architecture == "skip":
@@ -905,10 +946,16 @@ class Discriminator(nn.Module):
             self.mapping = MappingNetwork(
                 z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None, **(mapping_kwargs or {})
             )
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common)
+        self.b4 = DiscriminatorEpilogue(
+            channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common
+        )
 
     def forward(
-        self, img: torch.Tensor, c: torch.Tensor | None = None, update_emas: bool = False, force_fp32: bool = False
+        self,
+        img: torch.Tensor,
+        c: torch.Tensor | None = None,
+        update_emas: bool = False,
+        force_fp32: bool = False,
     ) -> torch.Tensor:
         """
         Args:

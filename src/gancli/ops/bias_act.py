@@ -42,7 +42,9 @@ class Activation:
 ACTIVATIONS: dict[str, Activation] = {
     "linear": Activation(lambda x, alpha: x, homogeneous=True),
     "relu": Activation(lambda x, alpha: F.relu(x), gain=math.sqrt(2), homogeneous=True),
-    "lrelu": Activation(lambda x, alpha: F.leaky_relu(x, alpha), alpha=0.2, gain=math.sqrt(2), homogeneous=True),
+    "lrelu": Activation(
+        lambda x, alpha: F.leaky_relu(x, alpha), alpha=0.2, gain=math.sqrt(2), homogeneous=True
+    ),
     "tanh": Activation(lambda x, alpha: torch.tanh(x)),
     "sigmoid": Activation(lambda x, alpha: torch.sigmoid(x)),
     "elu": Activation(lambda x, alpha: F.elu(x)),

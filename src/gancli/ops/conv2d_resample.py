@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gancli.ops.upfirdn2d import Padding, _padding4, _crop_or_pad, filter_size, upfirdn2d
+from gancli.ops.upfirdn2d import Padding, _crop_or_pad, _padding4, filter_size, upfirdn2d
 
 
 def _conv(
@@ -124,7 +124,9 @@ def conv2d_resample(
         tx = max(min(-qx0, -qx1), 0)
         ty = max(min(-qy0, -qy1), 0)
         x = F.conv_transpose2d(x, wt, stride=up, padding=(ty, tx), groups=groups)
-        x = upfirdn2d(x, f, padding=[qx0 + tx, qx1 + tx, qy0 + ty, qy1 + ty], gain=up * up, flip_filter=flip_filter)
+        x = upfirdn2d(
+            x, f, padding=[qx0 + tx, qx1 + tx, qy0 + ty, qy1 + ty], gain=up * up, flip_filter=flip_filter
+        )
         if down > 1:
             x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
         return _add_bias(x, bias)

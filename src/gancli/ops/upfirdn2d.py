@@ -266,7 +266,9 @@ def upsample2d(
     x0, x1, y0, y1 = _padding4(padding)
     fw, fh = filter_size(f)
     pad = [x0 + (fw + upx - 1) // 2, x1 + (fw - upx) // 2, y0 + (fh + upy - 1) // 2, y1 + (fh - upy) // 2]
-    return upfirdn2d(x, f, up=(upx, upy), padding=pad, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl)
+    return upfirdn2d(
+        x, f, up=(upx, upy), padding=pad, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl
+    )
 
 
 def downsample2d(
@@ -292,5 +294,10 @@ def downsample2d(
     downx, downy = _pair(down, "down")
     x0, x1, y0, y1 = _padding4(padding)
     fw, fh = filter_size(f)
-    pad = [x0 + (fw - downx + 1) // 2, x1 + (fw - downx) // 2, y0 + (fh - downy + 1) // 2, y1 + (fh - downy) // 2]
+    pad = [
+        x0 + (fw - downx + 1) // 2,
+        x1 + (fw - downx) // 2,
+        y0 + (fh - downy + 1) // 2,
+        y1 + (fh - downy) // 2,
+    ]
     return upfirdn2d(x, f, down=(downx, downy), padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
