@@ -15,6 +15,11 @@ outputs (proven by tests/test_stylegan2_nets.py against official fixtures).
 
 Precision: blocks in the `num_fp16_res` highest resolutions run in float16 on CUDA only; on CPU
 everything is float32. `conv_clamp` is applied everywhere, so results agree across devices.
+
+Speed on CPU (same values, different arithmetic order): the modulated convolutions scale activations
+around one shared-weight convolution instead of a per-sample grouped convolution, blocks run in
+channels-last memory format, activation gains are folded into weights and biases into convolutions.
+bench/bench_nets.py measures it against the official code.
 """
 
 from __future__ import annotations
@@ -47,12 +52,15 @@ def _block_dtype(
     return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else param_dtype
 
 
+# On CPU every block runs in channels-last memory format: oneDNN's convolutions, and above all the
+# depthwise FIR filters and their gradients, are faster in it. Values do not change; set False to compare.
 CPU_CHANNELS_LAST = True
 
 
 def _block_memory_format(
     fp16_channels_last: bool, dtype: torch.dtype, device: torch.device
 ) -> torch.memory_format:
+    """channels-last for float16 blocks that ask for it (CUDA) and for every block on CPU."""
     if dtype == torch.float16 and fp16_channels_last:
         return torch.channels_last
     if device.type == "cpu" and CPU_CHANNELS_LAST:
@@ -130,7 +138,8 @@ class MappingNetwork(nn.Module):
             self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def _dtype(self) -> torch.dtype:
-        return self.fc0.weight.dtype
+        """The parameters' dtype (float32 normally; float64 in exact gradient checks)."""
+        return next(self.parameters(), torch.empty([])).dtype
 
     def forward(
         self,
@@ -368,6 +377,7 @@ class SynthesisBlock(nn.Module):
         conv_clamp: float | None = None,
         use_fp16: bool = False,
         fp16_channels_last: bool = False,
+        fused_modconv_default: bool | str | None = None,
         **layer_kwargs,
     ):
         """
@@ -384,6 +394,11 @@ class SynthesisBlock(nn.Module):
             conv_clamp:         Clamp convolution outputs to +-this value (None = no clamping).
             use_fp16:           Run this block in float16 (CUDA only).
             fp16_channels_last: Use channels-last memory format when running in float16.
+            fused_modconv_default: Default form of the modulated convolution on CUDA: True, False,
+                                'inference_only', or None = decide by speed (see
+                                `_prefer_fused_modconv`). Accepted for the networks of NVlabs
+                                stylegan3's StyleGAN2 port; both forms give the same values, and
+                                on CPU the faster shared-weight form is always the default.
             **layer_kwargs:     Passed to `SynthesisLayer` (e.g. `use_noise`, `activation`).
         """
         _check_architecture(architecture)
@@ -397,6 +412,7 @@ class SynthesisBlock(nn.Module):
         self.architecture = architecture
         self.use_fp16 = use_fp16
         self.channels_last = use_fp16 and fp16_channels_last
+        self.fused_modconv_default = fused_modconv_default
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         self.num_conv = 0
         self.num_torgb = 0
@@ -475,6 +491,10 @@ class SynthesisBlock(nn.Module):
         dtype = _block_dtype(self.use_fp16, force_fp32, device, self.conv1.weight.dtype)
         memory_format = _block_memory_format(self.channels_last, dtype, device)
         batch = ws.shape[0]
+        if fused_modconv is None and device.type == "cuda" and self.fused_modconv_default is not None:
+            fused_modconv = self.fused_modconv_default
+        if fused_modconv == "inference_only":
+            fused_modconv = not self.training
         if fused_modconv is None:
             fused_modconv = _prefer_fused_modconv(self.training, dtype, batch, device)
         w_iter = iter(ws.unbind(dim=1))
