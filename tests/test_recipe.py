@@ -6,10 +6,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import assert_user_error
 
 from gancli.errors import UserError
 from gancli.recipe import Recipe, builtin_recipes, load_recipe, parse_override
-from helpers import assert_user_error
 
 
 def write(path: Path, text: str) -> Path:

@@ -8,6 +8,7 @@ wires them into the four training phases (Gmain, Greg, Dmain, Dreg).
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 

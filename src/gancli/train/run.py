@@ -79,8 +79,9 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
                            allow_resize=d.allow_resize)
     if not resume:
         run_dir = create_run_dir(outdir, recipe.name)
-        from gancli.fileio import atomic_write_text
         import yaml
+
+        from gancli.fileio import atomic_write_text
 
         atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     show = sys.stderr.isatty() if progress is None else progress

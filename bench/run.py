@@ -1,0 +1,105 @@
+"""`make bench`: network and full-training throughput, as one JSON object.
+
+    python bench/run.py --out bench.json [--configs A,B] [--seconds 8] [--threads 2]
+
+- `nets`: bench/bench_nets.py (G forward img/s, G+D forward+backward img/s) for configs A and B.
+- `training`: full StyleGAN2 training steps through the real trainer (Gmain, Greg every 4, Dmain,
+  Dreg every 16, style mixing, EMA), images/s with the regularization amortized over 16 steps.
+- `reference`: the official implementation's figures on a 2-core CPU (float32, reference ops), as
+  given in the project's issue, and `ratio_*` = gancli / official at the identical configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = {"A": {"g_forward_img_s": 72.7, "g_d_train_img_s": 15.5}, "B": {"g_forward_img_s": 5.35, "g_d_train_img_s": 1.10}}
+TRAIN_CONFIGS = {
+    "A": ["data.resolution=32", "model.channel_base=4096", "model.channel_max=256", "model.z_dim=128", "model.w_dim=128",
+          "model.mapping_layers=2", "train.batch=32"],
+    "B": ["data.resolution=64", "model.channel_base=16384", "model.channel_max=512", "model.z_dim=512", "model.w_dim=512",
+          "model.mapping_layers=8", "train.batch=8"],
+}
+COMMON = ["model.num_fp16_res=0", "model.conv_clamp=null", "loss.r1_gamma=1", "loss.pl_weight=2", "loss.r1_interval=16",
+          "loss.pl_interval=4", "loss.style_mixing_prob=0.9", "train.image_kimg=100000", "train.snapshot_kimg=100000"]
+
+
+def train_throughput(name: str, steps: int, device: str) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from gancli.data import batches, open_dataset
+    from gancli.losses import LossStats
+    from gancli.recipe import load_recipe, parse_override
+    from gancli.train.loop import Trainer
+
+    overrides = [parse_override(s) for s in TRAIN_CONFIGS[name] + COMMON + [f"train.device={device}"]]
+    recipe = load_recipe("quickstart", overrides)
+    res, batch = recipe.data.resolution, recipe.train.batch
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.RandomState(0)
+        for i in range(64):
+            Image.fromarray(rng.randint(0, 255, (res, res, 3), dtype=np.uint8)).save(Path(tmp) / f"{i}.png")
+        dataset = open_dataset(tmp, res, cache=False)
+        trainer = Trainer(recipe, dataset, Path(tmp), progress=False)
+        data = batches(dataset, batch, seed=0)
+        stats = LossStats()
+        for _ in range(2):  # warm-up (first calls allocate)
+            trainer.train_step(*next(data), stats)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(*next(data), stats)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return {"train_img_s": round(steps * batch / seconds, 3), "steps": steps, "batch": batch, "seconds": round(seconds, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench.json")
+    parser.add_argument("--configs", default="A,B")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    nets = json.loads(subprocess.run(
+        [sys.executable, str(HERE / "bench_nets.py"), "--configs", args.configs, "--threads", str(args.threads),
+         "--seconds", str(args.seconds), "--device", args.device], check=True, capture_output=True, text=True).stdout)
+    result = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "device": args.device,
+                          "threads": args.threads, "processor": platform.processor() or platform.machine()},
+              "nets": nets, "training": {}, "reference": REFERENCE}
+    for name in args.configs.split(","):
+        result["training"][name] = train_throughput(name, 16, args.device)  # 16 steps: one R1, four path-length
+        measured = nets["results"][f"{name}/gancli"]
+        for key in ("g_forward_img_s", "g_d_train_img_s"):
+            value = measured[key]
+            if args.device == "cpu":
+                result.setdefault("ratio_vs_official_cpu", {}).setdefault(name, {})[key] = round(value / REFERENCE[name][key], 2)
+    text = json.dumps(result, indent=2)
+    Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    main()
