@@ -239,7 +239,8 @@ class Trainer:
         from gancli.render import grid_shape, make_grid, save_png
 
         n = min(self.grid_size, self.dataset.num_images)
-        images = np.stack([self.dataset[i][0] for i in range(n)]).transpose(0, 2, 3, 1)
+        picks = np.random.RandomState(0).choice(self.dataset.num_images, n, replace=False)  # a fair sample
+        images = np.stack([self.dataset[int(i)][0] for i in picks]).transpose(0, 2, 3, 1)
         rows, cols = grid_shape(self.grid_size)
         save_png(make_grid(images, rows, cols), self.run_dir / "reals.png")
 
@@ -261,6 +262,8 @@ class Trainer:
             "kimg": self.state.cur_nimg / 1000, "step": self.state.step, "cur_nimg": self.state.cur_nimg,
             "c_dim": self.c_dim, "img_channels": self.dataset.num_channels, "resolution": self.recipe.data.resolution,
             "dataset": self.recipe.data.source, "num_ws": int(getattr(self.G, "num_ws", 0)),
+            "buffers": {name: [k for k, _ in m.named_buffers()] for name, m in
+                        (("G_ema", self.G_ema), ("G", self.G), ("D", self.D))},
         }
         pair = save_checkpoint(self.run_dir, self.state.cur_nimg // 1000, modules=self.snapshot_modules(),
                                recipe=self.recipe.to_dict(), meta=meta, state=self.training_state())

@@ -54,6 +54,38 @@ def _merge_resume_recipe(stored: Recipe, asked: Recipe, origin: str, console) ->
     return Recipe.from_dict(stored_d, origin=origin)
 
 
+class RunLog:
+    """stats.jsonl always; TensorBoard events too when the tensorboard package is installed."""
+
+    def __init__(self, run_dir: Path):
+        import importlib.util
+
+        from gancli.train.rundir import JsonlLogger
+
+        self.jsonl = JsonlLogger(run_dir / "stats.jsonl")
+        self.tensorboard = None
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir))
+
+    def log(self, **fields) -> None:
+        self.jsonl.log(**fields)
+        if self.tensorboard is not None and "event" not in fields and "kimg" in fields:
+            step = int(round(fields["kimg"] * 1000))
+            for key, value in fields.items():
+                if key != "kimg" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, global_step=step)
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.jsonl.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
 def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None) -> Path:
     """Create or reopen a run directory and train. Returns the run directory."""
     from rich.console import Console
@@ -62,7 +94,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     from gancli.data import open_dataset
     from gancli.train.checkpoint import load_checkpoint
     from gancli.train.loop import Trainer
-    from gancli.train.rundir import JsonlLogger, create_run_dir
+    from gancli.train.rundir import create_run_dir
 
     console = Console(stderr=True, highlight=False)
     snapshot = state = None
@@ -104,7 +136,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     trainer.stop_requested = lambda: stop["count"] > 0
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with JsonlLogger(run_dir / "stats.jsonl") as log:
+        with RunLog(run_dir) as log:
             outcome = trainer.run(log=log)
     finally:
         for sig, handler in previous.items():
