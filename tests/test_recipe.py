@@ -127,7 +127,9 @@ def test_missing_recipe_and_wrong_kind(tmp_path, cli):
 def test_bad_set_syntax(cli):
     assert_user_error(cli("train", "quickstart", "--set", "train.batch", "--dry-run"), "--set train.batch", "KEY=VALUE")
     assert_user_error(cli("train", "quickstart", "--set", "train..batch=3", "--dry-run"), "KEY=VALUE")
-    assert_user_error(cli("train", "quickstart", "--set", "train.batch.x=3", "--dry-run"), "batch is not a section")
+    assert_user_error(cli("train", "quickstart", "--set", "train.batch.x=3", "--dry-run"), "train.batch is not a section")
+    assert_user_error(cli("train", "quickstart", "--set", "train.bacth=8", "--dry-run"), "--set train.bacth=8",
+                      "did you mean train.batch")
 
 
 @pytest.mark.parametrize("resolution, gpus, batch, group, base, lr, gamma, ema", [

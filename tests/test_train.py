@@ -150,6 +150,25 @@ def test_batch_accumulation_runs_same_steps(cli, tiny_data, tmp_path):
     assert load_snapshot(run / "snapshot-000000.safetensors").meta["step"] == 2
 
 
+def test_metrics_at_snapshots(cli, tiny_data, tmp_path):
+    result = cli(*tiny_args(tiny_data, "train.total_kimg=0.004", "metrics.names=[fid,kid]", "metrics.num=6"),
+                 "--outdir", tmp_path)
+    assert result.code == 0, result
+    (run,) = run_dirs(tmp_path)
+    (line,) = (run / "metrics.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["snapshot"] == "snapshot-000000.safetensors"
+    assert record["protocol"]["n_fake"] == 6 and record["protocol"]["n_real"] == 12
+    assert record["results"]["fid"] > 0
+    assert any('"event": "metrics"' in line for line in (run / "stats.jsonl").read_text().splitlines())
+
+
+def test_multi_gpu_is_refused_clearly(cli, tiny_data, tmp_path):
+    from helpers import assert_user_error
+
+    assert_user_error(cli(*tiny_args(tiny_data), "--gpus", "2", "--outdir", tmp_path), "distributed.gpus is 2", "--gpus 1")
+
+
 def test_bad_dataset_for_training(cli, tmp_path):
     from helpers import assert_user_error
 

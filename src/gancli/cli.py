@@ -464,11 +464,12 @@ def dataset(
 
 
 @app.command(epilog=_examples("gancli info runs/quickstart-00000/snapshot-000100.safetensors"))
-def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors).")) -> None:
+def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot).")) -> None:
     """Show a checkpoint's recipe, progress, architecture and parameter counts."""
+    from gancli.models import resolve_checkpoint
     from gancli.train.checkpoint import describe_checkpoint, render_info
 
-    _console().print(render_info(describe_checkpoint(ckpt)))
+    _console().print(render_info(describe_checkpoint(resolve_checkpoint(ckpt))))
 
 
 @app.command(epilog=_examples("gancli doctor"))

@@ -17,6 +17,8 @@ from gancli.recipe import Recipe
 def build_networks(recipe: Recipe, c_dim: int, img_channels: int = 3):
     """(G, D) for the recipe's model kind, resolution and label count. Weights are freshly initialised."""
     m = recipe.model
+    # float16 runs only on CUDA (the networks keep float32 elsewhere); 'fp32' turns it off everywhere.
+    fp16_res = 0 if recipe.train.precision == "fp32" else m.num_fp16_res
     if m.kind == "stylegan2":
         from gancli.nets.stylegan2 import Discriminator, Generator
 
@@ -24,13 +26,13 @@ def build_networks(recipe: Recipe, c_dim: int, img_channels: int = 3):
             z_dim=m.z_dim, c_dim=c_dim, w_dim=m.w_dim, img_resolution=recipe.data.resolution,
             img_channels=img_channels,
             mapping_kwargs=dict(num_layers=m.mapping_layers, lr_multiplier=m.mapping_lr_multiplier, w_avg_beta=m.w_avg_beta),
-            synthesis_kwargs=dict(channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=m.num_fp16_res,
+            synthesis_kwargs=dict(channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=fp16_res,
                                   conv_clamp=m.conv_clamp, architecture=m.g_architecture),
         )
         D = Discriminator(
             c_dim=c_dim, img_resolution=recipe.data.resolution, img_channels=img_channels,
             architecture=m.d_architecture, channel_base=m.channel_base, channel_max=m.channel_max,
-            num_fp16_res=m.num_fp16_res, conv_clamp=m.conv_clamp,
+            num_fp16_res=fp16_res, conv_clamp=m.conv_clamp,
             epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size, mbstd_num_channels=m.mbstd_num_channels),
         )
         return G, D

@@ -269,6 +269,23 @@ class Trainer:
                                recipe=self.recipe.to_dict(), meta=meta, state=self.training_state())
         return pair.snapshot
 
+    def evaluate_snapshot(self, path: Path, log=None) -> dict:
+        """The recipe's metrics for the EMA generator just saved; appended to metrics.jsonl in the run."""
+        from gancli.metrics import evaluate_generator
+        from gancli.metrics.evaluate import append_result
+        from gancli.models import LoadedGenerator
+
+        loaded = LoadedGenerator(G=self.G_ema, recipe=self.recipe, meta={"c_dim": self.c_dim}, path=path)
+        result = evaluate_generator(loaded, self.recipe.metrics.names, data_source=self.recipe.data.source,
+                                    num=self.recipe.metrics.num, seed=0, progress=self.show_progress)
+        result["snapshot"] = path.name
+        result["kimg"] = self.state.cur_nimg / 1000
+        append_result(self.run_dir, result)
+        if log is not None:
+            log.log(event="metrics", kimg=round(self.state.cur_nimg / 1000, 3),
+                    **{f"metrics/{k}": v for k, v in result["results"].items()})
+        return result
+
     # ----------------------------------------------------------------------------------------------
     # The loop
 
@@ -323,6 +340,8 @@ class Trainer:
                     path = self.save_checkpoint()
                     if log is not None:
                         log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
+                    if self.recipe.metrics.names:
+                        self.evaluate_snapshot(path, log)
                     next_snap = (cur // snap_nimg + 1) * snap_nimg
                 if done:
                     outcome = "done"

@@ -10,7 +10,8 @@ from gancli.errors import UserError
 from gancli.recipe import Recipe
 
 # Keys whose value may change when a run is resumed; anything else must match for an exact resume.
-RESUMABLE_CHANGES = {("train", "total_kimg"), ("train", "snapshot_kimg"), ("train", "image_kimg"), ("train", "threads")}
+RESUMABLE_CHANGES = {("train", "total_kimg"), ("train", "snapshot_kimg"), ("train", "image_kimg"), ("train", "threads"),
+                     ("metrics", "names"), ("metrics", "num")}
 
 
 def _find_resume(spec: str):
@@ -105,7 +106,16 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         stored = Recipe.from_dict(snapshot.recipe, origin=f"{snap_path} (embedded recipe)")
         recipe = _merge_resume_recipe(stored, recipe, str(snap_path), console)
         run_dir = snap_path.parent
+    if recipe.distributed.gpus > 1:
+        raise UserError(
+            f"distributed.gpus is {recipe.distributed.gpus}: multi-GPU training (DDP) is not in this version of "
+            "gancli yet; train on one device with --gpus 1 (the batch stays the same; --batch-gpu accumulates "
+            "gradients when it does not fit)"
+        )
     ops.set_impl(recipe.ops)
+    source = Path(recipe.data.source).expanduser()
+    if recipe.data.source != "emoji" and source.exists():  # the embedded recipe must work from anywhere
+        recipe.data.source = str(source.resolve())
     d = recipe.data
     dataset = open_dataset(d.source, d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
                            allow_resize=d.allow_resize)
