@@ -129,7 +129,7 @@ def test_class_conditional_checks(cli, cond_ckpt, ckpt, tmp_path):
     assert_user_error(cli("sample", cond_ckpt, "--seeds", "1", "--outdir", tmp_path), "class-conditional", "--class 0..2")
     assert_user_error(cli("sample", cond_ckpt, "--seeds", "1", "--class", "3", "--outdir", tmp_path), "--class 3", "0..2")
     assert cli("sample", cond_ckpt, "--seeds", "1", "--class", "2", "--outdir", tmp_path).code == 0
-    assert_user_error(cli("sample", ckpt, "--seeds", "1", "--class", "1", "--outdir", tmp_path), "unconditional")
+    assert_user_error(cli("sample", ckpt, "--seeds", "1", "--class", "1", "--outdir", tmp_path / "u"), "unconditional")
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -175,3 +175,48 @@ def test_info(cli, ckpt):
 def test_evaluate_needs_input(cli, ckpt):
     assert_user_error(cli("evaluate"), "give a checkpoint")
     assert_user_error(cli("evaluate", ckpt, "--metrics", "fidd"), "unknown metric 'fidd'")
+
+
+def test_noise_figure(cli, ckpt, tmp_path):
+    out = tmp_path / "noise.png"
+    result = cli("noise", ckpt, "--seeds", "4,6", "--draws", "3", "--out", out)
+    assert result.code == 0, result
+    assert "std dev" in result.out and "coarse noise (4-8)" in result.out and "fine noise (16-16)" in result.out
+    grid = png(out)
+    assert grid.shape == (2 * 16, 8 * 16, 3)  # const, 3 draws, std, none, coarse, fine
+    assert cli("sample", ckpt, "--seeds", "4", "--outdir", tmp_path / "c").code == 0
+    assert cli("sample", ckpt, "--seeds", "4", "--noise-mode", "none", "--outdir", tmp_path / "n").code == 0
+    cell = lambda r, c: grid[16 * r: 16 * r + 16, 16 * c: 16 * c + 16]  # noqa: E731
+    assert np.array_equal(cell(0, 0), png(tmp_path / "c" / "seed0004.png"))  # constant noise = sample
+    assert np.array_equal(cell(0, 5), png(tmp_path / "n" / "seed0004.png"))  # no noise = sample --noise-mode none
+    assert not np.array_equal(cell(0, 1), cell(0, 2))  # fresh draws differ
+    assert not np.array_equal(cell(0, 6), cell(0, 7))  # coarse-only and fine-only noise differ
+    assert cell(0, 4).min() < 128  # the std map shows where the noise acts
+    again = tmp_path / "again.png"
+    assert cli("noise", ckpt, "--seeds", "4,6", "--draws", "3", "--out", again).code == 0
+    assert out.read_bytes() == again.read_bytes()  # every draw is seeded
+
+
+def test_outputs_are_never_overwritten_without_force(cli, ckpt, tmp_path):
+    target = tmp_path / "seed0001.png"
+    target.write_bytes(b"mine")
+    assert_user_error(cli("sample", ckpt, "--seeds", "0-2", "--outdir", tmp_path), "seed0001.png", "--force")
+    assert target.read_bytes() == b"mine" and not (tmp_path / "seed0000.png").exists()
+    assert cli("sample", ckpt, "--seeds", "0-2", "--outdir", tmp_path, "--force").code == 0
+    assert target.read_bytes() != b"mine"
+    for command, extra in (("mix", ["--rows", "1", "--cols", "2"]), ("truncate", ["--seeds", "1"]),
+                           ("interpolate", ["--seeds", "1,2"]), ("noise", ["--seeds", "1"])):
+        out = tmp_path / f"{command}.gif"
+        out.write_bytes(b"mine")
+        assert_user_error(cli(command, ckpt, *extra, "--out", out), f"{command}.gif", "--force")
+        assert out.read_bytes() == b"mine"
+
+
+def test_gif_timing(cli, ckpt, tmp_path):
+    from PIL import Image as PILImage
+
+    out = tmp_path / "w.gif"
+    assert cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "5", "--fps", "10", "--out", out).code == 0
+    with PILImage.open(out) as gif:
+        assert gif.n_frames == 6
+        assert gif.info["duration"] == 100 and gif.info.get("loop") == 0

@@ -161,9 +161,20 @@ def list_recipes() -> None:
 
 
 def _load(ckpt: Path):
+    from gancli import explore
     from gancli.models import load_generator
 
+    explore.show_progress(sys.stderr.isatty())
     return load_generator(ckpt, device="cuda" if _cuda() else "cpu")
+
+
+def _check_outputs(paths: list[Path], force: bool) -> None:
+    """Refuse to overwrite what the user has, unless --force."""
+    if force:
+        return
+    for path in paths:
+        if path.exists():
+            raise UserError(f"{path}: exists; pass --force to overwrite it, or choose another output")
 
 
 def _cuda() -> bool:
@@ -221,6 +232,7 @@ def sample(
     outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Write one grid image ROWSxCOLS instead of one PNG per seed."),
     projected_w: Optional[Path] = typer.Option(None, "--projected-w", help="Render a projected latent (.npz)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
     from gancli import explore
@@ -230,13 +242,15 @@ def sample(
     loaded = _load(ckpt)
     if projected_w is not None:
         ws, names = _read_projected_w(projected_w, loaded)
+        _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
         explore.check_noise_mode(noise_mode)
         images = to_uint8(explore.synthesize_ws(loaded, ws, None, noise_mode))
     else:
         seed_list = parse_seeds(seeds)
+        names = [f"seed{s:04d}.png" for s in seed_list]
+        _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
         images = to_uint8(explore.sample(loaded, seed_list, psi=trunc, cutoff=trunc_cutoff, class_idx=class_idx,
                                          noise_mode=noise_mode))
-        names = [f"seed{s:04d}.png" for s in seed_list]
     _make_outdir(outdir)
     if grid:
         rows, cols = grid_shape(len(images), grid)
@@ -264,12 +278,14 @@ def mix(
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output image."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Style-mixing grid, as in the StyleGAN paper."""
     from gancli import explore
     from gancli.latent import parse_seeds
     from gancli.render import save_png
 
+    _check_outputs([out], force)
     loaded = _load(ckpt)
     explore.require_style(loaded, "mix")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
@@ -299,6 +315,7 @@ def interpolate(
     out: Path = typer.Option(Path("walk.gif"), "--out", help="walk.gif or walk.mp4."),
     fps: int = typer.Option(24, "--fps", help="Frames per second."),
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write every frame as PNG here."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Latent walk between seeds, written as a GIF (or MP4)."""
     from gancli import explore
@@ -309,6 +326,7 @@ def interpolate(
         raise UserError(f"--out {out}: must end in .gif or .mp4")
     if not 1 <= fps <= 100:
         raise UserError(f"--fps {fps}: must be between 1 and 100")
+    _check_outputs([out] + (sorted(frames_dir.glob("frame*.png"))[:1] if frames_dir and frames_dir.is_dir() else []), force)
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
     walks = 1
@@ -331,6 +349,37 @@ def interpolate(
 
 @app.command(
     epilog=_examples(
+        "gancli noise ckpt.safetensors --seeds 1,2,3",
+        "gancli noise ckpt.safetensors --seeds 7 --draws 8 --out noise7.png",
+    )
+)
+def noise(
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator, or a run directory."),
+    seeds: str = typer.Option("0-3", "--seeds", help="Seeds (one row each)."),
+    draws: int = typer.Option(4, "--draws", help="Images with fresh noise per seed."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    out: Path = typer.Option(Path("noise.png"), "--out", help="Output image."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Stochastic variation: what the noise inputs do (StyleGAN paper, Figs. 4-5).
+
+    One row per seed: the constant-noise image, several fresh noise draws, their per-pixel standard deviation (dark = varies), no noise, and noise only in the coarse or only in the fine layers.
+    """
+    from gancli import explore
+    from gancli.latent import parse_seeds
+    from gancli.render import save_png
+
+    _check_outputs([out], force)
+    loaded = _load(ckpt)
+    image, titles = explore.noise_grid(loaded, parse_seeds(seeds), draws=draws, psi=trunc, class_idx=class_idx)
+    _make_outdir(out.parent)
+    save_png(image, out)
+    _console().print(f"wrote {out} (columns: {', '.join(titles)})")
+
+
+@app.command(
+    epilog=_examples(
         "gancli truncate ckpt.safetensors --seeds 0-5 --psi -1:1:9",
         "gancli truncate ckpt.safetensors --seeds 0-3 --psi 1,0.7,0.5,0",
     )
@@ -342,12 +391,14 @@ def truncate(
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     out: Path = typer.Option(Path("truncation.png"), "--out", help="Output image."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Truncation sweep: a grid of seeds by psi values."""
     from gancli import explore
     from gancli.latent import parse_seeds
     from gancli.render import save_png
 
+    _check_outputs([out], force)
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
     psis = explore.parse_psi(psi)

@@ -64,12 +64,28 @@ def _one_by_one(fn, *tensors: torch.Tensor) -> torch.Tensor:
     return torch.cat([fn(*(t[i: i + 1] for t in tensors)) for i in range(tensors[0].shape[0])])
 
 
+_progress = {"enabled": False}
+
+
+def show_progress(enabled: bool) -> None:
+    """Show a progress bar (rate, ETA) on stderr for renders of many images (the CLI turns it on for terminals)."""
+    _progress["enabled"] = enabled
+
+
+def _steps(n: int, what: str = "rendering"):
+    if not _progress["enabled"] or n < 16:
+        return range(n)
+    from rich.progress import track
+
+    return track(range(n), description=what, total=n, transient=True)
+
+
 @torch.no_grad()
 def synthesize_ws(loaded: LoadedGenerator, ws: torch.Tensor, seeds: list[int] | None, noise_mode: str) -> torch.Tensor:
     """Images for W latents [N, num_ws, w_dim]; with noise_mode 'random', noise seeded per seed (or index)."""
     G = loaded.G
     out = []
-    for i in range(ws.shape[0]):
+    for i in _steps(ws.shape[0]):
         if noise_mode == "random":
             torch.manual_seed(seeds[i] if seeds is not None else i)
         out.append(G.synthesis(ws[i: i + 1], noise_mode=noise_mode))
@@ -268,3 +284,58 @@ def animation_grid(walks: list[np.ndarray], rows: int, cols: int) -> list[np.nda
     from gancli.render import make_grid
 
     return [make_grid(np.stack([w[f] for w in walks]), rows, cols) for f in range(walks[0].shape[0])]
+
+
+def noise_layer_groups(img_resolution: int) -> tuple[list[int], list[int]]:
+    """(coarse, fine) block resolutions for the noise figure: the StyleGAN paper's split (coarse 4-32,
+    fine 64 and up) from 128 px on; smaller generators split their resolutions in half."""
+    resolutions = [2**i for i in range(2, int(np.log2(img_resolution)) + 1)]
+    if img_resolution >= 128:
+        return [r for r in resolutions if r <= 32], [r for r in resolutions if r > 32]
+    half = (len(resolutions) + 1) // 2
+    return resolutions[:half], resolutions[half:]
+
+
+@torch.no_grad()
+def noise_grid(loaded: LoadedGenerator, seeds: list[int], *, draws: int = 4, psi: float = 1.0,
+               class_idx: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """What the noise inputs do (StyleGAN paper, Figs. 4 and 5), one row per seed.
+
+    Columns: the constant-noise image; `draws` images with fresh noise (draw k of seed s is seeded by
+    (s, k)); the per-pixel standard deviation over those draws (white = no change, black = most);
+    no noise at all; fresh noise in the coarse layers only; fresh noise in the fine layers only.
+    Returns the grid and the column titles.
+    """
+    from gancli.render import make_grid, to_uint8
+
+    require_style(loaded, "noise")
+    if draws < 2:
+        raise UserError(f"--draws {draws}: needs at least 2 noise draws for a standard deviation")
+    G = loaded.G
+    device = next(G.parameters()).device
+    c = class_vector(loaded, class_idx, len(seeds), device)
+    ws = seed_ws(loaded, seeds, psi, None, c)
+    coarse, fine = noise_layer_groups(G.img_resolution)
+    res_all = coarse + fine
+    rows = []
+    for i, s in enumerate(seeds):
+        w = ws[i: i + 1]
+        const = G.synthesis(w, noise_mode="const")
+        samples = []
+        for k in range(draws):
+            torch.manual_seed(int(np.random.SeedSequence([s, k]).generate_state(1)[0]))
+            samples.append(G.synthesis(w, noise_mode="random"))
+        stack = torch.cat(samples)
+        std = stack.std(dim=0).mean(dim=0, keepdim=True)  # [1, H, W]
+        std_img = (1 - 2 * std / std.max().clamp(min=1e-8)).expand(3, -1, -1)[None]  # white = no variation
+        torch.manual_seed(s)
+        only_coarse = G.synthesis(w, noise_mode={r: "random" if r in coarse else "none" for r in res_all})
+        torch.manual_seed(s)
+        only_fine = G.synthesis(w, noise_mode={r: "random" if r in fine else "none" for r in res_all})
+        none = G.synthesis(w, noise_mode="none")
+        rows.append(torch.cat([const, stack, std_img, none, only_coarse, only_fine]))
+    images = to_uint8(torch.cat(rows))
+    titles = ["const"] + [f"draw {k}" for k in range(draws)] + ["std dev", "no noise",
+                                                                 f"coarse noise ({coarse[0]}-{coarse[-1]})",
+                                                                 f"fine noise ({fine[0]}-{fine[-1]})"]
+    return make_grid(images, len(seeds), draws + 5), titles

@@ -597,11 +597,13 @@ class SynthesisNetwork(nn.Module):
                 self.num_ws += block.num_torgb
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", **block_kwargs) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, noise_mode: str | dict[int, str] = "const", **block_kwargs) -> torch.Tensor:
         """
         Args:
             ws:             `[N, num_ws, w_dim]`.
-            noise_mode:     'const' (fixed noise, deterministic), 'random' or 'none'.
+            noise_mode:     'const' (fixed noise, deterministic), 'random' or 'none'; or a dict
+                            {resolution: mode} choosing per block (missing resolutions: 'none'), which
+                            shows what the noise of coarse or fine layers does (StyleGAN, Fig. 5).
             **block_kwargs: `force_fp32`, `fused_modconv` (see `SynthesisBlock.forward`).
 
         Returns:
@@ -617,7 +619,8 @@ class SynthesisNetwork(nn.Module):
             # A block's toRGB shares its w with the next block's first convolution.
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, **block_kwargs)
+            mode = noise_mode.get(res, "none") if isinstance(noise_mode, dict) else noise_mode
+            x, img = block(x, img, block_ws, noise_mode=mode, **block_kwargs)
         return img
 
 

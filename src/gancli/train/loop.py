@@ -79,6 +79,9 @@ class Trainer:
         self.show_progress = progress
         self.stop_requested: Callable[[], bool] = lambda: False
         t = recipe.train
+        if recipe.augment.kind != "none":
+            raise UserError(f"augment.kind: {recipe.augment.kind!r} (adaptive discriminator augmentation) is not in this "
+                            "version of gancli yet; use augment.kind: none")
         if t.d_steps != 1:
             raise UserError(f"train.d_steps: StyleGAN2 trains with one D step per G step, got {t.d_steps}")
         if t.threads:
