@@ -150,3 +150,14 @@ def test_auto_recipe_follows_official_rules(resolution, gpus, batch, group, base
 def test_auto_recipe_explicit_override_wins():
     recipe = load_recipe("stylegan2-auto", [parse_override("train.batch=8")])
     assert recipe.train.batch == 8
+
+
+def test_embedded_recipes_tolerate_retired_keys():
+    stored = load_recipe("quickstart").to_dict()
+    stored["metrics"]["interval_kimg"] = 5  # a key an older gancli wrote
+    with pytest.raises(UserError, match="metrics.interval_kimg"):
+        Recipe.from_dict(stored, origin="ckpt")
+    assert Recipe.from_dict(stored, origin="ckpt", strict=False) == load_recipe("quickstart")
+    stored["train"]["batch"] = "many"  # types are still checked
+    with pytest.raises(UserError, match="train.batch"):
+        Recipe.from_dict(stored, origin="ckpt", strict=False)

@@ -74,7 +74,7 @@ def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") 
 
     path = resolve_checkpoint(spec)
     snap = load_snapshot(path)
-    recipe = Recipe.from_dict(snap.recipe, origin=f"{path} (embedded recipe)")
+    recipe = Recipe.from_dict(snap.recipe, origin=f"{path} (embedded recipe)", strict=False)
     meta = snap.meta
     G = build_generator(recipe, c_dim=int(meta.get("c_dim", 0)), img_channels=int(meta.get("img_channels", 3)))
     state = snap.modules.get(which)

@@ -194,14 +194,18 @@ class Recipe:
         return {"format": RECIPE_FORMAT, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], origin: str = "recipe") -> Recipe:
-        """Validate a plain dictionary (a merged YAML file or a checkpoint's embedded recipe)."""
+    def from_dict(cls, data: dict[str, Any], origin: str = "recipe", *, strict: bool = True) -> Recipe:
+        """Validate a plain dictionary (a merged YAML file or a checkpoint's embedded recipe).
+
+        strict=False (for recipes embedded in checkpoints) drops keys this version no longer has,
+        so a checkpoint keeps loading after a setting it recorded was retired; types are still checked.
+        """
         data = dict(data)
         fmt = data.pop("format", RECIPE_FORMAT)
         if fmt != RECIPE_FORMAT:
             raise UserError(f"{origin}: recipe format {fmt!r} is not supported (this gancli reads format {RECIPE_FORMAT})")
         data.pop("base", None)
-        recipe = _build(cls, data, origin, "")
+        recipe = _build(cls, data, origin, "", strict)
         recipe.validate(origin)
         return recipe
 
@@ -239,7 +243,7 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 
-def _convert(tp: Any, value: Any, origin: str, key: str) -> Any:
+def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True) -> Any:
     """Check `value` against the annotation `tp`; return it converted (int -> float where allowed)."""
     t_origin = typing.get_origin(tp)
     bad = UserError(f"{origin}: {key}: expected {_type_name(tp)}, got {value!r}")
@@ -251,7 +255,7 @@ def _convert(tp: Any, value: Any, origin: str, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(arg, value, origin, key)
+                return _convert(arg, value, origin, key, strict)
             except UserError:
                 pass
         raise bad
@@ -263,11 +267,11 @@ def _convert(tp: Any, value: Any, origin: str, key: str) -> Any:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise bad
-        return [_convert(inner, v, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_convert(inner, v, origin, f"{key}[{i}]", strict) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise bad
-        return _build(tp, value, origin, key + ".")
+        return _build(tp, value, origin, key + ".", strict)
     if tp is bool:
         if not isinstance(value, bool):
             raise bad
@@ -287,9 +291,11 @@ def _convert(tp: Any, value: Any, origin: str, key: str) -> Any:
     raise TypeError(f"unsupported recipe field type {tp!r}")  # a bug in the schema, not user input
 
 
-def _build(cls: type, data: dict[str, Any], origin: str, prefix: str) -> Any:
+def _build(cls: type, data: dict[str, Any], origin: str, prefix: str, strict: bool = True) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    if not strict:
+        data = {k: v for k, v in data.items() if k in names}
     for key in data:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
@@ -298,7 +304,7 @@ def _build(cls: type, data: dict[str, Any], origin: str, prefix: str) -> Any:
                 f"{origin}: unknown key {prefix}{key}{hint}; allowed in {prefix.rstrip('.') or 'the top level'}: "
                 + ", ".join(names)
             )
-    kwargs = {k: _convert(hints[k], v, origin, prefix + k) for k, v in data.items()}
+    kwargs = {k: _convert(hints[k], v, origin, prefix + k, strict) for k, v in data.items()}
     return cls(**kwargs)
 
 

@@ -103,7 +103,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         pair = _find_resume(resume)
         snapshot, state = load_checkpoint(pair)
         snap_path = pair.snapshot
-        stored = Recipe.from_dict(snapshot.recipe, origin=f"{snap_path} (embedded recipe)")
+        stored = Recipe.from_dict(snapshot.recipe, origin=f"{snap_path} (embedded recipe)", strict=False)
         recipe = _merge_resume_recipe(stored, recipe, str(snap_path), console)
         run_dir = snap_path.parent
     if recipe.distributed.gpus > 1:
