@@ -220,3 +220,38 @@ def test_gif_timing(cli, ckpt, tmp_path):
     with PILImage.open(out) as gif:
         assert gif.n_frames == 6
         assert gif.info["duration"] == 100 and gif.info.get("loop") == 0
+
+
+class ZOnlyGenerator(torch.nn.Module):
+    """A generator without a mapping network (the BigGAN kind of API): images from z directly."""
+
+    z_dim, c_dim, img_resolution, img_channels = 8, 0, 4, 3
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones([]))
+
+    def forward(self, z, c):
+        return torch.tanh(z[:, :3, None, None].expand(-1, 3, 4, 4) * self.scale / 3)
+
+
+def test_resampling_truncation_for_generators_without_mapping(tmp_path):
+    from gancli import explore
+    from gancli.latent import z_from_seeds
+    from gancli.models import LoadedGenerator
+
+    z = z_from_seeds(list(range(50)), 64, threshold=0.5)
+    assert z.abs().max() <= 0.5
+    assert torch.equal(z_from_seeds([3], 64)[0], torch.from_numpy(np.random.RandomState(3).randn(64)).float())
+    loaded = LoadedGenerator(G=ZOnlyGenerator().eval(), recipe=None, meta={}, path=tmp_path / "z.safetensors")
+    assert not loaded.is_style_based
+    grid = explore.truncation_grid(loaded, [0, 1], [2.0, 0.04])
+    assert grid.shape == (8, 8, 3)
+    tight = grid[:, 4:].astype(int) - 128  # threshold 0.04: every z entry is tiny, so pixels sit near grey
+    assert np.abs(tight).max() <= 2
+    free = explore.sample(loaded, [5])  # no --trunc: exactly the seed's z
+    assert torch.allclose(free, ZOnlyGenerator()(z_from_seeds([5], 8), torch.zeros(1, 0)))
+    with pytest.raises(Exception, match="mapping network"):
+        explore.style_mix_grid(loaded, [1], [2], [0])
+    with pytest.raises(Exception, match="must be > 0"):
+        explore.truncation_grid(loaded, [0], [0.0])

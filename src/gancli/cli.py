@@ -225,7 +225,7 @@ def _not_yet(command: str, what: str) -> None:
 def sample(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot)."),
     seeds: str = typer.Option("0-7", "--seeds", help="Seeds: 0-7,42 (ranges and lists)."),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi (1: none)."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),

@@ -53,10 +53,27 @@ def check_noise_mode(mode: str) -> str:
 
 
 def check_trunc(loaded: LoadedGenerator, psi: float, cutoff: int | None) -> None:
-    if cutoff is not None and loaded.is_style_based and not 0 < cutoff <= loaded.G.num_ws:
+    if cutoff is not None and not loaded.is_style_based:
+        raise UserError("--trunc-cutoff: this generator has no mapping network (no layers of W to choose)")
+    if cutoff is not None and not 0 < cutoff <= loaded.G.num_ws:
         raise UserError(f"--trunc-cutoff {cutoff}: must be in 1..{loaded.G.num_ws} (the generator has {loaded.G.num_ws} layers of W)")
-    if psi != 1 and not loaded.is_style_based:
-        raise UserError("--trunc: this generator has no mapping network; truncation by resampling arrives with BigGAN")
+    if not loaded.is_style_based and psi <= 0:
+        raise UserError(f"--trunc {psi}: this generator truncates by resampling z beyond a threshold, which must be > 0")
+
+
+def resampling_threshold(loaded: LoadedGenerator, psi: float) -> float | None:
+    """For generators without a mapping network, --trunc is the BigGAN resampling threshold for |z|
+    (values of 6 and more change nothing in practice and mean "no truncation"). Style-based
+    generators truncate in W instead, so they get None here."""
+    if loaded.is_style_based or psi >= 6:
+        return None
+    return psi
+
+
+def z_images(loaded: LoadedGenerator, seeds: list[int], threshold: float | None, c: torch.Tensor) -> torch.Tensor:
+    """Images of a generator without a mapping network (z -> image), one at a time."""
+    z = z_from_seeds(seeds, loaded.G.z_dim, c.device, threshold=threshold)
+    return _one_by_one(loaded.G, z, c)
 
 
 def _one_by_one(fn, *tensors: torch.Tensor) -> torch.Tensor:
@@ -99,16 +116,20 @@ def seed_ws(loaded: LoadedGenerator, seeds: list[int], psi: float, cutoff: int |
 
 
 @torch.no_grad()
-def sample(loaded: LoadedGenerator, seeds: list[int], *, psi: float = 1.0, cutoff: int | None = None,
+def sample(loaded: LoadedGenerator, seeds: list[int], *, psi: float | None = None, cutoff: int | None = None,
            class_idx: int | None = None, noise_mode: str = "const") -> torch.Tensor:
-    """NCHW float images for the seeds."""
+    """NCHW float images for the seeds. psi None: no truncation (W-space psi for style-based
+    generators, a resampling threshold for the others)."""
     check_noise_mode(noise_mode)
-    check_trunc(loaded, psi, cutoff)
+    if psi is not None:
+        check_trunc(loaded, psi, cutoff)
+    elif cutoff is not None:
+        check_trunc(loaded, 1.0, cutoff)
     device = next(loaded.G.parameters()).device
     c = class_vector(loaded, class_idx, len(seeds), device)
     if not loaded.is_style_based:
-        return _one_by_one(loaded.G, z_from_seeds(seeds, loaded.G.z_dim, device), c)
-    ws = seed_ws(loaded, seeds, psi, cutoff, c)
+        return z_images(loaded, seeds, None if psi is None else resampling_threshold(loaded, psi), c)
+    ws = seed_ws(loaded, seeds, 1.0 if psi is None else psi, cutoff, c)
     return synthesize_ws(loaded, ws, seeds, noise_mode)
 
 
@@ -187,13 +208,22 @@ def parse_psi(text: str) -> list[float]:
 @torch.no_grad()
 def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float], *, cutoff: int | None = None,
                     class_idx: int | None = None, noise_mode: str = "const") -> np.ndarray:
-    """Rows: seeds; columns: psi values. W-space truncation toward w_avg (with cutoff)."""
+    """Rows: seeds; columns: psi values.
+
+    Style-based generators: W-space truncation toward w_avg (on the first `cutoff` layers). Generators
+    without a mapping network: each value is a resampling threshold for z (BigGAN's truncation trick).
+    """
     from gancli.render import make_grid, to_uint8
 
-    require_style(loaded, "truncate")
     check_trunc(loaded, 1.0, cutoff)
     device = next(loaded.G.parameters()).device
     c = class_vector(loaded, class_idx, len(seeds), device)
+    if not loaded.is_style_based:
+        for psi in psis:
+            check_trunc(loaded, psi, None)
+        columns = [to_uint8(z_images(loaded, seeds, resampling_threshold(loaded, psi), c)) for psi in psis]
+        images = np.stack(columns, axis=1).reshape(-1, *columns[0].shape[1:])  # seed-major
+        return make_grid(images, len(seeds), len(psis))
     ws = seed_ws(loaded, seeds, 1.0, None, c)
     w_avg = loaded.G.mapping.w_avg
     n_trunc = ws.shape[1] if cutoff is None else cutoff

@@ -43,10 +43,27 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     return seeds
 
 
-def z_from_seeds(seeds: list[int], z_dim: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """[N, z_dim] float32 latents, one RandomState per seed (independent of batch and order)."""
+def z_from_seeds(seeds: list[int], z_dim: int, device: str | torch.device = "cpu",
+                 threshold: float | None = None) -> torch.Tensor:
+    """[N, z_dim] float32 latents, one RandomState per seed (independent of batch and order).
+
+    threshold: the truncation trick of generators without a mapping network (BigGAN, Brock et al.
+    2019, Sec. 3.1): entries with |z| > threshold are redrawn from the same seed's stream until all
+    lie within it. Without a threshold, seed s gives exactly `RandomState(s).randn(z_dim)`.
+    """
     import numpy as np
     import torch
 
-    z = np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])
-    return torch.from_numpy(z).to(device=device, dtype=torch.float32)
+    if threshold is not None and threshold <= 0:
+        raise UserError(f"truncation threshold {threshold}: must be > 0 for resampling truncation")
+    rows = []
+    for s in seeds:
+        rs = np.random.RandomState(s)
+        z = rs.randn(z_dim)
+        if threshold is not None:
+            outside = np.abs(z) > threshold
+            while outside.any():
+                z[outside] = rs.randn(int(outside.sum()))
+                outside = np.abs(z) > threshold
+        rows.append(z)
+    return torch.from_numpy(np.stack(rows)).to(device=device, dtype=torch.float32)
