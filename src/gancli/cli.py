@@ -189,6 +189,13 @@ def _make_outdir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def _save_image(image, out: Path) -> None:
+    from gancli.render import save_png
+
+    _make_outdir(out.parent)
+    save_png(image, out)
+
+
 def _read_projected_w(path: Path, loaded):
     """W latents from a `gancli project` file: projected_w.npz with 'w' [N, num_ws, w_dim]."""
     import numpy as np
@@ -283,7 +290,6 @@ def mix(
     """Style-mixing grid, as in the StyleGAN paper."""
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import save_png
 
     _check_outputs([out], force)
     loaded = _load(ckpt)
@@ -291,8 +297,7 @@ def mix(
     layers = explore.parse_styles(styles, loaded.G.num_ws)
     image = explore.style_mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), layers,
                                    psi=trunc, class_idx=class_idx, noise_mode=noise_mode)
-    _make_outdir(out.parent)
-    save_png(image, out)
+    _save_image(image, out)
     _console().print(f"wrote {out} (styles {styles}: layers {layers[0]}-{layers[-1]} from the columns)")
 
 
@@ -368,13 +373,11 @@ def noise(
     """
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import save_png
 
     _check_outputs([out], force)
     loaded = _load(ckpt)
     image, titles = explore.noise_grid(loaded, parse_seeds(seeds), draws=draws, psi=trunc, class_idx=class_idx)
-    _make_outdir(out.parent)
-    save_png(image, out)
+    _save_image(image, out)
     _console().print(f"wrote {out} (columns: {', '.join(titles)})")
 
 
@@ -396,15 +399,13 @@ def truncate(
     """Truncation sweep: a grid of seeds by psi values."""
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import save_png
 
     _check_outputs([out], force)
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
     psis = explore.parse_psi(psi)
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
-    _make_outdir(out.parent)
-    save_png(image, out)
+    _save_image(image, out)
     _console().print(f"wrote {out} ({len(seed_list)} seeds x psi " + ", ".join(f"{p:g}" for p in psis) + ")")
 
 

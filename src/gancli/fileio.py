@@ -177,3 +177,19 @@ def atomic_write_json(
     """
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False) + "\n"
     atomic_write_text(path, text)
+
+
+def json_value(obj: Any) -> Any:
+    """`json.dumps(default=...)` for common non-JSON values: paths -> str, sets -> sorted lists,
+    numpy/torch scalars -> numbers, arrays/tensors -> lists. Anything else raises TypeError."""
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    item = getattr(obj, "item", None)
+    if callable(item) and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
+        return item()
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"value of type {type(obj).__name__} cannot be stored as JSON")

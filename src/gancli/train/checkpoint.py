@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 from gancli import __version__ as _GANCLI_VERSION
 from gancli.errors import UserError
-from gancli.fileio import atomic_path, atomic_write
+from gancli.fileio import atomic_path, atomic_write, json_value
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -191,21 +191,6 @@ def _hash_metadata(h: Any, metadata: dict[str, str]) -> None:
         _field(h, metadata[key].encode("utf-8"))
 
 
-def _json_default(obj: Any) -> Any:
-    """Make common non-JSON values (paths, numpy/torch scalars, sets) storable in metadata."""
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=repr)
-    item = getattr(obj, "item", None)
-    if callable(item) and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
-        return item()
-    tolist = getattr(obj, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    raise TypeError(f"value of type {type(obj).__name__} cannot be stored as JSON")
-
-
 def _to_plain_dict(obj: Any, what: str) -> dict[str, Any]:
     import dataclasses
 
@@ -333,8 +318,8 @@ def save_snapshot(
         "format_version": str(SNAPSHOT_FORMAT_VERSION),
         "gancli_version": _GANCLI_VERSION,
         "modules": json.dumps(list(modules)),
-        "recipe": json.dumps(recipe_d, default=_json_default, ensure_ascii=False),
-        "meta": json.dumps(meta_d, default=_json_default, ensure_ascii=False),
+        "recipe": json.dumps(recipe_d, default=json_value, ensure_ascii=False),
+        "meta": json.dumps(meta_d, default=json_value, ensure_ascii=False),
     }
     digest = _content_hash_of_tensors(metadata, flat)
     metadata["content_sha256"] = digest

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gancli.errors import UserError
+from gancli.fileio import json_value
 
 __all__ = ["create_run_dir", "JsonlLogger", "read_jsonl", "RUN_NAME_RE"]
 
@@ -65,18 +66,11 @@ def create_run_dir(root: str | os.PathLike[str] = "runs", name: str = "quickstar
 
 
 def _jsonable(obj: Any) -> Any:
-    """json.dumps default: tensors/numpy scalars -> numbers, arrays -> lists, paths -> str."""
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=repr)
-    item = getattr(obj, "item", None)
-    if callable(item) and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
-        return _finite(item())
-    tolist = getattr(obj, "tolist", None)
-    if callable(tolist):
-        return _finite(tolist())
-    return str(obj)
+    """json.dumps default for log fields: gancli.fileio.json_value, NaN-safe, anything else as str."""
+    try:
+        return _finite(json_value(obj))
+    except TypeError:
+        return str(obj)
 
 
 def _finite(obj: Any) -> Any:
