@@ -91,10 +91,15 @@ def show_progress(enabled: bool) -> None:
 
 def _steps(n: int, what: str = "rendering"):
     if not _progress["enabled"] or n < 16:
-        return range(n)
-    from rich.progress import track
+        yield from range(n)
+        return
+    from gancli.progress import image_progress
 
-    return track(range(n), description=what, total=n, transient=True)
+    progress, task = image_progress(n, what, transient=True)
+    with progress:
+        for i in range(n):
+            yield i
+            progress.update(task, advance=1)
 
 
 @torch.no_grad()

@@ -138,38 +138,10 @@ def _validate_dest(dest: str) -> str:
 
 
 def _progress(enabled: bool, total: int, description: str):
-    """A rich progress bar with rate and ETA on a terminal; a no-op object otherwise."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+    """A progress bar with rate and ETA on a terminal; a no-op otherwise."""
+    from gancli.progress import image_progress
 
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} img/s" if speed else "? img/s", style="progress.data.speed")
-
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (enabled and console.is_terminal),
-    )
-    task = progress.add_task(description, total=total)
-    return progress, task
+    return image_progress(total, description, enabled)
 
 
 def convert_dataset(

@@ -336,25 +336,9 @@ class _Bar:
         self.enabled = enabled
         self.progress = None
         if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                ProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.text import Text
+            from gancli.progress import image_progress
 
-            class Speed(ProgressColumn):
-                def render(self, task) -> Text:
-                    return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s")
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Speed(),
-                                     TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-            self.task = self.progress.add_task(description, total=total)
+            self.progress, self.task = image_progress(total, description)
 
     def __enter__(self):
         if self.progress is not None:
