@@ -157,7 +157,7 @@ def list_recipes() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Latent-space commands (filled in by their issues; until then they say what they will do).
+# Latent-space commands: sample, mix, interpolate, noise, truncate; then project and evaluate.
 
 
 def _load(ckpt: Path):
