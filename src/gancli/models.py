@@ -69,17 +69,19 @@ def resolve_checkpoint(spec: str | Path) -> Path:
 
 
 def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") -> LoadedGenerator:
-    """Build the generator a checkpoint describes and load its weights (EMA weights by default)."""
-    from gancli.train.checkpoint import load_snapshot
+    """Build the generator a network file describes and load its weights (EMA weights by default).
+
+    `spec` is a gancli snapshot, a run directory (its newest snapshot) or an official StyleGAN2-ADA
+    network pickle, read without running any code from it (`gancli.convert`).
+    """
+    from gancli.convert import open_network
 
     path = resolve_checkpoint(spec)
-    snap = load_snapshot(path)
-    recipe = Recipe.from_dict(snap.recipe, origin=f"{path} (embedded recipe)", strict=False)
-    meta = snap.meta
+    modules, recipe, meta = open_network(path)
     G = build_generator(recipe, c_dim=int(meta.get("c_dim", 0)), img_channels=int(meta.get("img_channels", 3)))
-    state = snap.modules.get(which)
+    state = modules.get(which)
     if state is None:
-        raise UserError(f"{path}: has no {which} weights (it holds {', '.join(sorted(snap.modules))})")
+        raise UserError(f"{path}: has no {which} weights (it holds {', '.join(sorted(modules))})")
     missing, unexpected = G.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise UserError(f"{path}: {which} weights do not match the embedded recipe "

@@ -1,0 +1,80 @@
+"""Import of other projects' network files. Safe: nothing from a file is ever executed.
+
+Entry points for the CLI:
+
+- `open_network(path) -> (modules, recipe, meta)`: a gancli snapshot (safetensors) or an official
+  NVlabs StyleGAN2-ADA network pickle, as `{'G_ema': state_dict, 'G': ..., 'D': ...}`, the gancli
+  `Recipe` that rebuilds the networks, and meta (`c_dim`, `img_channels`, `resolution`, ...).
+- `convert_to_snapshot(src, dest) -> Path`: write a network file as a gancli snapshot (never
+  overwrites `dest`).
+
+Supported formats: NVlabs stylegan2-ada-pytorch `.pkl` (read by the restricted unpickler in
+`safe_pickle`, the embedded module source is ignored). torch.save zip files (rosinality and
+similar) are not read yet and are refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gancli.errors import UserError
+
+__all__ = ["open_network", "convert_to_snapshot", "detect_format"]
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """'gancli-snapshot', 'nvlabs-pickle', 'torch-zip', or 'unknown' (from the file's first bytes)."""
+    from gancli.convert.safe_pickle import sniff_format
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    kind = sniff_format(path)
+    return {"safetensors": "gancli-snapshot", "pickle": "nvlabs-pickle"}.get(kind, kind)
+
+
+def _unsupported(path: Path, kind: str) -> UserError:
+    if kind == "torch-zip":
+        return UserError(
+            f"{path}: is a torch.save zip checkpoint (e.g. rosinality/stylegan2-pytorch), which this gancli "
+            "cannot import yet; allowed: gancli snapshots (.safetensors) and official StyleGAN2-ADA .pkl files"
+        )
+    return UserError(
+        f"{path}: is not a network file gancli can read; allowed: gancli snapshots (.safetensors) and "
+        "official StyleGAN2-ADA .pkl files"
+    )
+
+
+def open_network(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], Any, dict[str, Any]]:
+    """(modules {name: state_dict}, recipe: gancli.recipe.Recipe, meta: dict) for a network file."""
+    from gancli.models import resolve_checkpoint
+    from gancli.recipe import Recipe
+
+    path = resolve_checkpoint(path)  # a run directory means its latest snapshot
+    kind = detect_format(path)
+    if kind == "gancli-snapshot":
+        from gancli.train.checkpoint import load_snapshot
+
+        snap = load_snapshot(path)
+        recipe = Recipe.from_dict(snap.recipe, origin=f"{path} (embedded recipe)", strict=False)
+        return snap.modules, recipe, dict(snap.meta)
+    if kind == "nvlabs-pickle":
+        from gancli.convert.nvlabs import open_nvlabs
+
+        return open_nvlabs(path)
+    raise _unsupported(path, kind)
+
+
+def convert_to_snapshot(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Convert a foreign network file into a gancli snapshot at `dest`; returns `dest`."""
+    src = Path(src).expanduser()
+    kind = detect_format(src)
+    if kind == "gancli-snapshot":
+        raise UserError(f"{src}: is already a gancli snapshot; use it directly (nothing to convert)")
+    if kind == "nvlabs-pickle":
+        from gancli.convert.nvlabs import convert_to_snapshot as convert_nvlabs
+
+        return convert_nvlabs(src, dest)
+    raise _unsupported(src, kind)
