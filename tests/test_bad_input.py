@@ -164,7 +164,7 @@ def test_pickles_never_run(cli, tmp_path):
     sentinel.unlink(missing_ok=True)
     evil = tmp_path / "network.pkl"
     evil.write_bytes(pickle.dumps({"G_ema": Payload()}))
-    assert_user_error(cli("info", evil), "network.pkl", "pickle")
+    assert_user_error(cli("info", evil), "network.pkl", "system", "not allowed")
     evil_pt = tmp_path / "snapshot-000000.safetensors"
     torch.save({"x": Payload()}, evil_pt)
     assert_user_error(cli("sample", evil_pt, "--outdir", tmp_path / "o"), "snapshot-000000.safetensors")

@@ -9,7 +9,8 @@ import pytest
 
 from gancli import __version__
 
-COMMANDS = ["train", "sample", "mix", "interpolate", "truncate", "project", "evaluate", "dataset", "info", "doctor", "recipes"]
+COMMANDS = ["train", "sample", "mix", "interpolate", "noise", "truncate", "project", "evaluate", "convert", "dataset", "info",
+            "doctor", "recipes"]
 
 
 def test_top_level_help_lists_every_command(cli):

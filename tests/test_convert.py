@@ -383,6 +383,8 @@ def test_cli_convert_and_sample_official_pickle(cli, tmp_path):
     assert cli("sample", out, "--seeds", "85", "--outdir", tmp_path / "c").code == 0
     assert cli("sample", pkl, "--seeds", "85", "--outdir", tmp_path / "p").code == 0
     assert (tmp_path / "c" / "seed0085.png").read_bytes() == (tmp_path / "p" / "seed0085.png").read_bytes()
+    info = cli("info", pkl)
+    assert info.code == 0 and "official StyleGAN2-ADA pickle" in info.out and "G_ema" in info.out
     before = out.read_bytes()
     assert_user_error(cli("convert", pkl, "-o", out), "model")
     assert out.read_bytes() == before

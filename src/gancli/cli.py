@@ -556,12 +556,24 @@ def convert(
 
 
 @app.command(epilog=_examples("gancli info runs/quickstart-00000/snapshot-000100.safetensors"))
-def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot).")) -> None:
+def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run directory (its latest snapshot), or an official .pkl.")) -> None:
     """Show a checkpoint's recipe, progress, architecture and parameter counts."""
+    from gancli.convert import detect_format, open_network
     from gancli.models import resolve_checkpoint
     from gancli.train.checkpoint import describe_checkpoint, render_info
 
-    _console().print(render_info(describe_checkpoint(resolve_checkpoint(ckpt))))
+    path = resolve_checkpoint(ckpt)
+    console = _console()
+    if path.is_file() and detect_format(path) == "nvlabs-pickle":
+        modules, recipe, meta = open_network(path)  # read safely; nothing in the file runs
+        console.print(f"{'file':22} {path} (official StyleGAN2-ADA pickle, read without running its code)")
+        console.print(f"{'resolution':22} {meta.get('resolution')}, {meta.get('c_dim', 0)} classes")
+        for key, value in recipe.to_dict()["model"].items():
+            console.print(f"{key:22} {value}")
+        for name, state in modules.items():
+            console.print(f"{name:22} {sum(t.numel() for t in state.values()):,} values in {len(state)} tensors")
+        return
+    console.print(render_info(describe_checkpoint(path)))
 
 
 @app.command(epilog=_examples("gancli doctor"))
