@@ -176,3 +176,28 @@ def test_bad_dataset_for_training(cli, tmp_path):
 
     assert_user_error(cli("train", "quickstart", "--data", tmp_path / "missing", "--outdir", tmp_path / "runs"), "missing")
     assert not (tmp_path / "runs").exists(), "no run directory is created for a run that cannot start"
+
+
+def test_fine_tune_from_official_pickle(cli, tmp_path):
+    """--resume network.pkl starts a new run from the official weights (architecture from the pickle)."""
+    from gancli.convert import open_network
+
+    pkl = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "stylegan2-ada" / "sg2-uncond-32-nosrc.pkl"
+    if not pkl.is_file():
+        pytest.skip("conformance fixtures not found")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(data / f"{i}.png")
+    args = ["train", "quickstart", "--data", data, "--kimg", "0.004", "--batch", "4", "--set", "train.grid_seeds=4",
+            "--outdir", tmp_path / "runs", "--resume", pkl]
+    result = cli(*args)
+    assert result.code == 0, result
+    assert "fine-tuning sg2-uncond-32-nosrc.pkl" in result.err
+    (run,) = run_dirs(tmp_path / "runs")
+    snap = load_snapshot(run / "snapshot-000000.safetensors")
+    assert snap.meta["step"] == 1 and Recipe.from_dict(snap.recipe).model.z_dim == 64
+    original, _, _ = open_network(pkl)
+    for name in ("G", "D"):
+        diffs = [float((snap.modules[name][k] - original[name][k]).abs().max()) for k in original[name]]
+        assert 0 < max(diffs) < 0.1, name  # one small Adam step away from the official weights

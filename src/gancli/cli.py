@@ -70,6 +70,7 @@ def _console(stderr: bool = False):
         "gancli train quickstart --set train.batch=16 --set loss.r1_gamma=0.5 --kimg 100",
         "gancli train quickstart --dry-run",
         "gancli train quickstart --resume runs/quickstart-00003",
+        "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl",
     )
 )
 def train(
@@ -87,7 +88,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (train.device)."),
     set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set train.g_lr=0.001 (repeatable)."),
     outdir: Path = typer.Option(Path("runs"), "--outdir", help="Parent folder of run directories (runs/<name>-NNNNN)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its directory or a snapshot file."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run (its directory or a snapshot file), or fine-tune an official .pkl network in a new run."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe and what would happen; train nothing."),
 ) -> None:
     """Train (or resume) a GAN from a recipe.

@@ -161,14 +161,19 @@ class Trainer:
             "data_position": self.state.cur_nimg,
         }
 
-    def load(self, modules: dict[str, dict[str, torch.Tensor]], state: dict[str, Any], origin: str) -> None:
+    def load_weights(self, modules: dict[str, dict[str, torch.Tensor]], origin: str) -> None:
+        """G_ema, G and D weights (all three must be there and fit the recipe's networks exactly)."""
         for name, module in (("G_ema", self.G_ema), ("G", self.G), ("D", self.D)):
             if name not in modules:
-                raise UserError(f"{origin}: has no {name} weights; cannot resume training from it")
+                raise UserError(f"{origin}: has no {name} weights; cannot train from it")
             try:
                 module.load_state_dict(modules[name], strict=True)
             except RuntimeError as e:
                 raise UserError(f"{origin}: {name} weights do not fit the recipe's networks ({str(e).splitlines()[0]})") from None
+
+    def load(self, modules: dict[str, dict[str, torch.Tensor]], state: dict[str, Any], origin: str) -> None:
+        """Weights and training state, for an exact resume."""
+        self.load_weights(modules, origin)
         try:
             for key, opt in self.optimizers().items():
                 opt.load_state_dict(state["optimizers"][key])

@@ -87,6 +87,23 @@ class RunLog:
             self.tensorboard.close()
 
 
+def _is_official_network(spec: str) -> bool:
+    from gancli.convert import detect_format
+
+    path = Path(spec).expanduser()
+    return path.is_file() and detect_format(path) == "nvlabs-pickle"
+
+
+def _adopt_network(recipe: Recipe, network: Recipe, origin: str, console) -> Recipe:
+    """The user's recipe (data, loss, schedule) with the network's architecture and resolution."""
+    d = recipe.to_dict()
+    d["model"] = network.to_dict()["model"]
+    if d["data"]["resolution"] != network.data.resolution:
+        console.print(f"note: training at {network.data.resolution}x{network.data.resolution}, the resolution of {Path(origin).name}")
+        d["data"]["resolution"] = network.data.resolution
+    return Recipe.from_dict(d, origin=f"{recipe.name} + {Path(origin).name}")
+
+
 def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None) -> Path:
     """Create or reopen a run directory and train. Returns the run directory."""
     from rich.console import Console
@@ -98,7 +115,15 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     from gancli.train.rundir import create_run_dir
 
     console = Console(stderr=True, highlight=False)
-    snapshot = state = None
+    snapshot = state = init = None
+    if resume and _is_official_network(resume):
+        # Fine-tuning: a new run whose networks start from an official network's weights.
+        from gancli.convert import open_network
+
+        modules, net_recipe, meta = open_network(Path(resume).expanduser())
+        recipe = _adopt_network(recipe, net_recipe, resume, console)
+        init = (modules, meta, str(resume))
+        resume = None
     if resume:
         pair = _find_resume(resume)
         snapshot, state = load_checkpoint(pair)
@@ -127,8 +152,17 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
 
         atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     show = sys.stderr.isatty() if progress is None else progress
+    if init is not None:
+        c_dim = dataset.c_dim if recipe.data.use_labels else 0
+        if int(init[1].get("c_dim", 0)) != c_dim:
+            raise UserError(f"--resume {init[2]}: the network has {init[1].get('c_dim', 0)} classes but the training "
+                            f"data gives {c_dim} (set data.use_labels to match)")
     trainer = Trainer(recipe, dataset, run_dir, console=console, progress=show)
-    if snapshot is not None:
+    if init is not None:
+        trainer.load_weights(init[0], origin=init[2])
+        console.print(f"fine-tuning {Path(init[2]).name} into {run_dir} on {trainer.device} "
+                      f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
+    elif snapshot is not None:
         trainer.load(snapshot.modules, state, origin=str(snapshot.path))
         console.print(f"resuming {run_dir} at {trainer.state.cur_nimg / 1000:g} kimg (step {trainer.state.step})")
     else:
