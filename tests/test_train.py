@@ -150,13 +150,15 @@ def test_batch_accumulation_runs_same_steps(cli, tiny_data, tmp_path):
     assert load_snapshot(run / "snapshot-000000.safetensors").meta["step"] == 2
 
 
-def test_metrics_at_snapshots(cli, tiny_data, tmp_path):
-    result = cli(*tiny_args(tiny_data, "train.total_kimg=0.004", "metrics.names=[fid,kid]", "metrics.num=6"),
-                 "--outdir", tmp_path)
+def test_metrics_during_training(cli, tiny_data, tmp_path):
+    result = cli(*tiny_args(tiny_data, "train.total_kimg=0.008", "metrics.names=[fid,kid]", "metrics.num=6",
+                            "metrics.interval_kimg=0.004"), "--outdir", tmp_path)
     assert result.code == 0, result
     (run,) = run_dirs(tmp_path)
-    (line,) = (run / "metrics.jsonl").read_text().splitlines()
-    record = json.loads(line)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["kimg"] for line in lines] == [0.004, 0.008]  # every 4 images, and at the end
+    assert json.loads(lines[0])["snapshot"] is None
+    record = json.loads(lines[-1])
     assert record["snapshot"] == "snapshot-000000.safetensors"
     assert record["protocol"]["n_fake"] == 6 and record["protocol"]["n_real"] == 12
     assert record["results"]["fid"] > 0

@@ -161,7 +161,8 @@ class DistributedConfig:
 
 @dataclass
 class MetricsConfig:
-    names: list[str] = field(default_factory=list)  # metrics computed at every snapshot: fid, kid, pr, is
+    names: list[str] = field(default_factory=list)  # metrics computed during training: fid, kid, pr, is
+    interval_kimg: Optional[float] = None  # compute every N kimg and at the end (null: at every snapshot)
     num: int = 50000  # generated images per metric (all real images are used)
 
     def validate(self, where: str) -> None:
@@ -171,6 +172,8 @@ class MetricsConfig:
                 raise UserError(f"{where}metrics.names: unknown metric {name!r}; allowed: {', '.join(allowed)}")
         if self.num < 2:
             raise UserError(f"{where}metrics.num: must be at least 2, got {self.num}")
+        if self.interval_kimg is not None and self.interval_kimg <= 0:
+            raise UserError(f"{where}metrics.interval_kimg: must be > 0 or null, got {self.interval_kimg}")
 
 
 @dataclass

@@ -14,8 +14,10 @@ the result so a number can be reproduced:
 - KID: 100 subsets of min(n_real, n_fake, 1000), seeded with `seed`. PR: k = 3 on Inception
   features (the paper uses VGG16). IS: 10 splits, needs the NVlabs detector's logits.
 
-The same arguments give the same numbers. Perceptual path length (ppl) needs ST-LPIPS and comes in a
-later release.
+- PPL: perceptual path length in W with ST-LPIPS (`gancli.metrics.ppl`), reported as `ppl_stlpips`;
+  its own latents come from RandomState(seed), so it needs neither the detector nor real images.
+
+The same arguments give the same numbers.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from gancli.errors import UserError
 
 __all__ = ["METRICS", "parse_metrics", "evaluate_generator", "evaluate_folders", "append_result", "open_image_set"]
 
-METRICS = ("fid", "kid", "pr", "is")
-LATER = {"ppl": "perceptual path length needs ST-LPIPS and arrives in a later release"}
+METRICS = ("fid", "kid", "pr", "is", "ppl")
+LATER: dict[str, str] = {}
 RESULTS_FILE = "metrics.jsonl"
-_MIN_IMAGES = {"fid": 2, "kid": 2, "pr": 4, "is": 10}  # pr: k + 1 = 4 points; is: one image per split
+_MIN_IMAGES = {"fid": 2, "kid": 2, "pr": 4, "is": 10, "ppl": 1}  # pr: k + 1 = 4 points; is: one image per split
 _WHY_MIN = {"fid": "FID needs at least 2 {noun} images (for a covariance)", "kid": "KID needs at least 2 {noun} images",
             "pr": "precision/recall needs at least 4 {noun} images (k=3 neighbours + the point)",
-            "is": "Inception Score needs at least 10 {noun} images (one per split)"}
+            "is": "Inception Score needs at least 10 {noun} images (one per split)",
+            "ppl": "perceptual path length needs at least 1 {noun} path"}
 
 
 def parse_metrics(metrics: str | Sequence[str]) -> list[str]:
@@ -181,6 +184,10 @@ def evaluate_generator(
     device: str | None = None,
     use_cache: bool = True,
     progress: bool = False,
+    ppl_epsilon: float = 1e-4,
+    ppl_sampling: str = "end",
+    ppl_crop: bool = False,
+    lpips: str = "vgg",
 ) -> dict:
     """Metrics of a loaded generator (`gancli.models.load_generator`) against real images.
 
@@ -195,6 +202,8 @@ def evaluate_generator(
     num_real:      use the first num_real real images (None: all).
     mirror:        add mirrored reals (None: the recipe's data.xflip).
     device:        where the detector runs (None: the generator's device).
+    ppl_*, lpips:  PPL's epsilon, sampling ('end' | 'full'), FFHQ face crop, ST-LPIPS variant ('vgg' | 'alex')
+                   (`gancli.metrics.ppl`); PPL uses num paths and batch.
 
     Returns {"results": {...}, "protocol": {...}}.
     """
@@ -217,6 +226,13 @@ def evaluate_generator(
     if not math.isfinite(psi):
         raise UserError(f"--trunc {psi}: truncation psi must be a finite number, e.g. 0.7 or 1")
     _check_is_possible(names, detector_path)
+    ppl_part = _ppl_part(loaded, names, num, seed, batch, ppl_epsilon, ppl_sampling, ppl_crop, lpips)
+    names_det = [n for n in names if n != "ppl"]
+    if not names_det:
+        protocol = {"metrics": names, "seed": seed, "checkpoint": str(loaded.path), "noise_mode": "const", **ppl_part[1]}
+        return {"results": ppl_part[0], "protocol": protocol, "timestamp": time.time(),
+                "elapsed_s": round(time.time() - start, 3)}
+    names_all, names = names, names_det
 
     G = loaded.G
     g_device = _device_of(G)
@@ -257,8 +273,10 @@ def evaluate_generator(
         det, _fake_batches(G, seeds, labels, psi, batch, g_device), total=num, probs="is" in names,
         progress=progress, description="generated features")
     results, per_metric = _compute(names, real, fake_feats, fake_probs, seed=seed, device=device)
+    results.update(ppl_part[0])
+    per_metric.update(ppl_part[1])
 
-    protocol = _base_protocol(names, det, real, num, device)
+    protocol = _base_protocol(names_all, det, real, num, device)
     protocol.update({
         "mirror": mirror,
         "seed": seed,
@@ -273,6 +291,24 @@ def evaluate_generator(
         **per_metric,
     })
     return {"results": results, "protocol": protocol, "timestamp": time.time(), "elapsed_s": round(time.time() - start, 3)}
+
+
+def _ppl_part(loaded, names, num, seed, batch, epsilon, sampling, crop, lpips) -> tuple[dict, dict]:
+    """({'ppl_stlpips': value}, {'ppl': protocol}) when 'ppl' is asked for, else ({}, {})."""
+    if "ppl" not in names:
+        return {}, {}
+    from gancli.metrics import ppl as ppl_mod
+    from gancli.metrics.stlpips import load_stlpips
+
+    if not getattr(loaded, "is_style_based", True):
+        raise UserError(f"--metrics ppl: {loaded.path}: perceptual path length in W needs a style-based generator")
+    net = load_stlpips(lpips, device=_device_of(loaded.G))
+    value = ppl_mod.ppl(loaded, num=num, epsilon=epsilon, sampling=sampling, seed=seed, batch=batch, lpips=net, crop=crop)
+    proto = {"space": "w", "epsilon": float(epsilon), "sampling": sampling, "num": num, "seed": seed,
+             "crop": bool(crop), "noise_mode": "const", "truncation_psi": 1.0, "latents": "numpy RandomState(seed).randn(num, 2, z_dim)",
+             "filter": "1st-99th percentile", "distance": "ST-LPIPS (not comparable with VGG16-LPIPS PPL)",
+             "lpips": net.info()["net"], "lpips_path": str(net.path), "lpips_sha1": net.sha1}
+    return {"ppl_stlpips": value}, {"ppl": proto}
 
 
 def open_image_set(source: str, resolution: int | None = None, *, what: str = "--data"):
@@ -314,6 +350,9 @@ def evaluate_folders(
 
     start = time.time()
     names = parse_metrics(metrics)
+    if "ppl" in names:
+        raise UserError("--metrics ppl: perceptual path length needs a generator, not two image sets; "
+                        "allowed here: fid, kid, pr, is")
     if num is not None:
         num = _whole(num, "--num", 1)
     batch = _whole(batch, "--batch", 1)

@@ -277,17 +277,21 @@ class Trainer:
                                recipe=self.recipe.to_dict(), meta=meta, state=self.training_state())
         return pair.snapshot
 
-    def evaluate_snapshot(self, path: Path, log=None) -> dict:
-        """The recipe's metrics for the EMA generator just saved; appended to metrics.jsonl in the run."""
+    def evaluate_metrics(self, snapshot: Path | None, log=None) -> dict:
+        """The recipe's metrics for the current EMA generator, appended to metrics.jsonl in the run
+        (with the snapshot's name when one was just written) and kept for the progress display."""
         from gancli.metrics import evaluate_generator
         from gancli.metrics.evaluate import append_result
         from gancli.models import LoadedGenerator
 
-        loaded = LoadedGenerator(G=self.G_ema, recipe=self.recipe, meta={"c_dim": self.c_dim}, path=path)
+        kimg = self.state.cur_nimg / 1000
+        where = snapshot or self.run_dir / f"G_ema-at-{kimg:g}-kimg"
+        loaded = LoadedGenerator(G=self.G_ema, recipe=self.recipe, meta={"c_dim": self.c_dim}, path=where)
         result = evaluate_generator(loaded, self.recipe.metrics.names, data_source=self.recipe.data.source,
                                     num=self.recipe.metrics.num, seed=0, progress=self.show_progress)
-        result["snapshot"] = path.name
-        result["kimg"] = self.state.cur_nimg / 1000
+        result["snapshot"] = snapshot.name if snapshot else None
+        result["kimg"] = kimg
+        self.last_metrics = {f"metrics/{k}": v for k, v in result["results"].items() if isinstance(v, (int, float))}
         append_result(self.run_dir, result)
         if log is not None:
             log.log(event="metrics", kimg=round(self.state.cur_nimg / 1000, 3),
@@ -305,8 +309,11 @@ class Trainer:
         t = self.recipe.train
         snap_nimg = int(t.snapshot_kimg * 1000)
         image_nimg = int(t.image_kimg * 1000)
+        metric_nimg = int((self.recipe.metrics.interval_kimg or t.snapshot_kimg) * 1000)
         next_snap = (self.state.cur_nimg // snap_nimg + 1) * snap_nimg
         next_image = (self.state.cur_nimg // image_nimg + 1) * image_nimg
+        next_metric = (self.state.cur_nimg // metric_nimg + 1) * metric_nimg
+        self.last_metrics: dict[str, float] = {}
         if self.state.cur_nimg == 0:
             self.save_reals_grid()
             save_png(self.render_grid(), self.run_dir / "fakes-000000.png")
@@ -338,19 +345,22 @@ class Trainer:
                               "pl_mean": round(float(self.loss.pl_mean), 5), **{k: round(v, 5) for k, v in values.items()}}
                     if log is not None:
                         log.log(**record)
-                    bar.update(cur, rate, values)
+                    bar.update(cur, rate, {**values, **self.last_metrics})
                     stats = LossStats()
                     tick_start, tick_nimg, tick_steps = time.time(), cur, 0
                 if cur >= next_image or done or stop:
                     save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
                     next_image = (cur // image_nimg + 1) * image_nimg
+                path = None
                 if snapshot_due:
                     path = self.save_checkpoint()
                     if log is not None:
                         log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
-                    if self.recipe.metrics.names:
-                        self.evaluate_snapshot(path, log)
                     next_snap = (cur // snap_nimg + 1) * snap_nimg
+                if self.recipe.metrics.names and (cur >= next_metric or done):
+                    self.evaluate_metrics(path, log)
+                    bar.update(cur, None, self.last_metrics)
+                    next_metric = (cur // metric_nimg + 1) * metric_nimg
                 if done:
                     outcome = "done"
                 elif stop:
@@ -385,10 +395,13 @@ class _Progress:
         if self.enabled:
             self.progress.__exit__(*exc)
 
-    def update(self, cur_nimg: int, rate: float, values: dict[str, float]) -> None:
+    def update(self, cur_nimg: int, rate: float | None, values: dict[str, float]) -> None:
         if not self.enabled:
             return
-        shown = ("loss/G", "loss/D", "loss/r1_penalty", "loss/pl_penalty", "augment/p")
-        losses = "  ".join(f"{k.split('/')[-1]} {values[k]:.3f}" for k in shown if k in values)
-        self.progress.update(self.task, completed=cur_nimg, kimg=f"{cur_nimg / 1000:.1f}/{self.total / 1000:g}",
-                             rate=f"{rate:.1f}", losses=losses)
+        shown = [k for k in ("loss/G", "loss/D", "loss/r1_penalty", "loss/pl_penalty", "augment/p") if k in values]
+        shown += sorted(k for k in values if k.startswith("metrics/"))
+        losses = "  ".join(f"{k.split('/')[-1]} {values[k]:.3f}" for k in shown)
+        fields = {"kimg": f"{cur_nimg / 1000:.1f}/{self.total / 1000:g}", "losses": losses}
+        if rate is not None:
+            fields["rate"] = f"{rate:.1f}"
+        self.progress.update(self.task, completed=cur_nimg, **fields)
