@@ -154,8 +154,8 @@ def test_auto_recipe_explicit_override_wins():
 
 def test_embedded_recipes_tolerate_retired_keys():
     stored = load_recipe("quickstart").to_dict()
-    stored["metrics"]["interval_kimg"] = 5  # a key an older gancli wrote
-    with pytest.raises(UserError, match="metrics.interval_kimg"):
+    stored["metrics"]["every_kimg"] = 5  # a key an older gancli wrote
+    with pytest.raises(UserError, match="metrics.every_kimg"):
         Recipe.from_dict(stored, origin="ckpt")
     assert Recipe.from_dict(stored, origin="ckpt", strict=False) == load_recipe("quickstart")
     stored["train"]["batch"] = "many"  # types are still checked
