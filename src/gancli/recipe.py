@@ -161,12 +161,12 @@ class DistributedConfig:
 
 @dataclass
 class MetricsConfig:
-    names: list[str] = field(default_factory=list)  # metrics computed during training: fid, kid, pr, is
+    names: list[str] = field(default_factory=list)  # metrics computed during training: fid, kid, pr, is, ppl
     interval_kimg: Optional[float] = None  # compute every N kimg and at the end (null: at every snapshot)
     num: int = 50000  # generated images per metric (all real images are used)
 
     def validate(self, where: str) -> None:
-        allowed = ("fid", "kid", "pr", "is")
+        allowed = ("fid", "kid", "pr", "is", "ppl")
         for name in self.names:
             if name not in allowed:
                 raise UserError(f"{where}metrics.names: unknown metric {name!r}; allowed: {', '.join(allowed)}")

@@ -21,7 +21,7 @@ Public API (loaded lazily, so `import gancli.metrics` imports neither torch nor 
                use_cache=True, batch_size=32, progress=False) -> ReferenceStats    (cached .npz)
     default_cache_dir() -> $GANCLI_CACHE/metrics or ~/.cache/gancli/metrics
 
-    parse_metrics('fid,kid') -> ['fid', 'kid']        (METRICS = fid, kid, pr, is)
+    parse_metrics('fid,kid') -> ['fid', 'kid']        (METRICS = fid, kid, pr, is, ppl)
     evaluate_generator(loaded, metrics, data_source=None, num=50000, psi=1.0, seed=0, batch=32,
                        detector_path=None, cache_dir=None, *, num_real=None, mirror=None, device=None,
                        use_cache=True, progress=False) -> {"results", "protocol", "timestamp", "elapsed_s"}
