@@ -604,5 +604,5 @@ def test_fid_rises_monotonically_with_corruption():
     base = rng.randn(4000, 16) @ mixing  # the same distribution, other samples
     noise = rng.randn(4000, 16)
     fids = [fid_from_features(real, base + level * noise) for level in (0.0, 1.0, 2.0, 4.0, 8.0)]
-    assert fids[0] < 0.1 * fids[1]  # two samples of one distribution are close; corruption is not
+    assert fids[0] < 0.25 * fids[1]  # two samples of one distribution are close; corruption is not
     assert all(a < b for a, b in zip(fids, fids[1:])), fids
