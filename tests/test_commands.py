@@ -265,3 +265,18 @@ def test_evaluate_ppl_appends_protocol(cli, ckpt):
     assert "ppl_stlpips" in result.out
     record = json.loads((ckpt.parent / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["results"]["ppl_stlpips"] >= 0 and record["protocol"]["ppl"]["epsilon"] == 1e-4
+
+
+def test_evaluate_two_image_sets(cli, tmp_path):
+    for name, offset in (("a", 0), ("b", 100)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rng = np.random.RandomState(offset)
+        for i in range(4):
+            Image.fromarray(rng.randint(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    result = cli("evaluate", "--data", tmp_path / "a", "--against", tmp_path / "b", "--metrics", "kid")
+    assert result.code == 0, result
+    assert "kid" in result.out and "4 real, 4 fake" in " ".join(result.out.split())
+    same = cli("evaluate", "--data", tmp_path / "a", "--against", tmp_path / "a", "--metrics", "kid")
+    value = lambda r: float(next(line.split()[1] for line in r.out.splitlines() if line.startswith("kid ")))  # noqa: E731
+    assert value(same) < value(result)
