@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,7 +47,6 @@ class TrainState:
     step: int = 0  # optimizer steps (minibatches) done
     cur_nimg: int = 0  # real images shown to D
     wall_time: float = 0.0  # seconds of training before this session
-    extra: dict = field(default_factory=dict)
 
 
 def step_seed(seed: int, step: int) -> int:
