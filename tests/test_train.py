@@ -203,3 +203,35 @@ def test_fine_tune_from_official_pickle(cli, tmp_path):
     for name in ("G", "D"):
         diffs = [float((snap.modules[name][k] - original[name][k]).abs().max()) for k in original[name]]
         assert 0 < max(diffs) < 0.1, name  # one small Adam step away from the official weights
+
+
+def test_tensorboard_events_when_installed(tmp_path, monkeypatch):
+    """With the tensorboard package present, every numeric log field also becomes a scalar event."""
+    import importlib.util
+    import sys
+    import types
+
+    from gancli.train.run import RunLog
+
+    written = []
+
+    class FakeWriter:
+        def __init__(self, logdir):
+            self.logdir = logdir
+
+        def add_scalar(self, tag, value, global_step):
+            written.append((tag, value, global_step))
+
+        def close(self):
+            written.append("closed")
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "tensorboard" else real_find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    with RunLog(tmp_path) as log:
+        log.log(kimg=1.5, step=10, **{"loss/G": 0.7})
+        log.log(event="snapshot", kimg=1.5, path="snapshot-000001.safetensors")
+    assert ("loss/G", 0.7, 1500) in written and ("step", 10, 1500) in written
+    assert written[-1] == "closed" and len(written) == 3  # events are not scalars
+    assert len((tmp_path / "stats.jsonl").read_text().splitlines()) == 2
