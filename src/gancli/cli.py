@@ -565,9 +565,11 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
 
     path = resolve_checkpoint(ckpt)
     console = _console()
-    if path.is_file() and detect_format(path) == "nvlabs-pickle":
+    kind = detect_format(path) if path.is_file() else ""
+    if kind in ("nvlabs-pickle", "torch-zip"):
         modules, recipe, meta = open_network(path)  # read safely; nothing in the file runs
-        console.print(f"{'file':22} {path} (official StyleGAN2-ADA pickle, read without running its code)")
+        what = "official StyleGAN2-ADA pickle" if kind == "nvlabs-pickle" else "rosinality/stylegan2-pytorch checkpoint"
+        console.print(f"{'file':22} {path} ({what}, read without running its code)")
         console.print(f"{'resolution':22} {meta.get('resolution')}, {meta.get('c_dim', 0)} classes")
         for key, value in recipe.to_dict()["model"].items():
             console.print(f"{key:22} {value}")

@@ -9,8 +9,9 @@ Entry points for the CLI:
   overwrites `dest`).
 
 Supported formats: NVlabs stylegan2-ada-pytorch `.pkl` (read by the restricted unpickler in
-`safe_pickle`, the embedded module source is ignored). torch.save zip files (rosinality and
-similar) are not read yet and are refused with a message saying so.
+`safe_pickle`, the embedded module source is ignored) and rosinality/stylegan2-pytorch torch.save
+zip checkpoints (`rosinality`, read weights-only; G_ema only). Other torch.save zip files are
+refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -38,13 +39,23 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 def _unsupported(path: Path, kind: str) -> UserError:
     if kind == "torch-zip":
         return UserError(
-            f"{path}: is a torch.save zip checkpoint (e.g. rosinality/stylegan2-pytorch), which this gancli "
-            "cannot import yet; allowed: gancli snapshots (.safetensors) and official StyleGAN2-ADA .pkl files"
+            f"{path}: is a torch.save zip checkpoint but not a rosinality/stylegan2-pytorch one (no g_ema "
+            "generator); allowed: gancli snapshots (.safetensors), official StyleGAN2-ADA .pkl files and "
+            "rosinality/stylegan2-pytorch .pt checkpoints"
         )
     return UserError(
         f"{path}: is not a network file gancli can read; allowed: gancli snapshots (.safetensors) and "
-        "official StyleGAN2-ADA .pkl files"
+        "official StyleGAN2-ADA .pkl files and rosinality/stylegan2-pytorch .pt checkpoints"
     )
+
+
+def _open_torch_zip(path: Path) -> tuple[dict[str, dict[str, Any]], Any, dict[str, Any]]:
+    from gancli.convert.rosinality import is_rosinality, load_rosinality_file, open_rosinality
+
+    obj = load_rosinality_file(path)  # weights-only: refuses any other global, running nothing
+    if not is_rosinality(obj):
+        raise _unsupported(path, "torch-zip")
+    return open_rosinality(path, obj)
 
 
 def open_network(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], Any, dict[str, Any]]:
@@ -64,6 +75,8 @@ def open_network(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]
         from gancli.convert.nvlabs import open_nvlabs
 
         return open_nvlabs(path)
+    if kind == "torch-zip":
+        return _open_torch_zip(path)
     raise _unsupported(path, kind)
 
 
@@ -77,4 +90,13 @@ def convert_to_snapshot(src: str | os.PathLike[str], dest: str | os.PathLike[str
         from gancli.convert.nvlabs import convert_to_snapshot as convert_nvlabs
 
         return convert_nvlabs(src, dest)
+    if kind == "torch-zip":
+        from gancli.train.checkpoint import save_snapshot
+
+        dest = Path(dest)
+        if dest.exists():
+            raise UserError(f"{dest}: already exists; choose another output file (convert never overwrites)")
+        modules, recipe, meta = _open_torch_zip(src)
+        save_snapshot(dest, modules, recipe.to_dict(), meta)
+        return dest
     raise _unsupported(src, kind)

@@ -30,7 +30,8 @@ def _find_resume(spec: str):
         return pair
     match = re.fullmatch(r"snapshot-(\d+)\.safetensors", path.name)
     if not match:
-        raise UserError(f"--resume {spec}: expected a run directory or a snapshot-NNNNNN.safetensors file")
+        raise UserError(f"--resume {spec}: expected a run directory, a snapshot-NNNNNN.safetensors file, or an "
+                        "official StyleGAN2-ADA .pkl (to fine-tune); other network files hold no training state or D")
     kimg = int(match.group(1))
     state = state_path(path.parent, kimg)
     if not state.is_file():
