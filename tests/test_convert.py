@@ -388,3 +388,14 @@ def test_cli_convert_and_sample_official_pickle(cli, tmp_path):
     before = out.read_bytes()
     assert_user_error(cli("convert", pkl, "-o", out), "model")
     assert out.read_bytes() == before
+
+
+def test_stylegan3_kwargs_are_named_as_such():
+    from gancli.convert.nvlabs import recipe_from_nvlabs_kwargs
+
+    g_kwargs = {"z_dim": 512, "w_dim": 512, "c_dim": 0, "img_resolution": 256, "img_channels": 3,
+                "mapping_kwargs": {"num_layers": 2},
+                "synthesis_kwargs": {"channel_base": 32768, "channel_max": 512, "magnitude_ema_beta": 0.999,
+                                     "conv_kernel": 1, "use_radial_filters": True}}
+    with pytest.raises(UserError, match="StyleGAN3 .alias-free. network.*StyleGAN2 and StyleGAN2-ADA networks only"):
+        recipe_from_nvlabs_kwargs(g_kwargs, None, 256, 0, origin="sg3.pkl")

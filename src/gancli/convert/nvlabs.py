@@ -195,6 +195,12 @@ def _flatten(kwargs: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Constructor arguments that only StyleGAN3's synthesis network has (NVlabs stylegan3, networks_stylegan3.py).
+STYLEGAN3_ONLY_KWARGS = {"magnitude_ema_beta", "first_cutoff", "first_stopband", "last_stopband_rel",
+                         "margin_size", "conv_kernel", "use_radial_filters", "num_critical", "filter_size",
+                         "lrelu_upsampling"}
+
+
 def recipe_from_nvlabs_kwargs(
     g_kwargs: dict[str, Any],
     d_kwargs: dict[str, Any] | None,
@@ -212,6 +218,10 @@ def recipe_from_nvlabs_kwargs(
     g = _flatten(g_kwargs)
     d = _flatten(d_kwargs or {})
     where = f"{origin}: "
+    alias_free = {k for k in g if k.rsplit(".", 1)[-1] in STYLEGAN3_ONLY_KWARGS}
+    if alias_free:
+        raise UserError(f"{where}is a StyleGAN3 (alias-free) network (it has {sorted(alias_free)[0]}); this gancli "
+                        "reads StyleGAN2 and StyleGAN2-ADA networks only")
 
     def take(flat: dict[str, Any], key: str, default: Any) -> Any:
         return flat.pop(key, default)
