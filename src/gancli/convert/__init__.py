@@ -81,22 +81,14 @@ def open_network(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]
 
 
 def convert_to_snapshot(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
-    """Convert a foreign network file into a gancli snapshot at `dest`; returns `dest`."""
-    src = Path(src).expanduser()
-    kind = detect_format(src)
-    if kind == "gancli-snapshot":
+    """Convert a foreign network file into a gancli snapshot at `dest` (never overwrites); returns `dest`."""
+    from gancli.train.checkpoint import save_snapshot
+
+    src, dest = Path(src).expanduser(), Path(dest)
+    if detect_format(src) == "gancli-snapshot":
         raise UserError(f"{src}: is already a gancli snapshot; use it directly (nothing to convert)")
-    if kind == "nvlabs-pickle":
-        from gancli.convert.nvlabs import convert_to_snapshot as convert_nvlabs
-
-        return convert_nvlabs(src, dest)
-    if kind == "torch-zip":
-        from gancli.train.checkpoint import save_snapshot
-
-        dest = Path(dest)
-        if dest.exists():
-            raise UserError(f"{dest}: already exists; choose another output file (convert never overwrites)")
-        modules, recipe, meta = _open_torch_zip(src)
-        save_snapshot(dest, modules, recipe.to_dict(), meta)
-        return dest
-    raise _unsupported(src, kind)
+    if dest.exists():
+        raise UserError(f"{dest}: already exists; choose another output file (convert never overwrites)")
+    modules, recipe, meta = open_network(src)
+    save_snapshot(dest, modules, recipe.to_dict(), meta)
+    return dest

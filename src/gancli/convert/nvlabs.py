@@ -9,7 +9,7 @@ official constructor arguments and parameter names, so they load these with `str
 
 `recipe_from_nvlabs_kwargs` maps the constructor arguments onto a gancli `Recipe`; an argument
 that the recipe cannot express and that is not at its official default is an error (nothing is
-silently dropped). `convert_to_snapshot` writes a gancli snapshot that `gancli sample` and
+silently dropped). `gancli.convert.convert_to_snapshot` writes a gancli snapshot that `gancli sample` and
 `gancli.models.load_generator` read.
 """
 
@@ -33,7 +33,6 @@ __all__ = [
     "discriminator_from_nvlabs",
     "recipe_from_nvlabs_kwargs",
     "open_nvlabs",
-    "convert_to_snapshot",
 ]
 
 
@@ -330,15 +329,3 @@ def open_nvlabs(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]]
         "buffers": buffers,
     }
     return modules, recipe, meta
-
-
-def convert_to_snapshot(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
-    """Write the official network file `src` as a gancli snapshot `dest` (never overwrites)."""
-    from gancli.train.checkpoint import save_snapshot
-
-    dest = Path(dest)
-    if dest.exists():
-        raise UserError(f"{dest}: already exists; choose another output file (convert never overwrites)")
-    modules, recipe, meta = open_nvlabs(src)
-    save_snapshot(dest, modules, recipe.to_dict(), meta)
-    return dest

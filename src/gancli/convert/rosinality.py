@@ -53,7 +53,7 @@ NOT_CONVERTED = ("g", "d", "g_optim", "d_optim")
 LATENT_AVG_SAMPLES = 4096
 LATENT_AVG_SEED = 0
 
-__all__ = ["load_rosinality_file", "is_rosinality", "open_rosinality", "convert_to_snapshot"]
+__all__ = ["load_rosinality_file", "is_rosinality", "open_rosinality"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -289,15 +289,3 @@ def open_rosinality(
         "buffers": {"G_ema": sorted(n for n, _ in G.named_buffers())},
     }
     return {"G_ema": state}, recipe, meta
-
-
-def convert_to_snapshot(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
-    """Write the rosinality checkpoint `src` as a gancli snapshot `dest` (never overwrites)."""
-    from gancli.train.checkpoint import save_snapshot
-
-    dest = Path(dest)
-    if dest.exists():
-        raise UserError(f"{dest}: already exists; choose another output file (convert never overwrites)")
-    modules, recipe, meta = open_rosinality(src)
-    save_snapshot(dest, modules, recipe.to_dict(), meta)
-    return dest

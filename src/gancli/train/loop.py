@@ -103,6 +103,8 @@ class Trainer:
             raise UserError(f"train.batch_gpu ({self.batch_gpu}) must divide train.batch ({self.batch})")
         self.total_nimg = int(round(t.total_kimg * 1000))
         self.grid_z, self.grid_c = self._grid_latents()
+        self.real_labels = torch.as_tensor(dataset.labels) if self.c_dim else None  # converted once, not per step
+        self._session_start: float | None = None  # set when run() starts
 
     # ----------------------------------------------------------------------------------------------
     # Setup
@@ -154,7 +156,7 @@ class Trainer:
         return {
             "step": self.state.step,
             "cur_nimg": self.state.cur_nimg,
-            "wall_time": self.state.wall_time + (time.time() - self._session_start if hasattr(self, "_session_start") else 0.0),
+            "wall_time": self.state.wall_time + (time.time() - self._session_start if self._session_start else 0.0),
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers().items()},
             "pl_mean": self.loss.pl_mean.detach().cpu(),
             "data_position": self.state.cur_nimg,
@@ -186,11 +188,11 @@ class Trainer:
     # One step
 
     def _fake_labels(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Labels of randomly drawn training images, for the fakes of conditional models."""
         if not self.c_dim:
             return torch.zeros([n, 0], device=self.device)
-        labels = torch.as_tensor(self.dataset.labels)
-        idx = torch.randint(len(labels), [n], generator=gen)
-        return labels[idx].to(self.device)
+        idx = torch.randint(len(self.real_labels), [n], generator=gen)
+        return self.real_labels[idx].to(self.device)
 
     def train_step(self, reals: torch.Tensor, real_c: torch.Tensor, stats: LossStats) -> None:
         step = self.state.step
