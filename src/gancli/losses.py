@@ -142,3 +142,87 @@ class StyleGAN2Loss:
             loss.mean().mul(gain).backward()
         else:
             raise ValueError(f"unknown training phase {phase!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The class-conditional ResNet family (SNGAN, SAGAN, BigGAN): hinge or BCE loss, orthogonal
+# regularization of G. `train/resnet.py` composes them into D and G steps.
+
+
+def d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """max(0, 1 - D(x)) and max(0, 1 + D(G(z))) per sample (Lim & Ye 2017; SNGAN, SAGAN, BigGAN)."""
+    return F.relu(1 - real_logits), F.relu(1 + fake_logits)
+
+
+def g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-D(G(z)) per sample (the generator side of the hinge loss)."""
+    return -fake_logits
+
+
+def d_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_target: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary cross-entropy against `real_target` for reals (one-sided label smoothing when < 1) and 0 for fakes."""
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_target), reduction="none")
+    return real, F.softplus(fake_logits)
+
+
+class HingeLoss:
+    """Hinge loss: D minimizes E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G minimizes -E[D(G(z))]."""
+
+    name = "hinge"
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return d_hinge(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return g_hinge(fake_logits)
+
+
+class BCELoss:
+    """The original GAN loss as binary cross-entropy, with one-sided label smoothing (Salimans et al. 2016):
+    reals are pushed toward `real_target` (e.g. 0.9) instead of 1. G uses the non-saturating form."""
+
+    name = "bce"
+
+    def __init__(self, real_target: float = 1.0):
+        self.real_target = real_target
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return d_bce(real_logits, fake_logits, self.real_target)
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return g_nonsaturating(fake_logits)
+
+
+def orthogonal_penalty(weight: torch.Tensor) -> torch.Tensor:
+    """BigGAN's off-diagonal orthogonal regularization R(W) = ||W W^T * (1 - I)||_F^2 (Brock et al. 2019, Eq. 3).
+
+    W is the weight seen as a matrix [out, in * kh * kw], one filter per row: the penalty pushes
+    different filters toward orthogonality without constraining their norms.
+    """
+    w = weight.reshape(weight.shape[0], -1)
+    gram = w @ w.t()
+    off = gram * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))
+    return off.square().sum()
+
+
+def orthogonal_penalty_grad(weight: torch.Tensor) -> torch.Tensor:
+    """dR/dW in closed form: 4 (W W^T * (1 - I)) W, reshaped like `weight` (no autograd graph needed)."""
+    w = weight.reshape(weight.shape[0], -1)
+    off = (w @ w.t()) * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))
+    return (4 * off @ w).reshape(weight.shape)
+
+
+@torch.no_grad()
+def add_orthogonal_grad(params, strength: float) -> torch.Tensor:
+    """Add strength * dR/dW to the .grad of each matrix-shaped parameter; returns the summed penalty (for logs)."""
+    total = None
+    for p in params:
+        if p.ndim < 2:
+            continue
+        w = p.reshape(p.shape[0], -1)
+        off = (w @ w.t()) * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))
+        grad = (4 * strength * off @ w).reshape(p.shape)  # = strength * orthogonal_penalty_grad(p)
+        p.grad = grad if p.grad is None else p.grad.add_(grad)
+        value = off.square().sum()
+        total = value if total is None else total + value
+    return total if total is not None else torch.zeros([])

@@ -36,6 +36,16 @@ def build_networks(recipe: Recipe, c_dim: int, img_channels: int = 3):
             epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size, mbstd_num_channels=m.mbstd_num_channels),
         )
         return G, D
+    if m.kind in ("sngan", "sagan", "biggan"):  # the class-conditional ResNet family (docs/biggan.md)
+        from gancli.nets.biggan import Discriminator, Generator
+
+        res, attn = recipe.data.resolution, tuple(m.attn_res)
+        G = Generator(z_dim=m.z_dim, c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.g_ch,
+                      ch_mult=m.g_ch_mult, bottom_width=m.bottom_width, attn_res=attn, shared_dim=m.shared_dim,
+                      hier=m.hier, sn=m.g_sn, sn_iters=m.sn_iters, init=m.init)
+        D = Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.d_ch, ch_mult=m.d_ch_mult,
+                          bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init)
+        return G, D
     raise UserError(f"model.kind: {m.kind!r} is not available in this gancli")
 
 

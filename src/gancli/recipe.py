@@ -54,7 +54,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["stylegan2"] = "stylegan2"  # network family (more families arrive with their papers)
+    kind: Literal["stylegan2", "sngan", "sagan", "biggan"] = "stylegan2"  # network family: style-based, or the class-conditional ResNet family (docs/biggan.md)
     z_dim: int = 512  # input latent size
     w_dim: int = 512  # intermediate latent (W) size
     mapping_layers: int = 8  # fully connected layers in the mapping network
@@ -68,8 +68,27 @@ class ModelConfig:
     d_architecture: Literal["orig", "skip", "resnet"] = "resnet"  # discriminator: residual blocks (default)
     mbstd_group_size: int = 4  # minibatch standard deviation group size
     mbstd_num_channels: int = 1  # minibatch standard deviation features (0: off)
+    g_ch: int = 64  # ResNet family: generator base width (block channels = g_ch * multiplier)
+    d_ch: int = 64  # ResNet family: discriminator base width
+    g_ch_mult: Optional[list[int]] = None  # ResNet family: G width multipliers, block inputs then output (null: paper table)
+    d_ch_mult: Optional[list[int]] = None  # ResNet family: D width multipliers per block (null: paper table)
+    bottom_width: int = 4  # ResNet family: size of G's first feature map (resolution = bottom_width * 2^blocks)
+    attn_res: list[int] = field(default_factory=list)  # ResNet family: self-attention at these resolutions in G and D (SAGAN)
+    shared_dim: int = 0  # ResNet family: BigGAN shared class embedding size (0: per-layer class embeddings)
+    hier: bool = False  # ResNet family: BigGAN hierarchical latents (z split across G's blocks)
+    g_sn: bool = False  # ResNet family: spectral norm in G too (SAGAN, BigGAN); D always has it
+    sn_iters: int = 1  # ResNet family: spectral-norm power iterations per training step
+    init: Literal["ortho", "xavier", "default"] = "xavier"  # ResNet family: weight init ('ortho': BigGAN)
 
     def validate(self, where: str) -> None:
+        if self.kind != "stylegan2":
+            for key in ("g_ch", "d_ch", "bottom_width", "sn_iters"):
+                _positive(getattr(self, key), f"{where}model.{key}")
+            for key in ("g_ch_mult", "d_ch_mult"):
+                if getattr(self, key) is not None and (not getattr(self, key) or min(getattr(self, key)) < 1):
+                    raise UserError(f"{where}model.{key}: must be a non-empty list of positive integers or null")
+            if self.shared_dim < 0:
+                raise UserError(f"{where}model.shared_dim: must be >= 0, got {self.shared_dim}")
         for key in ("z_dim", "w_dim", "channel_base", "channel_max", "mbstd_group_size"):
             _positive(getattr(self, key), f"{where}model.{key}")
         if self.mapping_layers < 1:
@@ -80,7 +99,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    kind: Literal["stylegan2"] = "stylegan2"  # non-saturating logistic loss + StyleGAN2 regularizers
+    kind: Literal["stylegan2", "hinge", "bce"] = "stylegan2"  # 'stylegan2': logistic + R1/path length; 'hinge', 'bce': ResNet family
     r1_gamma: float = 10.0  # R1 regularization weight (gamma); 0 disables
     r1_interval: int = 16  # lazy regularization: R1 every N minibatches (0 or 1: every step)
     pl_weight: float = 2.0  # path length regularization weight; 0 disables
@@ -88,8 +107,14 @@ class LossConfig:
     pl_batch_shrink: int = 2  # path length penalty on batch / shrink images
     pl_interval: int = 4  # lazy regularization: path length every N minibatches
     style_mixing_prob: float = 0.9  # probability of style mixing regularization
+    real_target: float = 1.0  # bce: target for reals (one-sided label smoothing, e.g. 0.9)
+    ortho_reg: float = 0.0  # hinge/bce: BigGAN off-diagonal orthogonal regularization of G (1e-4 in the paper)
 
     def validate(self, where: str) -> None:
+        if not 0 < self.real_target <= 1:
+            raise UserError(f"{where}loss.real_target: must be in (0, 1], got {self.real_target}")
+        if self.ortho_reg < 0:
+            raise UserError(f"{where}loss.ortho_reg: must be >= 0, got {self.ortho_reg}")
         if not 0 <= self.style_mixing_prob <= 1:
             raise UserError(f"{where}loss.style_mixing_prob: must be in [0, 1], got {self.style_mixing_prob}")
         for key in ("r1_gamma", "pl_weight", "pl_decay", "r1_interval", "pl_interval"):
@@ -135,9 +160,25 @@ class TrainConfig:
     grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # 'auto': the GPU when torch sees one
     threads: Optional[int] = None  # CPU threads for torch (null: torch's default)
+    ema_decay: Optional[float] = None  # ResNet family: EMA decay per G step (BigGAN 0.9999); null: the ema_kimg half-life
+    ema_start: int = 0  # ResNet family, with ema_decay: G steps before the EMA starts (BigGAN 20000); copied until then
+    lr_ref_batch: Optional[int] = None  # ResNet family: scale g_lr and d_lr by batch / lr_ref_batch (null: as given)
+    d_loss_threshold: Optional[float] = None  # ResNet family (SAGAN option): extra D steps while the D loss is above this
+    d_extra_steps: int = 0  # ResNet family: the most extra D steps per G step under d_loss_threshold
+    standing_stats: int = 0  # ResNet family: batches of standing batch-norm statistics for G_ema at each snapshot (0: off)
 
     def validate(self, where: str) -> None:
         _positive(self.batch, f"{where}train.batch")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise UserError(f"{where}train.ema_decay: must be in [0, 1) or null, got {self.ema_decay}")
+        if self.lr_ref_batch is not None:
+            _positive(self.lr_ref_batch, f"{where}train.lr_ref_batch")
+        for key in ("ema_start", "d_extra_steps", "standing_stats"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{where}train.{key}: must be >= 0, got {getattr(self, key)}")
+        if (self.d_loss_threshold is None) != (self.d_extra_steps == 0):
+            raise UserError(f"{where}train.d_loss_threshold and train.d_extra_steps: set both (extra D steps while the "
+                            "D loss is above the threshold) or neither")
         if self.batch_gpu is not None:
             _positive(self.batch_gpu, f"{where}train.batch_gpu")
         for key in ("g_lr", "d_lr", "total_kimg", "snapshot_kimg", "image_kimg"):
@@ -216,6 +257,7 @@ class Recipe:
         where = f"{origin}: "
         for section in (self.data, self.model, self.loss, self.augment, self.train, self.distributed, self.metrics):
             section.validate(where)
+        _check_family(self, where)
         batch_gpu = self.train.batch_gpu
         gpus = self.distributed.gpus
         if self.train.batch % gpus:
@@ -225,6 +267,41 @@ class Recipe:
                 f"{where}train.batch_gpu ({batch_gpu}) must divide the per-GPU batch "
                 f"({self.train.batch} / {gpus} = {self.train.batch // gpus})"
             )
+
+
+# Keys that only one network family reads; setting one (to a non-default value) for the other family
+# is an error rather than a silently ignored setting.
+RESNET_FAMILY = ("sngan", "sagan", "biggan")
+STYLE_ONLY = {
+    "model": ("w_dim", "mapping_layers", "mapping_lr_multiplier", "w_avg_beta", "channel_base", "channel_max",
+              "num_fp16_res", "conv_clamp", "g_architecture", "d_architecture", "mbstd_group_size", "mbstd_num_channels"),
+    "loss": ("r1_gamma", "r1_interval", "pl_weight", "pl_decay", "pl_batch_shrink", "pl_interval", "style_mixing_prob"),
+}
+RESNET_ONLY = {
+    "model": ("g_ch", "d_ch", "g_ch_mult", "d_ch_mult", "bottom_width", "attn_res", "shared_dim", "hier", "g_sn",
+              "sn_iters", "init"),
+    "loss": ("real_target", "ortho_reg"),
+    "train": ("ema_decay", "ema_start", "lr_ref_batch", "d_loss_threshold", "d_extra_steps", "standing_stats"),
+}
+
+
+def _check_family(recipe: Recipe, where: str) -> None:
+    """Model and loss kinds belong together, and no key of the other family is set."""
+    resnet = recipe.model.kind in RESNET_FAMILY
+    if resnet != (recipe.loss.kind in ("hinge", "bce")):
+        allowed = "hinge or bce" if resnet else "stylegan2"
+        raise UserError(f"{where}loss.kind: {recipe.loss.kind!r} does not train model.kind {recipe.model.kind!r}; "
+                        f"use loss.kind {allowed}")
+    if recipe.loss.kind != "bce" and recipe.loss.real_target != 1.0:
+        raise UserError(f"{where}loss.real_target: applies to loss.kind bce only (got loss.kind {recipe.loss.kind!r})")
+    other = STYLE_ONLY if resnet else RESNET_ONLY
+    for section, keys in other.items():
+        cfg, default = getattr(recipe, section), type(getattr(recipe, section))()
+        for key in keys:
+            if getattr(cfg, key) != getattr(default, key):
+                family = "model.kind stylegan2" if resnet else "the ResNet family (model.kind sngan, sagan, biggan)"
+                raise UserError(f"{where}{section}.{key}: applies only to {family}, not to model.kind "
+                                f"{recipe.model.kind!r}; remove it")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class Trainer:
         if recipe.augment.kind != "none":
             raise UserError(f"augment.kind: {recipe.augment.kind!r} (adaptive discriminator augmentation) is not in this "
                             "version of gancli yet; use augment.kind: none")
-        if t.d_steps != 1:
+        if t.d_steps != 1 and recipe.model.kind == "stylegan2":
             raise UserError(f"train.d_steps: StyleGAN2 trains with one D step per G step, got {t.d_steps}")
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -91,16 +91,23 @@ class Trainer:
         self.G.train().requires_grad_(False).to(self.device)
         self.D.train().requires_grad_(False).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
-        loss = recipe.loss
-        self.loss = StyleGAN2Loss(self.G, self.D, r1_gamma=loss.r1_gamma, pl_weight=loss.pl_weight,
-                                  pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink,
-                                  style_mixing_prob=loss.style_mixing_prob).to(self.device)
-        self.phases = self._make_phases()
         self.state = TrainState()
         self.batch = t.batch
         self.batch_gpu = t.batch_gpu or t.batch
         if self.batch % self.batch_gpu:
             raise UserError(f"train.batch_gpu ({self.batch_gpu}) must divide train.batch ({self.batch})")
+        self.family = None  # the ResNet family's steps (train/resnet.py); None: the StyleGAN2 phases below
+        self.next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None  # set by run()
+        if recipe.model.kind != "stylegan2":
+            from gancli.train.resnet import ResNetSteps
+
+            self.family = ResNetSteps(self)
+        else:
+            loss = recipe.loss
+            self.loss = StyleGAN2Loss(self.G, self.D, r1_gamma=loss.r1_gamma, pl_weight=loss.pl_weight,
+                                      pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink,
+                                      style_mixing_prob=loss.style_mixing_prob).to(self.device)
+            self.phases = self._make_phases()
         self.total_nimg = int(round(t.total_kimg * 1000))
         self.grid_z, self.grid_c = self._grid_latents()
         self.real_labels = torch.as_tensor(dataset.labels) if self.c_dim else None  # converted once, not per step
@@ -146,6 +153,8 @@ class Trainer:
     # State (resume)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self.family is not None:
+            return self.family.optimizers()
         return {"G": self.phases[0].opt, "D": next(p.opt for p in self.phases if p.name.startswith("D"))}
 
     def snapshot_modules(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -153,14 +162,16 @@ class Trainer:
                 for name, m in (("G_ema", self.G_ema), ("G", self.G), ("D", self.D))}
 
     def training_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "step": self.state.step,
             "cur_nimg": self.state.cur_nimg,
             "wall_time": self.state.wall_time + (time.time() - self._session_start if self._session_start else 0.0),
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers().items()},
-            "pl_mean": self.loss.pl_mean.detach().cpu(),
             "data_position": self.state.cur_nimg,
         }
+        if self.family is None:
+            state["pl_mean"] = self.loss.pl_mean.detach().cpu()
+        return state
 
     def load_weights(self, modules: dict[str, dict[str, torch.Tensor]], origin: str) -> None:
         """G_ema, G and D weights (all three must be there and fit the recipe's networks exactly)."""
@@ -178,7 +189,8 @@ class Trainer:
         try:
             for key, opt in self.optimizers().items():
                 opt.load_state_dict(state["optimizers"][key])
-            self.loss.pl_mean.copy_(state["pl_mean"].to(self.device))
+            if self.family is None:
+                self.loss.pl_mean.copy_(state["pl_mean"].to(self.device))
             self.state = TrainState(step=int(state["step"]), cur_nimg=int(state["cur_nimg"]),
                                     wall_time=float(state.get("wall_time", 0.0)))
         except (KeyError, TypeError, ValueError) as e:
@@ -195,6 +207,8 @@ class Trainer:
         return self.real_labels[idx].to(self.device)
 
     def train_step(self, reals: torch.Tensor, real_c: torch.Tensor, stats: LossStats) -> None:
+        if self.family is not None:
+            return self.family.train_step(reals, real_c, stats)
         step = self.state.step
         torch.manual_seed(step_seed(self.recipe.train.seed, step))  # noise inputs, mixing cutoffs, pl noise
         gen = torch.Generator().manual_seed(step_seed(self.recipe.train.seed + 1, step))
@@ -267,6 +281,8 @@ class Trainer:
         from gancli.train.checkpoint import save_checkpoint
 
         self.check_finite()
+        if self.family is not None:
+            self.family.before_snapshot()
         meta = {
             "kimg": self.state.cur_nimg / 1000, "step": self.state.step, "cur_nimg": self.state.cur_nimg,
             "c_dim": self.c_dim, "img_channels": self.dataset.num_channels, "resolution": self.recipe.data.resolution,
@@ -319,6 +335,7 @@ class Trainer:
             self.save_reals_grid()
             save_png(self.render_grid(), self.run_dir / "fakes-000000.png")
         data = batches(self.dataset, self.batch, seed=t.seed, start_index=self.state.cur_nimg)
+        self.next_batch = lambda: next(data)  # for steps that take more than one real minibatch (D steps)
         self._session_start = time.time()
         stats = LossStats()
         tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0
@@ -343,7 +360,7 @@ class Trainer:
                     elapsed = time.time() - tick_start
                     rate = (cur - tick_nimg) / max(elapsed, 1e-9)
                     record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
-                              "pl_mean": round(float(self.loss.pl_mean), 5), **{k: round(v, 5) for k, v in values.items()}}
+                              **({"pl_mean": round(float(self.loss.pl_mean), 5)} if self.family is None else {}), **{k: round(v, 5) for k, v in values.items()}}
                     if log is not None:
                         log.log(**record)
                     bar.update(cur, rate, {**values, **self.last_metrics})

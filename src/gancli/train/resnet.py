@@ -1,0 +1,161 @@
+"""Training steps of the class-conditional ResNet family (SNGAN, SAGAN, BigGAN).
+
+One training step (`Trainer.state.step`) is one generator update:
+
+1. `train.d_steps` discriminator updates, each on its own minibatch of `train.batch` real images (so
+   `cur_nimg` grows by `d_steps * batch` per step) and as many fakes from G (batch norm in training
+   mode, no gradient), with the hinge or BCE loss; with `train.d_loss_threshold`, up to
+   `train.d_extra_steps` more D updates while the last D loss stays above the threshold (each again
+   on fresh reals).
+2. One generator update on `train.batch` fakes, plus BigGAN's orthogonal regularization, whose closed
+   form gradient is added after the adversarial gradient (`losses.add_orthogonal_grad`).
+3. The EMA of G: BigGAN's per-step decay with a start step (`train.ema_decay`, `train.ema_start`;
+   weights are copied before it), or the half-life in images (`train.ema_kimg`) shared with StyleGAN2.
+   Buffers (batch-norm statistics, spectral-norm vectors) are copied from G.
+
+Each update accumulates gradients over `batch / batch_gpu` rounds, each weighted by its share of the
+batch, so the step equals one on the whole batch (up to G's batch-norm statistics, which are those of
+each round, as in BigGAN's accumulation). Every random draw of step k comes from a generator seeded by
+(train.seed, k), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gancli.errors import UserError
+from gancli.losses import BCELoss, HingeLoss, LossStats, add_orthogonal_grad
+
+
+class ResNetSteps:
+    """Optimizers, losses, D and G updates and EMA of a ResNet-family run; the Trainer delegates to it."""
+
+    def __init__(self, trainer):
+        t = trainer.recipe.train
+        self.trainer = trainer
+        if t.precision == "mixed":
+            raise UserError("train.precision: 'mixed' is not implemented for the ResNet family (sngan, sagan, biggan); "
+                            "use auto or fp32 (they train in float32)")
+        scale = t.batch / t.lr_ref_batch if t.lr_ref_batch else 1.0  # linear scaling rule (SAGAN option)
+        self.g_lr, self.d_lr = t.g_lr * scale, t.d_lr * scale
+        G, D = trainer.G, trainer.D
+        self.opt_G = torch.optim.Adam(G.parameters(), lr=self.g_lr, betas=tuple(t.betas), eps=t.eps)
+        self.opt_D = torch.optim.Adam(D.parameters(), lr=self.d_lr, betas=tuple(t.betas), eps=t.eps)
+        loss = trainer.recipe.loss
+        self.loss = BCELoss(loss.real_target) if loss.kind == "bce" else HingeLoss()
+        self.ortho_reg = loss.ortho_reg
+        # BigGAN leaves the shared class embedding out of the orthogonal regularization.
+        self.ortho_params = [p for n, p in G.named_parameters() if p.ndim >= 2 and not n.startswith("shared.")]
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _rounds(self, *tensors: torch.Tensor):
+        size = self.trainer.batch_gpu
+        n = tensors[0].shape[0]
+        return [(len(parts[0]) / n, *parts) for parts in zip(*(x.split(size) for x in tensors))]
+
+    def d_step(self, reals: torch.Tensor, real_c: torch.Tensor, gen: torch.Generator, stats: LossStats) -> torch.Tensor:
+        """One D update on these reals and as many fresh fakes; returns the D loss (a tensor)."""
+        tr = self.trainer
+        G, D = tr.G, tr.D
+        reals, real_c = reals.to(tr.device, non_blocking=True), real_c.to(tr.device)
+        n = reals.shape[0]
+        z = torch.randn([n, G.z_dim], generator=gen).to(tr.device)
+        c = tr._fake_labels(n, gen)
+        self.opt_D.zero_grad(set_to_none=True)
+        D.requires_grad_(True)
+        total = torch.zeros([], device=tr.device)
+        for share, real_r, real_c_r, z_r, c_r in self._rounds(reals, real_c, z, c):
+            with torch.no_grad():
+                fake = G(z_r, c_r)
+            real_logits, fake_logits = D(real_r, real_c_r), D(fake, c_r)
+            loss_real, loss_fake = self.loss.d_loss(real_logits, fake_logits)
+            loss = loss_real.mean() + loss_fake.mean()
+            stats.add("loss/D_real", loss_real)
+            stats.add("loss/D_fake", loss_fake)
+            stats.add("scores/real", real_logits)
+            stats.add("scores/fake", fake_logits)
+            loss.mul(share).backward()
+            total = total + loss.detach() * share
+        D.requires_grad_(False)
+        _finite_grads(D)
+        self.opt_D.step()
+        stats.add("loss/D", total)
+        return total
+
+    def g_step(self, n: int, gen: torch.Generator, stats: LossStats) -> None:
+        tr = self.trainer
+        G, D = tr.G, tr.D
+        z = torch.randn([n, G.z_dim], generator=gen).to(tr.device)
+        c = tr._fake_labels(n, gen)
+        self.opt_G.zero_grad(set_to_none=True)
+        G.requires_grad_(True)
+        for share, z_r, c_r in self._rounds(z, c):
+            loss = self.loss.g_loss(D(G(z_r, c_r), c_r))
+            stats.add("loss/G", loss)
+            loss.mean().mul(share).backward()
+        if self.ortho_reg > 0:
+            stats.add("loss/ortho", add_orthogonal_grad(self.ortho_params, self.ortho_reg))
+        G.requires_grad_(False)
+        _finite_grads(G)
+        self.opt_G.step()
+
+    def train_step(self, reals: torch.Tensor, real_c: torch.Tensor, stats: LossStats) -> None:
+        """d_steps (+ extra) D updates, each on its own reals, then one G update and the EMA."""
+        from gancli.train.loop import step_seed
+
+        tr = self.trainer
+        t = tr.recipe.train
+        step = tr.state.step
+        torch.manual_seed(step_seed(t.seed, step))
+        gen = torch.Generator().manual_seed(step_seed(t.seed + 1, step))
+        d_loss = None
+        for i in range(t.d_steps):
+            if i > 0:
+                reals, real_c = tr.next_batch()
+            d_loss = self.d_step(reals, real_c, gen, stats)
+            tr.state.cur_nimg += reals.shape[0]
+        extra = 0
+        if t.d_loss_threshold is not None:
+            while extra < t.d_extra_steps and float(d_loss) > t.d_loss_threshold:
+                reals, real_c = tr.next_batch()
+                d_loss = self.d_step(reals, real_c, gen, stats)
+                tr.state.cur_nimg += reals.shape[0]
+                extra += 1
+            stats.add("train/extra_d_steps", torch.tensor(float(extra)))
+        self.g_step(tr.batch, gen, stats)
+        self.update_ema()
+        tr.state.step += 1
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        tr = self.trainer
+        t = tr.recipe.train
+        if t.ema_decay is None:
+            tr._update_ema()  # the half-life in images, as StyleGAN2
+            return
+        beta = t.ema_decay if tr.state.step >= t.ema_start else 0.0  # BigGAN: copy until ema_start
+        for p_ema, p in zip(tr.G_ema.parameters(), tr.G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(tr.G_ema.buffers(), tr.G.buffers()):
+            b_ema.copy_(b)
+
+    def before_snapshot(self) -> None:
+        """Standing batch-norm statistics for G_ema (train.standing_stats batches), from their own generator."""
+        from gancli.nets.biggan import standing_statistics
+        from gancli.train.loop import step_seed
+
+        tr = self.trainer
+        t = tr.recipe.train
+        if t.standing_stats > 0:
+            gen = torch.Generator().manual_seed(step_seed(t.seed + 2, tr.state.step))
+            standing_statistics(tr.G_ema, t.standing_stats, tr.batch_gpu, gen, tr.device, tr.real_labels)
+
+
+def _finite_grads(module: torch.nn.Module) -> None:
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
