@@ -139,6 +139,15 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
         f"{t.snapshot_kimg:g} kimg, images every {t.image_kimg:g} kimg",
         f"ops        {recipe.ops}, device {t.device}",
     ]
+    if recipe.model.kind != "stylegan2":  # the ResNet family (docs/biggan.md) has other knobs
+        m, loss = recipe.model, recipe.loss
+        lines[1] = (f"model      {m.kind}: ResNet G {m.g_ch} / D {m.d_ch} base channels, z {m.z_dim}"
+                    + (f", shared embedding {m.shared_dim}" if m.shared_dim else "") + (", hierarchical z" if m.hier else "")
+                    + (f", attention at {m.attn_res}" if m.attn_res else "") + (", SN in G and D" if m.g_sn else ", SN in D"))
+        lines[3] = (f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, {t.d_steps} D step(s) per G step, EMA "
+                    + (f"decay {t.ema_decay:g} from step {t.ema_start}" if t.ema_decay is not None else f"half-life {t.ema_kimg:g} kimg"))
+        lines[2] = lines[2].replace(f"= {steps} steps", f"= {steps // t.d_steps} G steps ({t.d_steps} D minibatches each)")
+        lines[4] = f"loss       {loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else "")
     for line in lines:
         console.print(line)
     if recipe.description:
@@ -306,17 +315,19 @@ def mix(
     epilog=_examples(
         "gancli interpolate ckpt.safetensors --seeds 1,5 --frames 40 --out walk.gif",
         "gancli interpolate ckpt.safetensors --seeds 1,5,9 --loop --kind slerp --space z --out walk.mp4",
+        "gancli interpolate biggan.safetensors --seeds 3 --classes 207,281 --out dog-to-cat.gif",
     )
 )
 def interpolate(
     ckpt: Path = typer.Argument(..., help="Checkpoint."),
     seeds: str = typer.Option(..., "--seeds", help="Keyframe seeds, e.g. 1,5,9."),
     frames: int = typer.Option(40, "--frames", help="Frames between two keyframes."),
-    space: str = typer.Option("w", "--space", help="z or w."),
+    space: Optional[str] = typer.Option(None, "--space", help="z or w (default: w for style-based generators, z for the others)."),
     kind: str = typer.Option("linear", "--kind", help="linear, slerp or cubic."),
     loop: bool = typer.Option(False, "--loop", help="Return to the first keyframe."),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Walk between these classes, e.g. 3,7 (one seed held fixed, or one seed per class); the labels are blended linearly, i.e. through the class embedding."),
     grid: Optional[str] = typer.Option(None, "--grid", help="A grid of walks, e.g. 2x2."),
     out: Path = typer.Option(Path("walk.gif"), "--out", help="walk.gif or walk.mp4."),
     fps: int = typer.Option(24, "--fps", help="Frames per second."),
@@ -335,6 +346,7 @@ def interpolate(
     _check_outputs([out] + (sorted(frames_dir.glob("frame*.png"))[:1] if frames_dir and frames_dir.is_dir() else []), force)
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
+    class_list = parse_seeds(classes, option="--classes") if classes else None
     walks = 1
     if grid:
         rows, cols = grid_shape(1, grid)
@@ -342,7 +354,7 @@ def interpolate(
     # A grid of walks: walk i visits the keyframe seeds shifted by i * 1000 (distinct, reproducible).
     all_frames = [to_uint8(explore.interpolation_frames(loaded, [s + 1000 * i for s in seed_list], frames=frames,
                                                          space=space, kind=kind, loop=loop, psi=trunc,
-                                                         class_idx=class_idx)) for i in range(walks)]
+                                                         class_idx=class_idx, classes=class_list)) for i in range(walks)]
     frames_out = explore.animation_grid(all_frames, rows, cols) if grid else list(all_frames[0])
     _make_outdir(out.parent)
     if frames_dir is not None:
@@ -386,25 +398,26 @@ def noise(
     epilog=_examples(
         "gancli truncate ckpt.safetensors --seeds 0-5 --psi -1:1:9",
         "gancli truncate ckpt.safetensors --seeds 0-3 --psi 1,0.7,0.5,0",
+        "gancli truncate biggan.safetensors --seeds 0-3 --class 207 --psi 2:0.04:8",
     )
 )
 def truncate(
     ckpt: Path = typer.Argument(..., help="Checkpoint."),
     seeds: str = typer.Option("0-5", "--seeds", help="Seeds (rows)."),
-    psi: str = typer.Option("-1:1:9", "--psi", help="START:STOP:COUNT or a list of psi values (columns)."),
+    psi: Optional[str] = typer.Option(None, "--psi", help="START:STOP:COUNT or a list (columns): psi in W for style-based generators (default -1:1:9); resampling thresholds for |z| for the others (default 2,1,0.5,0.04)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     out: Path = typer.Option(Path("truncation.png"), "--out", help="Output image."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Truncation sweep: a grid of seeds by psi values."""
+    """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators)."""
     from gancli import explore
     from gancli.latent import parse_seeds
 
     _check_outputs([out], force)
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
-    psis = explore.parse_psi(psi)
+    psis = explore.parse_psi(psi) if psi is not None else explore.default_psis(loaded)
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
     _save_image(image, out)
     _console().print(f"wrote {out} ({len(seed_list)} seeds x psi " + ", ".join(f"{p:g}" for p in psis) + ")")

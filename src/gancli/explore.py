@@ -193,6 +193,14 @@ def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], st
     return make_grid(np.concatenate(tiles), len(rows) + 1, len(cols) + 1)
 
 
+def default_psis(loaded: LoadedGenerator) -> list[float]:
+    """The default sweep of `gancli truncate`: psi -1..1 in W for style-based generators; for the others
+    the resampling thresholds of BigGAN's Fig. 2(a), from 2.0 (little truncation) down to 0.04 (almost z = 0)."""
+    if loaded.is_style_based:
+        return parse_psi("-1:1:9")
+    return [2.0, 1.0, 0.5, 0.04]
+
+
 def parse_psi(text: str) -> list[float]:
     """'-1:1:9' (start:stop:count, inclusive) or '1,0.7,0.5' -> list of psi values."""
     try:
@@ -211,9 +219,9 @@ def parse_psi(text: str) -> list[float]:
 
 
 @torch.no_grad()
-def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float], *, cutoff: int | None = None,
+def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float] | None, *, cutoff: int | None = None,
                     class_idx: int | None = None, noise_mode: str = "const") -> np.ndarray:
-    """Rows: seeds; columns: psi values.
+    """Rows: seeds; columns: psi values (None: `default_psis`).
 
     Style-based generators: W-space truncation toward w_avg (on the first `cutoff` layers). Generators
     without a mapping network: each value is a resampling threshold for z (BigGAN's truncation trick).
@@ -223,6 +231,8 @@ def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float]
     check_trunc(loaded, 1.0, cutoff)
     device = next(loaded.G.parameters()).device
     c = class_vector(loaded, class_idx, len(seeds), device)
+    if psis is None:
+        psis = default_psis(loaded)
     if not loaded.is_style_based:
         for psi in psis:
             check_trunc(loaded, psi, None)
@@ -287,19 +297,62 @@ def path_points(keys: torch.Tensor, frames: int, kind: str, loop: bool) -> torch
     return torch.stack(out)
 
 
+def class_keyframes(loaded: LoadedGenerator, seeds: list[int], classes: list[int]) -> tuple[list[int], torch.Tensor]:
+    """Keyframes (seeds, one-hot labels) for a walk between classes: one seed held fixed, or one seed per class."""
+    c_dim = loaded.G.c_dim
+    if c_dim == 0:
+        raise UserError(f"--classes: {loaded.path.name} is unconditional (it has no classes)")
+    bad = [k for k in classes if not 0 <= k < c_dim]
+    if bad:
+        raise UserError(f"--classes: class {bad[0]} must be in 0..{c_dim - 1} for {loaded.path.name}")
+    if len(seeds) == 1:
+        seeds = seeds * len(classes)
+    if len(classes) == 1:
+        classes = classes * len(seeds)
+    if len(seeds) != len(classes):
+        raise UserError(f"--seeds and --classes: give one seed, or as many seeds as classes (got {len(seeds)} and {len(classes)})")
+    if len(seeds) < 2:
+        raise UserError("--classes: a walk between classes needs at least two keyframes, e.g. --classes 3,7")
+    return seeds, torch.eye(c_dim)[classes]
+
+
 @torch.no_grad()
-def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: int = 40, space: str = "w",
+def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: int = 40, space: str | None = None,
                          kind: str = "linear", loop: bool = False, psi: float = 1.0,
-                         class_idx: int | None = None) -> torch.Tensor:
-    """Images [F, C, H, W] along a walk through the seeds' latents in Z or W."""
+                         class_idx: int | None = None, classes: list[int] | None = None) -> torch.Tensor:
+    """Images [F, C, H, W] along a walk through the seeds' latents in Z or W.
+
+    space None: W for style-based generators, Z for the others. With `classes`, the labels move too:
+    the one-hot keyframes are blended linearly, which for the ResNet family (and any generator whose
+    class input is linear) is exactly a linear walk through the class embedding.
+    """
+    G = loaded.G
+    space = space or ("w" if loaded.is_style_based else "z")
     if space not in ("z", "w"):
         raise UserError(f"--space {space}: must be z or w")
+    c_keys = None
+    if classes:
+        if class_idx is not None:
+            raise UserError("--class and --classes: give one of them (--classes walks between classes)")
+        seeds, c_keys = class_keyframes(loaded, seeds, classes)
     if len(seeds) < 2:
         raise UserError("--seeds: an interpolation needs at least two seeds, e.g. --seeds 1,5")
     check_trunc(loaded, psi, None)
-    G = loaded.G
     device = next(G.parameters()).device
     z = z_from_seeds(seeds, G.z_dim, device)
+    if c_keys is not None:
+        c_keys = c_keys.to(device)
+        c_path = path_points(c_keys, frames, "linear", loop)
+        if space == "w":
+            require_style(loaded, "interpolate --space w")
+            keys = _one_by_one(lambda zi, ci: G.mapping(zi, ci, truncation_psi=psi), z, c_keys)[:, 0]
+            points = path_points(keys, frames, kind, loop)
+            return synthesize_ws(loaded, points[:, None, :].repeat(1, G.num_ws, 1), None, "const")
+        points = path_points(z, frames, kind, loop)
+        if loaded.is_style_based:
+            ws = _one_by_one(lambda p, cc: G.mapping(p, cc, truncation_psi=psi), points, c_path)
+            return synthesize_ws(loaded, ws, None, "const")
+        return _one_by_one(G, points, c_path)
     if space == "w":
         require_style(loaded, "interpolate --space w")
         c = class_vector(loaded, class_idx, len(seeds), device)

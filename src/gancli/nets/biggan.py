@@ -109,7 +109,8 @@ class SpectralNorm(nn.Module):
         w_mat = weight.reshape(weight.shape[0], -1)
         steps = self.n_power_iterations if self.training else 0
         v = self.power_iteration(w_mat.detach(), steps)
-        return torch.dot(self.u, w_mat @ v)
+        # clone: u changes in place at the next training forward, while this graph may still need it
+        return torch.dot(self.u.clone(), w_mat @ v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight / self.sigma(weight)
@@ -216,9 +217,12 @@ class GBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, cond_dim: int, sn: bool, sn_iters: int, zero_init: bool):
         super().__init__()
-        self.bn1 = ConditionalBatchNorm2d(in_ch, cond_dim, sn=sn, sn_iters=sn_iters, zero_init=zero_init)
+        # Per-class gain/bias tables (SNGAN, SAGAN) are embeddings: no spectral norm (and a zero table has
+        # no largest singular value to divide by). BigGAN's projections of the shared embedding have it.
+        cbn_sn = sn and not zero_init
+        self.bn1 = ConditionalBatchNorm2d(in_ch, cond_dim, sn=cbn_sn, sn_iters=sn_iters, zero_init=zero_init)
         self.conv1 = SNConv2d(in_ch, out_ch, 3, padding=1, sn=sn, sn_iters=sn_iters)
-        self.bn2 = ConditionalBatchNorm2d(out_ch, cond_dim, sn=sn, sn_iters=sn_iters, zero_init=zero_init)
+        self.bn2 = ConditionalBatchNorm2d(out_ch, cond_dim, sn=cbn_sn, sn_iters=sn_iters, zero_init=zero_init)
         self.conv2 = SNConv2d(out_ch, out_ch, 3, padding=1, sn=sn, sn_iters=sn_iters)
         self.shortcut = SNConv2d(in_ch, out_ch, 1, sn=sn, sn_iters=sn_iters)
 
@@ -424,11 +428,10 @@ def standing_statistics(G: Generator, num_batches: int, batch_size: int, generat
 
     Resets every batch-norm layer, switches only those layers to training mode with a cumulative
     average (momentum None), runs `num_batches` forward passes with random z ~ N(0, I) and random
-    labels (drawn from `labels` rows, else uniformly), and puts G back in eval mode. Spectral-norm
+    labels (drawn from `labels` rows, else uniformly), and leaves G in eval mode (for sampling). Spectral-norm
     vectors are untouched (their layers stay in eval mode). Draws only from `generator`, never from
     torch's global random state, so calling it changes nothing else in a run.
     """
-    was_training = G.training
     G.eval()
     bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in bns]
@@ -447,4 +450,4 @@ def standing_statistics(G: Generator, num_batches: int, batch_size: int, generat
         G(z, c.to(device))
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
-    G.train(was_training)
+    G.eval()
