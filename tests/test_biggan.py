@@ -409,3 +409,21 @@ def test_interpolate_between_classes_walks_the_class_embedding(cli, biggan_ckpt,
 def test_style_commands_say_in_one_line_that_biggan_has_no_mapping(cli, biggan_ckpt, tmp_path, command):
     result = cli(command[0], biggan_ckpt, *command[1:], "--class", "0", "--out", tmp_path / "x.png")
     assert_user_error(result, f"gancli {command[0]}", "no mapping network")
+
+
+def test_unconditional_biggan_on_the_builtin_emoji_data(cli, tmp_path):
+    """The runnable example of docs/biggan.md, scaled down: emoji has no labels, so no class embedding."""
+    args = ["train", "biggan-cifar10", "--data", "emoji", "--outdir", tmp_path / "runs", "--set", "data.use_labels=false",
+            "--set", "data.max_size=8", "--set", "train.total_kimg=0.001", "--set", "data.resolution=8"]
+    for item in tiny_overrides("biggan-cifar10"):
+        if not item.startswith("data.resolution"):
+            args += ["--set", item]
+    result = cli(*args)
+    assert result.code == 0, result
+    (run,) = (tmp_path / "runs").iterdir()
+    loaded = load_generator(run)
+    assert loaded.G.c_dim == 0 and loaded.G.shared is None
+    assert cli("sample", run, "--seeds", "1", "--trunc", "1.0", "--outdir", tmp_path / "out").code == 0
+    assert _png(tmp_path / "out" / "seed0001.png").shape == (8, 8, 3)
+    assert_user_error(cli("sample", run, "--seeds", "1", "--class", "0", "--outdir", tmp_path / "o2"),
+                      "unconditional")
