@@ -427,3 +427,10 @@ def test_unconditional_biggan_on_the_builtin_emoji_data(cli, tmp_path):
     assert _png(tmp_path / "out" / "seed0001.png").shape == (8, 8, 3)
     assert_user_error(cli("sample", run, "--seeds", "1", "--class", "0", "--outdir", tmp_path / "o2"),
                       "unconditional")
+
+
+def test_info_shows_the_keys_of_its_own_family(cli, biggan_ckpt):
+    result = cli("info", biggan_ckpt)
+    assert result.code == 0, result
+    assert "shared_dim" in result.out and "hier" in result.out
+    assert "w_dim" not in result.out and "mapping_layers" not in result.out

@@ -936,7 +936,11 @@ def describe_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) ->
 
     arch: dict[str, Any] = {}
     if isinstance(recipe.get("model"), dict):
-        arch.update(_flatten_arch(recipe["model"]))
+        from gancli.recipe import RESNET_FAMILY, RESNET_ONLY, STYLE_ONLY
+
+        model = recipe["model"]  # only the keys of its own network family
+        other = STYLE_ONLY if model.get("kind") in RESNET_FAMILY else RESNET_ONLY
+        arch.update(_flatten_arch({k: v for k, v in model.items() if k not in other["model"]}))
     data = recipe.get("data")
     if isinstance(data, dict) and "resolution" in data and "resolution" not in arch:
         arch["resolution"] = data["resolution"]
