@@ -434,3 +434,13 @@ def test_info_shows_the_keys_of_its_own_family(cli, biggan_ckpt):
     assert result.code == 0, result
     assert "shared_dim" in result.out and "hier" in result.out
     assert "w_dim" not in result.out and "mapping_layers" not in result.out
+
+
+def test_attention_resolution_must_exist_and_psi_is_refused(cli):
+    assert_user_error(cli("train", "sagan-cifar10", "--dry-run", "--set", "model.attn_res=[64]"),
+                      "model.attn_res", "no generator block outputs 64 px")
+    from gancli.errors import UserError
+
+    G = Generator(z_dim=8, c_dim=0, img_resolution=8, ch=2)
+    with pytest.raises(UserError, match="resampling"):
+        G(torch.randn(1, 8), None, truncation_psi=0.7)

@@ -294,6 +294,16 @@ def _check_family(recipe: Recipe, where: str) -> None:
                         f"use loss.kind {allowed}")
     if recipe.loss.kind != "bce" and recipe.loss.real_target != 1.0:
         raise UserError(f"{where}loss.real_target: applies to loss.kind bce only (got loss.kind {recipe.loss.kind!r})")
+    if resnet:  # the generator grows from bottom_width by doubling; attention goes where a block outputs
+        m, res = recipe.model, recipe.data.resolution
+        sizes = [m.bottom_width * 2**k for k in range(1, 12) if m.bottom_width * 2**k <= res]
+        if res not in sizes:
+            raise UserError(f"{where}model.bottom_width: {m.bottom_width} does not double up to data.resolution {res} "
+                            "(the resolution must be bottom_width * 2^k)")
+        bad = [r for r in m.attn_res if r not in sizes]
+        if bad:
+            raise UserError(f"{where}model.attn_res: no generator block outputs {bad[0]} px (they output "
+                            f"{', '.join(map(str, sizes))} px)")
     other = STYLE_ONLY if resnet else RESNET_ONLY
     for section, keys in other.items():
         cfg, default = getattr(recipe, section), type(getattr(recipe, section))()

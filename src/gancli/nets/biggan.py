@@ -266,6 +266,13 @@ class DBlock(nn.Module):
 # Networks
 
 
+def _check_attention(attn_res, block_outputs: list[int], network: str) -> None:
+    missing = sorted(set(attn_res) - set(block_outputs))
+    if missing:
+        raise UserError(f"model.attn_res: no {network} block outputs {missing[0]} px (its blocks output "
+                        f"{', '.join(str(r) for r in sorted(set(block_outputs)))} px)")
+
+
 def _init_weights(module: nn.Module, init: str) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -331,6 +338,7 @@ class Generator(nn.Module):
             self.blocks.append(GBlock(mults[i] * ch, mults[i + 1] * ch, cond_dim, sn, sn_iters, zero_init))
             if res in attn_res:
                 self.attn[str(i)] = SelfAttention(mults[i + 1] * ch, sn=sn, sn_iters=sn_iters)
+        _check_attention(attn_res, [bottom_width * 2 ** (i + 1) for i in range(num_blocks)], "generator")
         self.out_bn = nn.BatchNorm2d(mults[-1] * ch)
         self.out_conv = SNConv2d(mults[-1] * ch, img_channels, 3, padding=1, sn=sn, sn_iters=sn_iters)
         self.ch0 = mults[0] * ch
@@ -399,6 +407,8 @@ class Discriminator(nn.Module):
             if res in attn_res and res not in attended:  # once per resolution, after its first block
                 attended.add(res)
                 self.attn[str(i)] = SelfAttention(in_ch, sn=True, sn_iters=sn_iters)
+        outputs = [img_resolution // 2 ** sum(downs[: i + 1]) for i in range(len(downs))]
+        _check_attention(attn_res, outputs, "discriminator")
         self.linear = SNLinear(in_ch, 1, sn_iters=sn_iters)
         self.embed = SNLinear(c_dim, in_ch, bias=False, sn_iters=sn_iters) if c_dim else None
         _init_weights(self, init)

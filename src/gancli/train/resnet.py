@@ -36,6 +36,12 @@ class ResNetSteps:
         if t.precision == "mixed":
             raise UserError("train.precision: 'mixed' is not implemented for the ResNet family (sngan, sagan, biggan); "
                             "use auto or fp32 (they train in float32)")
+        if trainer.recipe.augment.kind != "none":
+            raise UserError(f"augment.kind: {trainer.recipe.augment.kind!r} is not wired into the ResNet family "
+                            "(sngan, sagan, biggan) yet; use augment.kind: none")
+        if trainer.recipe.distributed.gpus > 1:
+            raise UserError("distributed.gpus: the ResNet family (sngan, sagan, biggan) trains on one device in this "
+                            "version; use --gpus 1 (train.batch_gpu accumulates gradients when the batch does not fit)")
         scale = t.batch / t.lr_ref_batch if t.lr_ref_batch else 1.0  # linear scaling rule (SAGAN option)
         self.g_lr, self.d_lr = t.g_lr * scale, t.d_lr * scale
         G, D = trainer.G, trainer.D
