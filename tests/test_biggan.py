@@ -12,10 +12,16 @@ from helpers import assert_user_error
 from PIL import Image
 
 from gancli.latent import z_from_seeds
-from gancli.losses import (BCELoss, HingeLoss, add_orthogonal_grad, orthogonal_penalty, orthogonal_penalty_grad)
+from gancli.losses import BCELoss, HingeLoss, add_orthogonal_grad, orthogonal_penalty, orthogonal_penalty_grad
 from gancli.models import build_networks, load_generator
-from gancli.nets.biggan import (ConditionalBatchNorm2d, Discriminator, Generator, SNConv2d, SNLinear,
-                                standing_statistics)
+from gancli.nets.biggan import (
+    ConditionalBatchNorm2d,
+    Discriminator,
+    Generator,
+    SNConv2d,
+    SNLinear,
+    standing_statistics,
+)
 from gancli.recipe import load_recipe, parse_override
 from gancli.render import to_uint8
 from gancli.train.checkpoint import latest_checkpoint, load_snapshot, save_checkpoint
@@ -272,7 +278,7 @@ def test_extra_d_steps_while_d_loss_is_above_threshold_and_lr_scaling(labelled_d
         tr, dataset = _trainer(labelled_data, tmp_path, "sagan-cifar10", f"train.d_loss_threshold={threshold}",
                                "train.d_extra_steps=2", "train.lr_ref_batch=2")
         data = _batches(dataset, 4)
-        tr.next_batch = lambda: next(data)
+        tr.next_batch = data.__next__
         stats = LossStats()
         tr.train_step(*next(data), stats)
         assert tr.state.cur_nimg == 4 * expected_d
