@@ -4,6 +4,8 @@ One training step (a minibatch of `train.batch` reals) runs the phases in order:
 Dreg (Karras et al. 2020, lazy regularization: a regularization phase runs every `interval` steps with
 its loss scaled by `interval`, and the optimizer's lr and betas are corrected by interval/(interval+1)).
 Each phase accumulates gradients over `batch / batch_gpu` rounds, then takes one Adam step.
+The class-conditional ResNet family (SNGAN, SAGAN, BigGAN) has its own step structure (several D
+steps per G step, hinge loss, BigGAN EMA): `self.family` (train/resnet.py) runs it instead.
 
 Every random draw in step `k` comes from generators seeded by (train.seed, k), and the data order is a
 function of (train.seed, position), so a run resumed from a checkpoint continues exactly as if it had
