@@ -306,6 +306,10 @@ def test_one_training_step_of_each_recipe_then_load_and_sample(cli, labelled_dat
     # the weights moved (G and D were trained) and G_ema loads back through the generator API
     init_G, _ = build_networks(load_recipe(name, [parse_override(s) for s in tiny_overrides(name)]), c_dim=3)
     assert any(not torch.equal(v, snap.modules["G"][k]) for k, v in init_G.state_dict().items() if v.is_floating_point())
+    # G_ema's batch-norm statistics: G's running averages, or standing statistics of G_ema's own weights
+    standing = load_recipe(name).train.standing_stats > 0
+    same = torch.equal(snap.modules["G_ema"]["out_bn.running_mean"], snap.modules["G"]["out_bn.running_mean"])
+    assert same != standing
     loaded = load_generator(run)
     assert not loaded.is_style_based
     z = z_from_seeds([5], loaded.G.z_dim)
