@@ -1,0 +1,36 @@
+// gancli CUDA ops: declarations shared by the bindings (ops.cpp) and the kernels (*.cu).
+// Argument checking happens in ops.cpp; the launchers assume valid, dense CUDA tensors.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace gancli {
+
+// Activation codes; the order matches ACTIVATION_CODES in gancli/ops/bias_act.py.
+enum ActivationCode : int {
+  kLinear = 0,
+  kRelu = 1,
+  kLrelu = 2,
+  kTanh = 3,
+  kSigmoid = 4,
+  kElu = 5,
+  kSelu = 6,
+  kSoftplus = 7,
+  kSwish = 8,
+  kNumActivations = 9,
+};
+
+// order 0: clamp(act(x + b) * gain, -clamp, clamp)
+// order k > 0: grad * gain * act^(k)(x + b), zero where act(x + b) * gain lies outside [-clamp, clamp].
+// b may be undefined (no bias); it runs along `dim` of x. clamp < 0 means no clamping.
+at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& b, const at::Tensor& grad, int64_t act,
+                         double alpha, double gain, double clamp, int64_t order, int64_t dim);
+
+// y = downsample(correlate(pad(upsample(x)), taps) * gain), per image and channel, where `taps` is the
+// 2-D float32 filter f (flipped unless flip_filter). x is [N, C, H, W] in any dense layout; y gets x's
+// memory format (contiguous or channels-last).
+at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
+                          int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
+                          bool flip_filter, double gain);
+
+}  // namespace gancli
