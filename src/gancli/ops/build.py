@@ -365,7 +365,8 @@ class Extension:
 
     def __init__(self, name: str, sources: Sequence[Path], depends: Sequence[Path] = (), cuda: bool = True,
                  extra_cflags: Sequence[str] = (), extra_cuda_cflags: Sequence[str] = (),
-                 compile_fn: CompileFn | None = None, facts: dict | None = None, root: Path | None = None,
+                 compile_fn: CompileFn | None = None, import_fn: Callable | None = None,
+                 facts: dict | None = None, root: Path | None = None,
                  timeout: float | None = None, stale_after: float = DEFAULT_STALE_AFTER):
         self.name = name
         self.sources = [Path(s) for s in sources]
@@ -373,6 +374,7 @@ class Extension:
         self.cuda = cuda
         self.extra_cflags, self.extra_cuda_cflags = list(extra_cflags), list(extra_cuda_cflags)
         self.compile_fn = compile_fn or torch_compile
+        self.import_fn = import_fn or import_built
         self._facts, self._root = facts, root
         self.timeout, self.stale_after = timeout, stale_after
         self.module = None
@@ -426,7 +428,7 @@ class Extension:
         done = build_dir / DONE_NAME
         cached = self._read_done(done, build_dir)
         if cached is not None:
-            module = import_built(name, cached)
+            module = self.import_fn(name, cached)
             self.notes.append(f"loaded the cached build from {build_dir}")
             self.last = {"built": False, "seconds": time.monotonic() - start, "build_dir": str(build_dir)}
             return module
@@ -439,7 +441,7 @@ class Extension:
             self.notes.extend(lock.notes)
             cached = self._read_done(done, build_dir)
             if cached is not None:  # another process built it while we waited
-                module = import_built(name, cached)
+                module = self.import_fn(name, cached)
                 self.notes.append(f"waited {waited:.1f} s for another process to build {build_dir}")
                 self.last = {"built": False, "seconds": time.monotonic() - start, "build_dir": str(build_dir)}
                 return module

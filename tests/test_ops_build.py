@@ -1,0 +1,538 @@
+"""Building the CUDA ops on first use (gancli.ops.build) and the dispatch auto|cuda|ref, on the CPU.
+
+The build machinery is exercised with a fake compiler (cache key, cache hits and misses, the lock,
+stale locks, timeouts, concurrent builders, failure reporting), plus one real C++ build through
+`torch.utils.cpp_extension.load` and ninja. The CUDA path's Python half (autograd wiring, separable
+passes, the adjoint geometry of upfirdn2d) runs on the CPU against a stand-in kernel module that does
+what the CUDA kernels are specified to do; the kernels themselves are tested on a GPU
+(tests/test_ops_cuda.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from gancli import ops
+from gancli.errors import UserError
+from gancli.ops import build
+from gancli.ops.bias_act import ACTIVATION_CODES, ACTIVATIONS, _bias_act_cuda, _bias_act_ref
+from gancli.ops.build import BuildError, BuildLock, Extension, LockTimeout
+from gancli.ops.upfirdn2d import _upfirdn2d_cuda, _upfirdn2d_torch, setup_filter, transposed_geometry
+
+REPO_SRC = Path(__file__).resolve().parents[1] / "src"
+FACTS = {"compilers": {"cxx": "fake c++ 1.0"}, "archs": [], "torch": "x"}
+
+
+class FakeCompiler:
+    """Stands in for nvcc + ninja: writes a 'library' holding the sources' text, counts its runs."""
+
+    def __init__(self, delay: float = 0.0, fail: str | None = None):
+        self.delay, self.fail = delay, fail
+        self.runs: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, name, sources, build_dir, cuda, archs, cflags, cuda_cflags):
+        with self._lock:
+            self.runs.append(name)
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError(f"Error building extension '{name}':\n{self.fail}")
+        library = Path(build_dir) / f"{name}.so"
+        library.write_text("|".join(Path(s).read_text() for s in sources))
+        return types.SimpleNamespace(__file__=str(library), text=library.read_text(), origin="compiled")
+
+
+def fake_import(name, library):
+    return types.SimpleNamespace(__file__=str(library), text=Path(library).read_text(), origin="cache")
+
+
+def make_ext(root: Path, sources, compiler, **kwargs) -> Extension:
+    kwargs.setdefault("facts", dict(FACTS))
+    return Extension("fake_ops", sources, cuda=False, compile_fn=compiler, import_fn=fake_import, root=root,
+                     **kwargs)
+
+
+@pytest.fixture
+def sources(tmp_path):
+    a = tmp_path / "src" / "a.cpp"
+    a.parent.mkdir()
+    a.write_text("int a = 1;")
+    b = tmp_path / "src" / "b.cu"
+    b.write_text("int b = 2;")
+    return [a, b]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cache
+
+
+def test_first_load_builds_second_process_loads_the_cache(tmp_path, sources):
+    compiler = FakeCompiler()
+    first = make_ext(tmp_path / "cache", sources, compiler)
+    module = first.load()
+    assert module.origin == "compiled" and module.text == "int a = 1;|int b = 2;"
+    assert first.load() is module  # same process: no second build, no second import
+    assert len(compiler.runs) == 1 and first.last["built"]
+    build_dir = Path(first.last["build_dir"])
+    assert build_dir.parent == tmp_path / "cache" and (build_dir / build.DONE_NAME).is_file()
+    assert not (build_dir / build.LOCK_NAME).exists()  # released
+
+    second = make_ext(tmp_path / "cache", sources, compiler)  # a new process, as far as state goes
+    again = second.load()
+    assert again.origin == "cache" and again.text == module.text
+    assert len(compiler.runs) == 1 and not second.last["built"]
+    assert any("loaded the cached build" in n for n in second.notes)
+
+
+def test_changed_source_or_facts_miss_the_cache(tmp_path, sources):
+    compiler = FakeCompiler()
+    dirs = {make_ext(tmp_path, sources, compiler).build_dir()}
+    make_ext(tmp_path, sources, compiler).load()
+    sources[1].write_text("int b = 3;")
+    changed = make_ext(tmp_path, sources, compiler)
+    assert changed.load().text.endswith("int b = 3;")
+    assert len(compiler.runs) == 2
+    dirs.add(changed.build_dir())
+    for key, value in [("archs", ["9.0"]), ("torch", "y"), ("compilers", {"cxx": "fake c++ 2.0"})]:
+        dirs.add(make_ext(tmp_path, sources, compiler, facts={**FACTS, key: value}).build_dir())
+    assert len(dirs) == 5  # sources, GPU architecture, torch version and compiler all key the cache
+
+
+def test_module_name_carries_the_key(tmp_path, sources):
+    ext = make_ext(tmp_path, sources, FakeCompiler())
+    ext.load()
+    key = ext.build_dir().name.rsplit("-", 1)[1]
+    assert len(key) == 16 and ext.module_name(ext.build_dir()) == f"fake_ops_{key}"
+
+
+def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("GANCLI_OPS_CACHE", raising=False)
+    monkeypatch.setenv("GANCLI_CACHE", str(tmp_path / "c"))
+    assert build.cache_root() == tmp_path / "c" / "ops"
+    monkeypatch.setenv("GANCLI_OPS_CACHE", str(tmp_path / "k"))
+    assert build.cache_root() == tmp_path / "k"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lock
+
+
+def _write_lock(path: Path, pid: int, host: str, age: float = 0.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": pid, "host": host, "started": time.time() - age}))
+    if age:
+        os.utime(path, (time.time() - age, time.time() - age))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over_and_reported(tmp_path, sources):
+    compiler = FakeCompiler()
+    ext = make_ext(tmp_path, sources, compiler, timeout=20)
+    lock = ext.build_dir() / build.LOCK_NAME
+    pid = _dead_pid()
+    _write_lock(lock, pid, socket.gethostname())
+    start = time.monotonic()
+    assert ext.load().origin == "compiled"
+    assert time.monotonic() - start < 10
+    note = next(n for n in ext.notes if "stale" in n)
+    assert str(lock) in note and f"process {pid}" in note and "no longer exists" in note
+
+
+def test_stale_lock_from_another_host_is_judged_by_its_heartbeat(tmp_path, sources):
+    ext = make_ext(tmp_path, sources, FakeCompiler(), timeout=20, stale_after=60)
+    lock = ext.build_dir() / build.LOCK_NAME
+    _write_lock(lock, 4242, "other-host", age=600)  # not touched for 10 minutes
+    assert ext.load().origin == "compiled"
+    assert any("other-host" in n and str(lock) in n for n in ext.notes)
+
+
+def test_live_lock_times_out_with_the_lock_path_and_owner(tmp_path, sources):
+    compiler = FakeCompiler()
+    ext = make_ext(tmp_path, sources, compiler, timeout=0.6)
+    lock = ext.build_dir() / build.LOCK_NAME
+    _write_lock(lock, os.getppid(), socket.gethostname())  # a live process on this host
+    start = time.monotonic()
+    with pytest.raises(LockTimeout) as info:
+        ext.load()
+    assert 0.5 < time.monotonic() - start < 10
+    message = str(info.value)
+    assert str(lock) in message and f"process {os.getppid()}" in message and "delete that file" in message
+    assert compiler.runs == [] and lock.exists()  # a live owner's lock is left alone
+    # A fresh lock from another host (recent heartbeat) also counts as live.
+    _write_lock(lock, 7, "other-host")
+    with pytest.raises(LockTimeout, match="process 7 on other-host"):
+        make_ext(tmp_path, sources, compiler, timeout=0.3).load()
+
+
+def test_lock_timeout_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GANCLI_OPS_LOCK_TIMEOUT", "soon")
+    with pytest.raises(UserError, match="GANCLI_OPS_LOCK_TIMEOUT"):
+        build._env_seconds("GANCLI_OPS_LOCK_TIMEOUT", 1.0)
+    monkeypatch.setenv("GANCLI_OPS_LOCK_TIMEOUT", "2.5")
+    assert build._env_seconds("GANCLI_OPS_LOCK_TIMEOUT", 1.0) == 2.5
+
+
+def test_the_owner_heartbeat_keeps_its_lock_fresh(tmp_path):
+    path = tmp_path / "x.lock"
+    lock = BuildLock(path, timeout=1, heartbeat=0.05)
+    with lock:
+        os.utime(path, (time.time() - 1000, time.time() - 1000))
+        time.sleep(0.3)
+        assert time.time() - path.stat().st_mtime < 5
+    assert not path.exists()
+
+
+def test_concurrent_builders_wait_for_one_build(tmp_path, sources):
+    compiler = FakeCompiler(delay=0.5)
+    exts = [make_ext(tmp_path, sources, compiler, timeout=30) for _ in range(3)]
+    results = [None] * 3
+
+    def run(i):
+        results[i] = exts[i].load()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(compiler.runs) == 1
+    assert sorted(r.origin for r in results) == ["cache", "cache", "compiled"]
+    assert sum(any("waited" in n for n in e.notes) for e in exts) == 2
+
+
+WORKER = textwrap.dedent("""
+    import sys, time, types
+    from pathlib import Path
+    sys.path.insert(0, {src!r})
+    from gancli.ops.build import Extension
+
+    def compile_fn(name, sources, build_dir, *rest):
+        with open({count!r}, "a") as f:
+            f.write("build\\n")
+        time.sleep(1.0)
+        lib = Path(build_dir) / (name + ".so")
+        lib.write_text("ok")
+        return types.SimpleNamespace(__file__=str(lib))
+
+    ext = Extension("fake_ops", [Path({source!r})], cuda=False, compile_fn=compile_fn,
+                    import_fn=lambda n, p: types.SimpleNamespace(__file__=str(p)),
+                    facts={{"x": 1}}, root=Path({root!r}), timeout=60)
+    ext.load()
+    print("built" if ext.last["built"] else "waited")
+""")
+
+
+def test_concurrent_processes_wait_for_one_build(tmp_path, sources):
+    count = tmp_path / "count.txt"
+    script = WORKER.format(src=str(REPO_SRC), count=str(count), source=str(sources[0]), root=str(tmp_path / "c"))
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert count.read_text().splitlines() == ["build"]
+    assert sorted(out.strip() for out, _ in outs) == ["built", "waited"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Failures
+
+
+COMPILER_ERROR = "bias_act.cu(42): error: expected a \";\"\n1 error detected in the compilation of bias_act.cu"
+
+
+def test_failed_build_names_the_error_and_directory_and_is_not_repeated(tmp_path, sources):
+    compiler = FakeCompiler(fail=COMPILER_ERROR)
+    ext = make_ext(tmp_path, sources, compiler)
+    with pytest.raises(BuildError) as info:
+        ext.load()
+    error = info.value
+    assert error.build_dir == ext.build_dir() and 'error: expected a ";"' in error.summary()
+    assert str(ext.build_dir()) in str(error)
+    with pytest.raises(BuildError):
+        ext.load()  # remembered in this process
+    assert len(compiler.runs) == 1
+    assert (ext.build_dir() / build.FAILED_NAME).is_file() and not (ext.build_dir() / build.LOCK_NAME).exists()
+    # A process started later tries again (the user may have fixed the cause) and succeeds.
+    fixed = make_ext(tmp_path, sources, FakeCompiler())
+    assert fixed.load().origin == "compiled"
+    assert not (ext.build_dir() / build.FAILED_NAME).exists()
+
+
+def test_waiters_get_the_builders_failure_without_compiling_again(tmp_path, sources):
+    compiler = FakeCompiler(delay=0.5, fail=COMPILER_ERROR)
+    exts = [make_ext(tmp_path, sources, compiler, timeout=30) for _ in range(3)]
+    errors = []
+
+    def run(e):
+        try:
+            e.load()
+        except BuildError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in exts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(compiler.runs) == 1 and len(errors) == 3
+    assert all("expected a" in e.message for e in errors)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dispatch: auto | cuda | ref
+
+
+@pytest.fixture
+def fresh_dispatch():
+    ops.reset_build_state()
+    yield
+    ops.reset_build_state()
+    ops.set_impl("auto")
+
+
+class FakeCudaTensor:
+    """Enough of a CUDA tensor for `resolve_impl` (which only asks where the tensor lives)."""
+
+    is_cuda = True
+
+
+def test_cpu_tensors_always_use_the_reference_and_never_build(fresh_dispatch, monkeypatch):
+    monkeypatch.setattr(ops, "kernels", lambda required: pytest.fail("must not build for CPU tensors"))
+    x = torch.randn(2, 3, 4, 4)
+    for impl in ops.IMPLS:
+        assert ops.resolve_impl(impl, x) == "ref"
+    assert ops.resolve_impl("cuda") == "ref"
+
+
+def test_ref_never_builds(fresh_dispatch, monkeypatch):
+    monkeypatch.setattr(ops, "kernels", lambda required: pytest.fail("must not build under 'ref'"))
+    ops.set_impl("ref")
+    assert ops.resolve_impl(None, FakeCudaTensor()) == "ref"
+
+
+def _failing_extension(tmp_path, sources, monkeypatch):
+    compiler = FakeCompiler(fail=COMPILER_ERROR)
+    ext = make_ext(tmp_path, sources, compiler)
+    monkeypatch.setattr(ops, "_extension", ext)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")  # pretend this torch has CUDA
+    return ext, compiler
+
+
+def test_auto_falls_back_with_one_loud_warning(fresh_dispatch, monkeypatch, tmp_path, sources):
+    ext, compiler = _failing_extension(tmp_path, sources, monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert ops.resolve_impl("auto", FakeCudaTensor()) == "ref"
+    messages = [str(w.message) for w in caught if issubclass(w.category, ops.OpsBuildWarning)]
+    assert len(messages) == 1, messages
+    assert str(ext.build_dir()) in messages[0] and 'error: expected a ";"' in messages[0]
+    assert "falling back to the PyTorch reference ops" in messages[0]
+    assert len(compiler.runs) == 1
+
+
+def test_cuda_fails_hard_with_the_same_facts(fresh_dispatch, monkeypatch, tmp_path, sources):
+    ext, _ = _failing_extension(tmp_path, sources, monkeypatch)
+    with pytest.raises(UserError) as info:
+        ops.resolve_impl("cuda", FakeCudaTensor())
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(ext.build_dir()) in message and 'error: expected a ";"' in message and "--ops ref" in message
+
+
+def test_cuda_on_a_cpu_build_of_torch_says_why(fresh_dispatch, monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(UserError, match="has no CUDA support"):
+        ops.resolve_impl("cuda", FakeCudaTensor())
+
+
+def test_auto_uses_the_kernels_when_they_build(fresh_dispatch, monkeypatch, tmp_path, sources):
+    monkeypatch.setattr(ops, "_extension", make_ext(tmp_path, sources, FakeCompiler()))
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert ops.resolve_impl("auto", FakeCudaTensor()) == "cuda"
+    assert ops.resolve_impl("cuda", FakeCudaTensor()) == "cuda"
+
+
+def test_importing_gancli_compiles_nothing(tmp_path):
+    code = ("import sys, gancli.ops, gancli.nets.stylegan2, gancli.cli; "
+            "print('torch.utils.cpp_extension' in sys.modules, gancli.ops._extension)")
+    env = {**os.environ, "PYTHONPATH": str(REPO_SRC), "GANCLI_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "None"]
+    assert not (tmp_path / "ops").exists()
+
+
+def test_cuda_sources_ship_with_the_package():
+    folder = ops.CUDA_SOURCE_DIR
+    ext = ops.cuda_extension()
+    assert {p.name for p in ext.sources + ext.depends} == {"ops.cpp", "bias_act.cu", "upfirdn2d.cu", "ops.h"}
+    assert all(p.is_file() and p.parent == folder for p in ext.sources + ext.depends)
+    pyproject = (REPO_SRC.parent / "pyproject.toml").read_text()
+    for pattern in ("cuda/*.cu", "cuda/*.cpp", "cuda/*.h"):
+        assert pattern in pyproject
+
+
+def test_activation_codes_match_the_kernel_header():
+    header = (ops.CUDA_SOURCE_DIR / "ops.h").read_text()
+    assert set(ACTIVATION_CODES) == set(ACTIVATIONS)
+    for name, code in ACTIVATION_CODES.items():
+        assert f"k{name.capitalize()} = {code}," in header
+
+
+# ---------------------------------------------------------------------------------------------------
+# One real build through torch.utils.cpp_extension.load and ninja (C++ only, so no GPU needed)
+
+
+TINY = """
+#include <pybind11/pybind11.h>
+static long long triple(long long v) { return 3 * v; }
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("triple", &triple); }
+"""
+
+
+@pytest.mark.slow
+def test_real_ninja_build_then_cached_import(tmp_path):
+    source = tmp_path / "tiny.cpp"
+    source.write_text(TINY)
+    ext = Extension("gancli_test_tiny", [source], cuda=False, root=tmp_path / "cache")
+    assert ext.load().triple(14) == 42
+    assert ext.last["built"] and (ext.build_dir() / "build.ninja").is_file()
+    # A second process: the cached library is imported directly, without running ninja.
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(REPO_SRC)!r})
+        from gancli.ops.build import Extension
+        ext = Extension("gancli_test_tiny", [Path({str(source)!r})], cuda=False, root=Path({str(tmp_path / 'cache')!r}),
+                        compile_fn=lambda *a: sys.exit("compiled again"))
+        print(ext.load().triple(5), ext.last["built"])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["15", "False"]
+
+
+def test_real_build_failure_carries_the_compiler_message(tmp_path):
+    source = tmp_path / "broken.cpp"
+    source.write_text("#include <pybind11/pybind11.h>\nint broken( { return 0; }\n")
+    ext = Extension("gancli_test_broken", [source], cuda=False, root=tmp_path / "cache")
+    with pytest.raises(BuildError) as info:
+        ext.load()
+    assert "broken.cpp" in info.value.message and "error" in info.value.summary().lower()
+    assert info.value.build_dir == ext.build_dir() and ext.build_dir().is_dir()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The CUDA path's Python half, on the CPU, against a stand-in for the kernels
+
+
+def _fake_bias_act(x, b, grad, code, alpha, gain, clamp, order, dim):
+    """What bias_act.cu computes, from the reference by autograd (float64, no graph)."""
+    act = next(name for name, c in ACTIVATION_CODES.items() if c == code)
+    spec = ACTIVATIONS[act]
+    with torch.enable_grad():
+        z = x.detach().double().requires_grad_(True)
+        zb = z if b is None else z + b.detach().double().reshape([-1 if d == dim else 1 for d in range(x.ndim)])
+        y = _bias_act_ref(zb, None, dim, spec, alpha, gain, None if clamp < 0 else clamp)
+        if order == 0:
+            return y.detach().to(x.dtype)
+        (d1,) = torch.autograd.grad(y.sum(), z, create_graph=True)
+        if order == 1:
+            return (grad.double() * d1).detach().to(x.dtype)
+        (d2,) = torch.autograd.grad(d1.sum(), z) if d1.requires_grad else (torch.zeros_like(z),)
+        return (grad.double() * d2).detach().to(x.dtype)
+
+
+def _fake_upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain):
+    assert f.ndim == 2 and f.dtype == torch.float32  # the kernel's contract
+    with torch.no_grad():
+        return _upfirdn2d_torch(x.detach(), f.to(x.dtype), (upx, upy), (downx, downy), (px0, px1, py0, py1),
+                                flip_filter, gain)
+
+
+@pytest.fixture
+def stand_in_kernels(monkeypatch):
+    module = types.SimpleNamespace(bias_act=_fake_bias_act, upfirdn2d=_fake_upfirdn2d)
+    monkeypatch.setattr(ops, "_extension", types.SimpleNamespace(load=lambda: module))
+
+
+GEOMETRIES = [  # up, down, padding, taps, flip
+    (1, 1, (1, 1, 1, 1), [1, 3, 3, 1], False),
+    (2, 1, (2, 1, 2, 1), [1, 3, 3, 1], False),
+    (1, 2, (1, 1, 1, 1), [1, 3, 3, 1], True),
+    ((3, 2), (1, 2), (2, -1, 0, 3), [[1, 2, 1], [0, 1, 3]], False),
+    ((1, 2), (3, 1), (-1, 4, 2, 0), [1, 2, 3, 4, 3, 2, 1, 1], True),  # separable (8 taps)
+    (1, 3, (0, 0, 0, 0), None, False),
+]
+
+
+@pytest.mark.parametrize("up, down, padding, taps, flip", GEOMETRIES)
+def test_upfirdn2d_adjoint_geometry_is_the_gradient(up, down, padding, taps, flip):
+    f = setup_filter(taps, separable=None) if taps is not None else None
+    f2 = torch.ones(1, 1) if f is None else (torch.outer(f, f) if f.ndim == 1 else f)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    y = _upfirdn2d_torch(x, f2.double(), up, down, padding, flip, 1.5)
+    dy = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, dy)
+    upx, upy = (up, up) if isinstance(up, int) else up
+    downx, downy = (down, down) if isinstance(down, int) else down
+    g = transposed_geometry((7, 6), tuple(y.shape[2:]), tuple(f2.shape), (upx, upy, downx, downy, *padding))
+    adjoint = _upfirdn2d_torch(dy, f2.double(), g[0:2], g[2:4], g[4:8], not flip, 1.5)
+    torch.testing.assert_close(adjoint, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("up, down, padding, taps, flip", GEOMETRIES)
+def test_upfirdn2d_cuda_path_matches_reference_with_gradients(stand_in_kernels, up, down, padding, taps, flip):
+    f = setup_filter(taps) if taps is not None else None
+    x = torch.randn(1, 2, 7, 6, dtype=torch.float64, requires_grad=True)
+    expected = _upfirdn2d_torch(x, f if f is None else f.double(), up, down, padding, flip, 0.7)
+    got = _upfirdn2d_cuda(x, f, up, down, padding, flip, 0.7)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    fn = lambda t: _upfirdn2d_cuda(t, f, up, down, padding, flip, 0.7)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_bias_act_cuda_path_first_and_second_gradients(stand_in_kernels, act, layout):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 3, 2, dtype=torch.float64) * 2
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    spec = ACTIVATIONS[act]
+    clamp = 1.5 if act in ("linear", "lrelu", "selu") else None
+    fn = lambda t, bb: _bias_act_cuda(t, bb, 1, act, spec.alpha, 1.3, clamp)  # noqa: E731
+    torch.testing.assert_close(fn(x, b), _bias_act_ref(x, b, 1, spec, spec.alpha, 1.3, clamp))
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+
+
+def test_bias_act_cuda_path_refuses_third_order_clearly(stand_in_kernels):
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = _bias_act_cuda(x, None, 1, "tanh", 0.0, 1.0, None)
+    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="third-order gradients"):
+        torch.autograd.grad(gg.sum(), x)
