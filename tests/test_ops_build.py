@@ -536,3 +536,73 @@ def test_bias_act_cuda_path_refuses_third_order_clearly(stand_in_kernels):
     (gg,) = torch.autograd.grad(g.sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="third-order gradients"):
         torch.autograd.grad(gg.sum(), x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# gancli doctor
+
+
+def _row(rows, name):
+    return next(r for r in rows if r[0].strip() == name)
+
+
+def test_doctor_on_cpu_torch_says_kernels_are_not_built_and_why(cli, monkeypatch):
+    from gancli import doctor
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rows = doctor.checks()
+    what, ok, detail, fix = _row(rows, "CUDA kernels")
+    assert ok and "not built" in detail and "no CUDA" in detail and "reference ops" in detail
+    assert "CUDA build of torch" in fix
+    assert _row(rows, "nvcc")[1] and _row(rows, "ninja")[1]  # not needed without CUDA: no problem
+    assert "ops" in _row(rows, "ops cache")[2]
+    result = cli("doctor")
+    assert "CUDA kernels" in result.out and "note" in result.out and "Traceback" not in result.out + result.err
+
+
+def _pretend_gpu(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    props = types.SimpleNamespace(name="Fake GPU", major=9, minor=0, total_memory=80 * 2**30, multi_processor_count=132)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+
+
+def test_doctor_reports_a_failed_build_with_the_compiler_message(fresh_dispatch, monkeypatch, tmp_path, sources):
+    from gancli import doctor
+
+    _pretend_gpu(monkeypatch)
+    ext = make_ext(tmp_path, sources, FakeCompiler(fail=COMPILER_ERROR))
+    monkeypatch.setattr(ops, "_extension", ext)
+    rows = doctor.checks()
+    assert "Fake GPU, compute capability 9.0" in _row(rows, "GPU 0")[2]
+    what, ok, detail, fix = _row(rows, "CUDA kernels")
+    assert not ok and str(ext.build_dir()) in detail and 'error: expected a ";"' in detail and "--ops ref" in fix
+
+
+def test_doctor_builds_and_checks_kernels_when_a_gpu_is_there(fresh_dispatch, monkeypatch, tmp_path, sources):
+    from gancli import doctor
+
+    _pretend_gpu(monkeypatch)
+    monkeypatch.setattr(ops, "_extension", make_ext(tmp_path, sources, FakeCompiler()))
+    checked = []
+    monkeypatch.setattr(doctor, "verify_kernels", lambda device: checked.append(device) or [("upfirdn2d", True, "fine")])
+    rows = doctor.checks()
+    what, ok, detail, fix = _row(rows, "CUDA kernels")
+    assert ok and detail.startswith("built in") and str(tmp_path) in detail
+    assert checked == ["cuda"] and _row(rows, "upfirdn2d")[1:3] == (True, "fine")
+
+
+def test_doctor_kernel_check_catches_a_wrong_kernel(stand_in_kernels, monkeypatch):
+    from gancli import doctor
+
+    rows = doctor.verify_kernels("cpu", timing_shape=(1, 4, 8, 8))
+    assert [(name, ok) for name, ok, _ in rows] == [("upfirdn2d", True), ("bias_act", True)]
+    assert all("ms CUDA vs" in detail for _, _, detail in rows)
+    module = ops._extension.load()
+    wrong = types.SimpleNamespace(upfirdn2d=lambda *a: module.upfirdn2d(*a) * 1.01, bias_act=module.bias_act)
+    monkeypatch.setattr(ops, "_extension", types.SimpleNamespace(load=lambda: wrong))
+    rows = doctor.verify_kernels("cpu", timing_shape=(1, 4, 8, 8))
+    assert [(name, ok) for name, ok, _ in rows] == [("upfirdn2d", False), ("bias_act", True)]
