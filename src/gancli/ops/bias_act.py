@@ -107,7 +107,7 @@ def bias_act(
         raise ValueError(f"bias of shape {list(b.shape)} does not match axis {dim} of {list(x.shape)}")
     if b is None and act == "linear" and gain == 1 and clamp is None:
         return x
-    if resolve_impl(impl, x) == "cuda":
+    if resolve_impl(impl, x) == "cuda" and x.dtype in (torch.float16, torch.float32, torch.float64):
         return _bias_act_cuda(x, b, dim % x.ndim, act, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
 

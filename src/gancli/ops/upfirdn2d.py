@@ -217,7 +217,7 @@ def upfirdn2d(
         raise ValueError("upfirdn2d expects a 4-D tensor [batch, channels, height, width]")
     if f is not None and (not isinstance(f, torch.Tensor) or f.ndim not in (1, 2)):
         raise ValueError("upfirdn2d expects the filter as a 1-D or 2-D tensor (see setup_filter) or None")
-    if resolve_impl(impl, x) == "cuda" and _cuda_supports(f):
+    if resolve_impl(impl, x) == "cuda" and _cuda_supports(x, f):
         return _upfirdn2d_cuda(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     return _upfirdn2d_torch(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
@@ -228,7 +228,10 @@ def upfirdn2d(
 MAX_CUDA_TAPS = 12288  # the kernel keeps the 2-D filter in 48 KiB of shared memory
 
 
-def _cuda_supports(f: torch.Tensor | None) -> bool:
+def _cuda_supports(x: torch.Tensor, f: torch.Tensor | None) -> bool:
+    """The kernel takes float16/32/64 and filters up to MAX_CUDA_TAPS taps; anything else runs the reference."""
+    if x.dtype not in (torch.float16, torch.float32, torch.float64):
+        return False
     return f is None or f.ndim == 1 or f.numel() <= MAX_CUDA_TAPS
 
 
