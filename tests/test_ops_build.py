@@ -606,3 +606,12 @@ def test_doctor_kernel_check_catches_a_wrong_kernel(stand_in_kernels, monkeypatc
     monkeypatch.setattr(ops, "_extension", types.SimpleNamespace(load=lambda: wrong))
     rows = doctor.verify_kernels("cpu", timing_shape=(1, 4, 8, 8))
     assert [(name, ok) for name, ok, _ in rows] == [("upfirdn2d", False), ("bias_act", True)]
+
+
+def test_untouched_lock_of_a_live_pid_is_stale(tmp_path, sources):
+    """A PID can be reused after a crash: without heartbeats the lock is stale even if the PID exists."""
+    ext = make_ext(tmp_path, sources, FakeCompiler(), timeout=20, stale_after=60)
+    lock = ext.build_dir() / build.LOCK_NAME
+    _write_lock(lock, os.getppid(), socket.gethostname(), age=600)
+    assert ext.load().origin == "compiled"
+    assert any("has not touched it" in n and str(lock) in n for n in ext.notes)

@@ -13,8 +13,8 @@ the built module without running the compiler (or ninja) again. The cache root i
 Lock. One process builds; the others (DDP ranks, parallel jobs) wait for it and then load its result.
 The lock is a file created atomically (`O_CREAT | O_EXCL`) holding the owner's PID, host and start
 time; the owner touches it every few seconds while it builds. A waiter takes over a lock whose owner
-is gone: on the same host when the PID no longer exists, on another host when the file has not been
-touched for `stale_after` seconds, and it says so (with the lock's path). A waiter gives up after
+is gone: on the same host when the PID no longer exists, and on any host when the file has not been
+touched for `stale_after` seconds; it says so (with the lock's path). A waiter gives up after
 `timeout` seconds (`$GANCLI_OPS_LOCK_TIMEOUT`, default 900) with an error that names the lock file,
 its owner and what to do.
 
@@ -198,10 +198,10 @@ class BuildLock:
         except FileNotFoundError:
             return None
         host, pid = owner.get("host"), owner.get("pid")
-        if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
-            if not _pid_alive(pid):
-                return f"its owner, process {pid} on this host, no longer exists"
-            return None
+        if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and not _pid_alive(pid):
+            return f"its owner, process {pid} on this host, no longer exists"
+        # A live owner touches its lock every few seconds, so an untouched lock is stale even when its
+        # PID exists (a PID reused after a crash) or lives on another host (shared file systems).
         if age > self.stale_after:
             who = f"process {pid} on {host}" if host else "an unknown process"
             return f"its owner ({who}) has not touched it for {age:.0f} s"
