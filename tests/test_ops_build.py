@@ -61,6 +61,7 @@ def fake_import(name, library):
 
 def make_ext(root: Path, sources, compiler, **kwargs) -> Extension:
     kwargs.setdefault("facts", dict(FACTS))
+    kwargs.setdefault("announce_fn", None)
     return Extension("fake_ops", sources, cuda=False, compile_fn=compiler, import_fn=fake_import, root=root,
                      **kwargs)
 
@@ -150,7 +151,8 @@ def test_stale_lock_of_a_dead_process_is_taken_over_and_reported(tmp_path, sourc
     pid = _dead_pid()
     _write_lock(lock, pid, socket.gethostname())
     start = time.monotonic()
-    assert ext.load().origin == "compiled"
+    with pytest.warns(build.StaleLockWarning, match="removed stale build lock"):
+        assert ext.load().origin == "compiled"
     assert time.monotonic() - start < 10
     note = next(n for n in ext.notes if "stale" in n)
     assert str(lock) in note and f"process {pid}" in note and "no longer exists" in note
@@ -160,7 +162,8 @@ def test_stale_lock_from_another_host_is_judged_by_its_heartbeat(tmp_path, sourc
     ext = make_ext(tmp_path, sources, FakeCompiler(), timeout=20, stale_after=60)
     lock = ext.build_dir() / build.LOCK_NAME
     _write_lock(lock, 4242, "other-host", age=600)  # not touched for 10 minutes
-    assert ext.load().origin == "compiled"
+    with pytest.warns(build.StaleLockWarning, match="other-host"):
+        assert ext.load().origin == "compiled"
     assert any("other-host" in n and str(lock) in n for n in ext.notes)
 
 
@@ -201,8 +204,10 @@ def test_the_owner_heartbeat_keeps_its_lock_fresh(tmp_path):
 
 
 def test_concurrent_builders_wait_for_one_build(tmp_path, sources):
-    compiler = FakeCompiler(delay=0.5)
-    exts = [make_ext(tmp_path, sources, compiler, timeout=30) for _ in range(3)]
+    compiler = FakeCompiler(delay=1.0)
+    said: list[str] = []
+    exts = [make_ext(tmp_path, sources, compiler, timeout=30, announce_fn=said.append, announce_after=0.3)
+            for _ in range(3)]
     results = [None] * 3
 
     def run(i):
@@ -216,6 +221,10 @@ def test_concurrent_builders_wait_for_one_build(tmp_path, sources):
     assert len(compiler.runs) == 1
     assert sorted(r.origin for r in results) == ["cache", "cache", "compiled"]
     assert sum(any("waited" in n for n in e.notes) for e in exts) == 2
+    # The user hears what is going on: one "building" line, and each waiter says whom it waits for.
+    assert sum(m.startswith("building fake_ops in ") for m in said) == 1
+    waiting = [m for m in said if m.startswith("waiting for process")]
+    assert len(waiting) == 2 and all(str(exts[0].build_dir() / build.LOCK_NAME) in m for m in waiting)
 
 
 WORKER = textwrap.dedent("""
@@ -613,5 +622,6 @@ def test_untouched_lock_of_a_live_pid_is_stale(tmp_path, sources):
     ext = make_ext(tmp_path, sources, FakeCompiler(), timeout=20, stale_after=60)
     lock = ext.build_dir() / build.LOCK_NAME
     _write_lock(lock, os.getppid(), socket.gethostname(), age=600)
-    assert ext.load().origin == "compiled"
+    with pytest.warns(build.StaleLockWarning):
+        assert ext.load().origin == "compiled"
     assert any("has not touched it" in n and str(lock) in n for n in ext.notes)

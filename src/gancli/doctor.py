@@ -153,6 +153,8 @@ def kernel_rows(console=None, build: bool = True) -> list[tuple[str, bool, str, 
     try:
         if status:
             status.__enter__()
+        if status:
+            ext.announce = status.update  # "building ... in <dir>", "waiting for process ..." on the spinner
         try:
             ext.load()
         except BuildError as e:

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -67,6 +68,15 @@ class BuildError(Exception):
 
 class LockTimeout(UserError):
     """Waited too long for another process's build."""
+
+
+class StaleLockWarning(UserWarning):
+    """A build lock left by a process that is gone was removed."""
+
+
+def announce(message: str) -> None:
+    """One line on stderr about a build (they take minutes: the user should know what is happening)."""
+    print(f"gancli: {message}", file=sys.stderr, flush=True)
 
 
 def cache_root() -> Path:
@@ -174,8 +184,10 @@ class BuildLock:
     """
 
     def __init__(self, path: Path, timeout: float, stale_after: float = DEFAULT_STALE_AFTER,
-                 poll: float = 0.2, heartbeat: float = HEARTBEAT):
+                 poll: float = 0.2, heartbeat: float = HEARTBEAT, on_wait: Callable[[str], None] | None = None,
+                 announce_after: float = 3.0):
         self.path = Path(path)
+        self.on_wait, self.announce_after = on_wait, announce_after
         self.timeout, self.stale_after, self.poll, self.heartbeat = timeout, stale_after, poll, heartbeat
         self.notes: list[str] = []
         self._stop = threading.Event()
@@ -218,6 +230,7 @@ class BuildLock:
     def acquire(self) -> float:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
+        announced = False
         while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -229,6 +242,9 @@ class BuildLock:
                         self._break(reason)
                         continue
                 waited = time.monotonic() - start
+                if not announced and self.on_wait is not None and waited >= self.announce_after:
+                    announced = True
+                    self.on_wait(f"waiting for {self.describe_owner()} to finish building (lock {self.path})")
                 if waited >= self.timeout:
                     raise LockTimeout(
                         f"waited {waited:.0f} s for the build lock {self.path} held by {self.describe_owner()}; "
@@ -266,7 +282,9 @@ class BuildLock:
             grave.unlink(missing_ok=True)
             return
         grave.unlink(missing_ok=True)
-        self.notes.append(f"removed stale build lock {self.path}: {reason}")
+        note = f"removed stale build lock {self.path}: {reason}"
+        self.notes.append(note)
+        warnings.warn(note, StaleLockWarning, stacklevel=3)
 
     def _stale_reason_of_file(self, path: Path, owner: dict) -> str | None:
         saved, self.path = self.path, path
@@ -360,14 +378,18 @@ class Extension:
         root:              Cache root; default `cache_root()` at load time.
         timeout:           Seconds to wait for another process's build (default $GANCLI_OPS_LOCK_TIMEOUT
                            or 900).
-        stale_after:       Seconds without heartbeat after which another host's lock is stale.
+        stale_after:       Seconds without heartbeat after which a lock is stale.
+        announce_fn:       Where one-line progress messages go (building..., waiting for...); default
+                           stderr, None = silent.
+        announce_after:    Seconds of waiting for another process's build before saying so.
     """
 
     def __init__(self, name: str, sources: Sequence[Path], depends: Sequence[Path] = (), cuda: bool = True,
                  extra_cflags: Sequence[str] = (), extra_cuda_cflags: Sequence[str] = (),
                  compile_fn: CompileFn | None = None, import_fn: Callable | None = None,
                  facts: dict | None = None, root: Path | None = None,
-                 timeout: float | None = None, stale_after: float = DEFAULT_STALE_AFTER):
+                 timeout: float | None = None, stale_after: float = DEFAULT_STALE_AFTER,
+                 announce_fn: Callable[[str], None] | None = announce, announce_after: float = 3.0):
         self.name = name
         self.sources = [Path(s) for s in sources]
         self.depends = [Path(s) for s in depends]
@@ -377,6 +399,8 @@ class Extension:
         self.import_fn = import_fn or import_built
         self._facts, self._root = facts, root
         self.timeout, self.stale_after = timeout, stale_after
+        self.announce = announce_fn or (lambda message: None)
+        self.announce_after = announce_after
         self.module = None
         self.error: BuildError | None = None
         self.notes: list[str] = []  # what happened: cache hit, waited for another process, stale locks
@@ -434,7 +458,8 @@ class Extension:
             return module
         timeout = self.timeout if self.timeout is not None else _env_seconds(
             "GANCLI_OPS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
-        lock = BuildLock(build_dir / LOCK_NAME, timeout=timeout, stale_after=self.stale_after)
+        lock = BuildLock(build_dir / LOCK_NAME, timeout=timeout, stale_after=self.stale_after,
+                         on_wait=self.announce, announce_after=self.announce_after)
         asked = time.time()
         waited = lock.acquire()
         try:
@@ -450,6 +475,7 @@ class Extension:
                 # The process we waited for failed on this very build: report its error, don't repeat it.
                 raise BuildError(self.name, build_dir, failed.get("message", ""))
             (build_dir / FAILED_NAME).unlink(missing_ok=True)
+            self.announce(f"building {self.name} in {build_dir} (first use; this can take a few minutes)")
             try:
                 module = self.compile_fn(name, self.sources, build_dir, self.cuda,
                                          self.facts().get("archs", []), self.extra_cflags, self.extra_cuda_cflags)
