@@ -67,7 +67,7 @@ def checks(console=None, build_kernels: bool = True) -> list[tuple[str, bool, st
     """
     import torch
 
-    from gancli.ops.build import cache_root, nvcc_path, version_line
+    from gancli.ops.build import cache_root, nvcc_path
 
     rows: list[tuple[str, bool, str, str]] = []
     rows.append(("python", True, platform.python_version(), ""))
