@@ -625,3 +625,18 @@ def test_untouched_lock_of_a_live_pid_is_stale(tmp_path, sources):
     with pytest.warns(build.StaleLockWarning):
         assert ext.load().origin == "compiled"
     assert any("has not touched it" in n and str(lock) in n for n in ext.notes)
+
+
+def test_a_lock_timeout_under_auto_is_paid_once(fresh_dispatch, monkeypatch, tmp_path, sources):
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    ext = make_ext(tmp_path, sources, FakeCompiler(), timeout=0.5)
+    monkeypatch.setattr(ops, "_extension", ext)
+    lock = ext.build_dir() / build.LOCK_NAME
+    _write_lock(lock, os.getppid(), socket.gethostname())
+    with pytest.warns(ops.OpsBuildWarning, match="build.lock"):
+        assert ops.resolve_impl("auto", FakeCudaTensor()) == "ref"
+    start = time.monotonic()
+    assert ops.resolve_impl("auto", FakeCudaTensor()) == "ref"  # no second wait
+    assert time.monotonic() - start < 0.2
+    with pytest.raises(UserError, match="build.lock"):  # 'cuda' still reports the cause
+        ops.resolve_impl("cuda", FakeCudaTensor())

@@ -66,6 +66,7 @@ def get_impl() -> str:
 _extension = None
 _extension_lock = threading.Lock()
 _warned = False
+_failure: Exception | None = None
 
 
 def cuda_extension():
@@ -97,27 +98,31 @@ def _failure_text(error) -> str:
 
 
 def kernels(required: bool):
-    """The built CUDA module, or None when the build failed and `required` is False.
+    """The built CUDA module, or None when it cannot be had and `required` is False.
 
-    The first failure warns once (`OpsBuildWarning`) when not required; when required it raises a
-    `UserError` with the compiler's message and the build directory.
+    The first attempt builds (or loads) the kernels. A failure is remembered for the rest of the
+    process: under 'auto' it warns once (`OpsBuildWarning`) and every later call returns None at once;
+    under 'cuda' it raises a `UserError` with the compiler's message and the build directory.
     """
-    global _warned
-    import torch
+    global _warned, _failure
+    ext = _extension
+    if ext is not None and ext.module is not None:  # the fast path of every op call
+        return ext.module
+    if _failure is None:
+        import torch
 
-    ext = cuda_extension()
-    if torch.version.cuda is None:
-        error: Exception = RuntimeError(f"this torch ({torch.__version__}) has no CUDA support")
-    else:
-        try:
-            return ext.load()
-        except UserError as e:  # lock timeout: already names the lock and says what to do
-            if required:
-                raise
-            error = e
-        except Exception as e:  # BuildError, or an import error of the built module
-            error = e
+        ext = cuda_extension()
+        if torch.version.cuda is None:
+            _failure = RuntimeError(f"this torch ({torch.__version__}) has no CUDA support")
+        else:
+            try:
+                return ext.load()
+            except Exception as e:  # BuildError, LockTimeout (names the lock), import error of the module
+                _failure = e
+    error = _failure
     if required:
+        if isinstance(error, UserError):
+            raise UserError(f"ops: cuda: {error}")
         raise UserError(f"ops: cuda: {_failure_text(error)}; fix the build (see `gancli doctor`) or use "
                         f"--ops auto (falls back to the reference ops) or --ops ref")
     if not _warned:
@@ -150,10 +155,11 @@ def resolve_impl(impl: str | None = None, x=None) -> str:
 
 def reset_build_state() -> None:
     """Forget the extension and the warning (tests; also after changing $GANCLI_CACHE)."""
-    global _extension, _warned
+    global _extension, _warned, _failure
     with _extension_lock:
         _extension = None
         _warned = False
+        _failure = None
 
 
 # The ops themselves (imported after the dispatch functions they use).

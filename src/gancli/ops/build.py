@@ -452,7 +452,7 @@ class Extension:
         done = build_dir / DONE_NAME
         cached = self._read_done(done, build_dir)
         if cached is not None:
-            module = self.import_fn(name, cached)
+            module = self.import_fn(*cached)
             self.notes.append(f"loaded the cached build from {build_dir}")
             self.last = {"built": False, "seconds": time.monotonic() - start, "build_dir": str(build_dir)}
             return module
@@ -466,7 +466,7 @@ class Extension:
             self.notes.extend(lock.notes)
             cached = self._read_done(done, build_dir)
             if cached is not None:  # another process built it while we waited
-                module = self.import_fn(name, cached)
+                module = self.import_fn(*cached)
                 self.notes.append(f"waited {waited:.1f} s for another process to build {build_dir}")
                 self.last = {"built": False, "seconds": time.monotonic() - start, "build_dir": str(build_dir)}
                 return module
@@ -484,7 +484,8 @@ class Extension:
                 _write_json(build_dir / FAILED_NAME, {"time": time.time(), "message": message})
                 raise BuildError(self.name, build_dir, message) from e
             library = Path(getattr(module, "__file__", "") or "")
-            _write_json(done, {"module": name, "library": library.name, "facts": self.facts(),
+            # torch may rename a rebuilt module (name_v1); the cached import must use its real name.
+            _write_json(done, {"module": getattr(module, "__name__", name), "library": library.name, "facts": self.facts(),
                                "seconds": round(time.monotonic() - start, 2), "time": time.time()})
             self.notes.append(f"built {name} in {time.monotonic() - start:.1f} s in {build_dir}")
             self.last = {"built": True, "seconds": time.monotonic() - start, "build_dir": str(build_dir)}
@@ -492,13 +493,16 @@ class Extension:
         finally:
             lock.release()
 
-    def _read_done(self, done: Path, build_dir: Path) -> Path | None:
+    def _read_done(self, done: Path, build_dir: Path) -> tuple[str, Path] | None:
+        """(module name, library) of a complete build in `build_dir`, or None."""
         try:
             info = json.loads(done.read_text())
         except (OSError, ValueError):
             return None
         library = build_dir / str(info.get("library", ""))
-        return library if info.get("library") and library.is_file() else None
+        if not info.get("library") or not info.get("module") or not library.is_file():
+            return None
+        return str(info["module"]), library
 
     @staticmethod
     def _read_failed(path: Path) -> dict | None:
