@@ -22,6 +22,7 @@ import types
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -393,51 +394,158 @@ def test_importing_gancli_compiles_nothing(tmp_path):
 def test_cuda_sources_ship_with_the_package():
     folder = ops.CUDA_SOURCE_DIR
     ext = ops.cuda_extension()
-    assert {p.name for p in ext.sources + ext.depends} == {"ops.cpp", "bias_act.cu", "upfirdn2d.cu", "ops.h"}
+    shipped = {p.name for p in folder.iterdir() if p.suffix in (".cu", ".cuh", ".cpp", ".h")}
+    assert {p.name for p in ext.sources + ext.depends} == shipped  # every source is in the cache key
+    assert {"ops.cpp", "bias_act.cu", "upfirdn2d.cu"} <= shipped
     assert all(p.is_file() and p.parent == folder for p in ext.sources + ext.depends)
     pyproject = (REPO_SRC.parent / "pyproject.toml").read_text()
-    for pattern in ("cuda/*.cu", "cuda/*.cpp", "cuda/*.h"):
+    for pattern in ("cuda/*.cu", "cuda/*.cuh", "cuda/*.cpp", "cuda/*.h"):
         assert pattern in pyproject
 
 
 def test_activation_codes_match_the_kernel_header():
-    header = (ops.CUDA_SOURCE_DIR / "ops.h").read_text()
+    header = (ops.CUDA_SOURCE_DIR / "activation_codes.h").read_text()
     assert set(ACTIVATION_CODES) == set(ACTIVATIONS)
     for name, code in ACTIVATION_CODES.items():
         assert f"k{name.capitalize()} = {code}," in header
 
 
 # ---------------------------------------------------------------------------------------------------
-# One real build through torch.utils.cpp_extension.load and ninja (C++ only, so no GPU needed)
+# A real build through torch.utils.cpp_extension.load and ninja: the CUDA kernel bodies compiled for
+# the CPU (tests/cuda_emulation/harness.cpp), which then checks their index arithmetic and formulas.
+
+EMULATION = Path(__file__).resolve().parent / "cuda_emulation" / "harness.cpp"
+KERNEL_HEADERS = ["activation_codes.h", "kernel_math.cuh", "bias_act_kernel.cuh", "upfirdn2d_kernel.cuh"]
 
 
-TINY = """
-#include <pybind11/pybind11.h>
-static long long triple(long long v) { return 3 * v; }
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("triple", &triple); }
-"""
+def emulation_extension(root: Path, **kwargs) -> Extension:
+    return Extension("gancli_kernel_emulation", [EMULATION], depends=[ops.CUDA_SOURCE_DIR / h for h in KERNEL_HEADERS],
+                     cuda=False, extra_cflags=["-O1"], root=root, announce_fn=None, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    """(extension, module, cache root): built once per test session."""
+    root = tmp_path_factory.mktemp("emulation-cache")
+    ext = emulation_extension(root)
+    return ext, ext.load(), root
 
 
 @pytest.mark.slow
-def test_real_ninja_build_then_cached_import(tmp_path):
-    source = tmp_path / "tiny.cpp"
-    source.write_text(TINY)
-    ext = Extension("gancli_test_tiny", [source], cuda=False, root=tmp_path / "cache")
-    assert ext.load().triple(14) == 42
+def test_real_ninja_build_then_cached_import(emulated):
+    ext, module, root = emulated
     assert ext.last["built"] and (ext.build_dir() / "build.ninja").is_file()
-    # A second process: the cached library is imported directly, without running ninja.
+    assert (ext.build_dir() / build.DONE_NAME).is_file() and not (ext.build_dir() / build.LOCK_NAME).exists()
+    # A second process: the cached library is imported directly, without running the compiler.
     code = textwrap.dedent(f"""
-        import sys, time
+        import sys
         from pathlib import Path
-        sys.path.insert(0, {str(REPO_SRC)!r})
-        from gancli.ops.build import Extension
-        ext = Extension("gancli_test_tiny", [Path({str(source)!r})], cuda=False, root=Path({str(tmp_path / 'cache')!r}),
-                        compile_fn=lambda *a: sys.exit("compiled again"))
-        print(ext.load().triple(5), ext.last["built"])
+        sys.path.insert(0, {str(REPO_SRC)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import numpy as np
+        from test_ops_build import emulation_extension
+        ext = emulation_extension(Path({str(root)!r}), compile_fn=lambda *a: sys.exit("compiled again"))
+        out = ext.load().bias_act_f64(np.array([-1.0, 2.0]), np.zeros(0), np.zeros(0), 1, 1, 1, 0, 0.0, 1.0, -1.0, 1, 1)
+        print(out.tolist(), ext.last["built"])
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["15", "False"]
+    assert out.stdout.split() == ["[0.0,", "2.0]", "False"]  # relu
+
+
+def _memory(t: torch.Tensor) -> np.ndarray:
+    """The elements of a dense contiguous or channels-last tensor in memory order."""
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return t.permute(0, 2, 3, 1).reshape(-1).numpy()
+    assert t.is_contiguous()
+    return t.reshape(-1).numpy()
+
+
+def emulated_upfirdn2d(module, x, f2, up, down, pad, flip, gain, blocks=3):
+    """What upfirdn2d.cu's launcher does, with the kernel body run on the CPU."""
+    (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, pad
+    n, c, h, w = x.shape
+    fh, fw = f2.shape
+    out_h, out_w = (h * upy + py0 + py1 - fh) // downy + 1, (w * upx + px0 + px1 - fw) // downx + 1
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    y = torch.empty(n, c, out_h, out_w, dtype=x.dtype,
+                    memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    fn = module.upfirdn2d_f64 if x.dtype == torch.float64 else module.upfirdn2d_f32
+    out = fn(_memory(x), list(x.stride()), list(x.shape), f2.float().numpy(), list(y.shape), list(y.stride()),
+             channels_last, upx, upy, downx, downy, px0, py0, flip, gain, blocks)
+    return torch.as_strided(torch.from_numpy(out), y.shape, y.stride())
+
+
+def emulated_bias_act(module, x, b, grad, dim, act, alpha, gain, clamp, order):
+    """What bias_act.cu's launcher does, with the kernel body run on the CPU (2 blocks of 3 threads)."""
+    fn = module.bias_act_f64 if x.dtype == torch.float64 else module.bias_act_f32
+    g = _memory(torch.empty_like(x).copy_(grad)) if order else np.zeros(0)
+    out = fn(_memory(x), np.zeros(0) if b is None else b.numpy(), g, x.stride(dim) if b is not None else 1,
+             x.shape[dim], ACTIVATION_CODES[act], order, alpha, gain, -1.0 if clamp is None else clamp, 2, 3)
+    return torch.as_strided(torch.from_numpy(out), x.shape, x.stride())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_emulated_upfirdn2d_kernel_matches_reference(emulated, dtype, layout):
+    module = emulated[1]
+    rng = np.random.RandomState(3 + (dtype == torch.float32) + 2 * (layout == "contiguous"))
+    for case in range(40):
+        up = tuple(int(v) for v in rng.randint(1, 4, size=2))
+        down = tuple(int(v) for v in rng.randint(1, 4, size=2))
+        f2 = torch.from_numpy(rng.rand(int(rng.randint(1, 7)), int(rng.randint(1, 7))) + 0.1).float()
+        fh, fw = f2.shape
+        shape = (int(rng.randint(1, 3)), int(rng.randint(1, 5)), int(rng.randint(1, 9)), int(rng.randint(1, 9)))
+        pad = [int(v) for v in rng.randint(-3, 6, size=4)]
+        pad[1] = max(pad[1], fw - shape[3] * up[0] - pad[0])
+        pad[3] = max(pad[3], fh - shape[2] * up[1] - pad[2])
+        flip, gain = bool(rng.randint(2)), float(rng.uniform(0.5, 3))
+        x = torch.from_numpy(rng.randn(*shape)).to(dtype)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        got = emulated_upfirdn2d(module, x, f2, up, down, pad, flip, gain)
+        expected = _upfirdn2d_torch(x.double(), f2.double(), up, down, pad, flip, gain)
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol,
+                                   msg=lambda m: f"case {case} x {shape} f {tuple(f2.shape)} up {up} down {down} pad {pad} flip {flip}: {m}")  # noqa: B023
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_emulated_bias_act_kernel_matches_reference_and_derivatives(emulated, act, layout):
+    module = emulated[1]
+    spec = ACTIVATIONS[act]
+    torch.manual_seed(len(act))
+    # Values around the special points: 0 (relu/lrelu/elu/selu kinks), +-25 (softplus threshold 20).
+    special = torch.tensor([0.0, -0.0, 25.0, -25.0, 20.0, 19.5, 1e-3, -1e-3], dtype=torch.float64)
+    for case, (dim, use_bias, clamp, gain, alpha) in enumerate(
+            [(1, True, None, 1.0, spec.alpha), (1, True, 0.8, 1.7, 0.3), (3, False, 2.0, 0.6, spec.alpha),
+             (0, True, None, 2.0, 0.1), (2, True, 1.2, 1.0, spec.alpha)]):
+        x = torch.randn(3, 4, 5, 6, dtype=torch.float64) * 3
+        x.view(-1)[: special.numel()] = special
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        b = torch.randn(x.shape[dim], dtype=torch.float64) if use_bias else None
+        if b is not None and case == 1:
+            b[0] = 0.0  # keep the special values special
+        dy = torch.randn(x.shape, dtype=torch.float64)
+        z = x.clone().requires_grad_(True)
+        zb = z if b is None else z + b.reshape([-1 if d == dim else 1 for d in range(4)])
+        y = _bias_act_ref(zb, None, dim, spec, alpha, gain, clamp)
+        (d1,) = torch.autograd.grad(y, z, torch.ones_like(y), create_graph=True)
+        d2 = torch.autograd.grad(d1.sum(), z)[0] if d1.requires_grad else torch.zeros_like(z)
+        what = f"{act} case {case} dim {dim} bias {use_bias} clamp {clamp} gain {gain} alpha {alpha}"
+        for order, expected in enumerate([y.detach(), dy * d1.detach(), dy * d2]):
+            got = emulated_bias_act(module, x, b, dy, dim, act, alpha, gain, clamp, order)
+            assert got.stride() == x.stride()
+            torch.testing.assert_close(got, expected, rtol=1e-11, atol=1e-11, msg=lambda m: f"{what} order {order}: {m}")  # noqa: B023
+            got32 = emulated_bias_act(module, x.float(), None if b is None else b.float(), dy.float(), dim, act,
+                                      alpha, gain, clamp, order)
+            # float32: the same up to float rounding, except exactly where float32 rounding moves a value
+            # across a clamp boundary (none of these cases sit on one).
+            torch.testing.assert_close(got32.double(), expected, rtol=2e-5, atol=2e-5,
+                                       msg=lambda m: f"{what} float32 order {order}: {m}")  # noqa: B023
 
 
 def test_real_build_failure_carries_the_compiler_message(tmp_path):
@@ -640,3 +748,48 @@ def test_a_lock_timeout_under_auto_is_paid_once(fresh_dispatch, monkeypatch, tmp
     assert time.monotonic() - start < 0.2
     with pytest.raises(UserError, match="build.lock"):  # 'cuda' still reports the cause
         ops.resolve_impl("cuda", FakeCudaTensor())
+
+
+@pytest.fixture
+def emulated_kernels(emulated, monkeypatch):
+    """The CUDA path end to end on the CPU: ops.cpp's two functions, backed by the emulated kernel bodies."""
+    module = emulated[1]
+    codes = {c: name for name, c in ACTIVATION_CODES.items()}
+
+    def upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain):
+        return emulated_upfirdn2d(module, x.detach(), f, (upx, upy), (downx, downy), (px0, px1, py0, py1),
+                                  flip_filter, gain)
+
+    def bias_act(x, b, grad, code, alpha, gain, clamp, order, dim):
+        return emulated_bias_act(module, x.detach(), None if b is None else b.detach(),
+                                 None if grad is None else grad.detach(), dim, codes[code], alpha, gain,
+                                 None if clamp < 0 else clamp, order)
+
+    kernels = types.SimpleNamespace(upfirdn2d=upfirdn2d, bias_act=bias_act)
+    monkeypatch.setattr(ops, "_extension", types.SimpleNamespace(load=lambda: kernels))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("up, down, padding, taps, flip", GEOMETRIES)
+def test_emulated_cuda_path_upfirdn2d_gradients(emulated_kernels, up, down, padding, taps, flip):
+    f = setup_filter(taps) if taps is not None else None
+    x = torch.randn(1, 2, 7, 6, dtype=torch.float64, requires_grad=True)
+    expected = _upfirdn2d_torch(x, f if f is None else f.double(), up, down, padding, flip, 0.7)
+    torch.testing.assert_close(_upfirdn2d_cuda(x, f, up, down, padding, flip, 0.7), expected, rtol=1e-12, atol=1e-12)
+    fn = lambda t: _upfirdn2d_cuda(t, f, up, down, padding, flip, 0.7)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_emulated_cuda_path_bias_act_gradients(emulated_kernels, act):
+    torch.manual_seed(1)
+    x = (torch.randn(2, 3, 3, 2, dtype=torch.float64) * 2).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    spec = ACTIVATIONS[act]
+    fn = lambda t, bb: _bias_act_cuda(t, bb, 1, act, spec.alpha, 1.3, 2.5)  # noqa: E731
+    torch.testing.assert_close(fn(x, b), _bias_act_ref(x, b, 1, spec, spec.alpha, 1.3, 2.5), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))

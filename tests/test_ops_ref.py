@@ -107,6 +107,10 @@ UPFIRDN_CASES = [
     ([1, 2, 3, 4, 5, 6, 7, 8], 1, 3, [2, 5, 3, 4], True, 1),
     (None, 2, 1, [0, 1, 1, 0], False, 1),  # identity: pure zero insertion
     (None, 1, 2, [-1, 0, 0, -1], False, 3),
+    # A crop larger than the image eats into the padding on the other side (pad, then crop).
+    ([1, 3, 3, 1], 1, 1, [-7, 9, 0, 0], False, 1),
+    ([1, 3, 3, 1], 2, 1, [-14, 15, 1, 1], False, 4),
+    ([[1, 2, 0], [-1, 3, 5]], [1, 3], [2, 1], [1, 1, 12, -17], True, 1),
 ]
 
 

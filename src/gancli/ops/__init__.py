@@ -80,7 +80,9 @@ def cuda_extension():
                 "gancli_cuda_ops",
                 sources=[CUDA_SOURCE_DIR / "ops.cpp", CUDA_SOURCE_DIR / "bias_act.cu",
                          CUDA_SOURCE_DIR / "upfirdn2d.cu"],
-                depends=[CUDA_SOURCE_DIR / "ops.h"],
+                depends=[CUDA_SOURCE_DIR / name for name in
+                         ("ops.h", "activation_codes.h", "kernel_math.cuh", "bias_act_kernel.cuh",
+                                      "upfirdn2d_kernel.cuh")],
                 cuda=True,
                 extra_cflags=["-O3"],
                 extra_cuda_cflags=["-O3"],  # no fast math: the kernels must match the references

@@ -132,16 +132,34 @@ def _depthwise_kernel(
 
 
 def _crop_or_pad(x: torch.Tensor, x0: int, x1: int, y0: int, y1: int) -> torch.Tensor:
-    """Zero-pad (positive) or crop (negative) the two spatial axes."""
+    """Zero-pad (positive) or crop (negative) the two spatial axes.
+
+    Defined as "pad, then crop": a crop larger than the image on one side eats into the padding on
+    the other side.
+    """
     if x0 == x1 == y0 == y1 == 0:
         return x
     if min(x0, x1, y0, y1) >= 0:
         return F.pad(x, [x0, x1, y0, y1])
-    # Crop with a view (keeps the memory format), then pad what remains positive.
+
+    def split(size: int, a0: int, a1: int) -> tuple[int, int, int, int]:
+        """(crop0, crop1, pad0, pad1) on an axis of `size` equal to padding (a0, a1) as pad-then-crop."""
+        c0, c1, p0, p1 = max(-a0, 0), max(-a1, 0), max(a0, 0), max(a1, 0)
+        if size + a0 + a1 < 0:
+            raise ValueError(f"padding ({a0}, {a1}) crops more than the {size} pixels there are")
+        if c0 > size:  # the excess crop removes zeros of the padding at the other end
+            p1, c0 = p1 - (c0 - size), size
+        if c1 > size:
+            p0, c1 = p0 - (c1 - size), size
+        return c0, c1, p0, p1
+
     h, w = x.shape[2], x.shape[3]
-    x = x[:, :, max(-y0, 0) : h - max(-y1, 0), max(-x0, 0) : w - max(-x1, 0)]
-    if max(x0, x1, y0, y1) > 0:
-        x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    cx0, cx1, px0, px1 = split(w, x0, x1)
+    cy0, cy1, py0, py1 = split(h, y0, y1)
+    # Crop with a view (keeps the memory format), then pad what remains positive.
+    x = x[:, :, cy0 : h - cy1, cx0 : w - cx1]
+    if max(px0, px1, py0, py1) > 0:
+        x = F.pad(x, [px0, px1, py0, py1])
     return x
 
 
@@ -225,7 +243,7 @@ def upfirdn2d(
 # --------------------------------------------------------------------------------------------------
 # CUDA path
 
-MAX_CUDA_TAPS = 12288  # the kernel keeps the 2-D filter in 48 KiB of shared memory
+MAX_CUDA_TAPS = 6144  # the kernel keeps the 2-D filter in 48 KiB of shared memory (kMaxFilterTaps in ops.h)
 
 
 def _cuda_supports(x: torch.Tensor, f: torch.Tensor | None) -> bool:

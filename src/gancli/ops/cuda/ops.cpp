@@ -49,7 +49,7 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
   TORCH_CHECK(f.is_cuda() && f.device() == x.device() && f.scalar_type() == at::kFloat && f.dim() == 2 &&
                   f.is_contiguous() && f.numel() > 0,
               "gancli upfirdn2d: f must be a contiguous 2-D float32 tensor on x's device");
-  TORCH_CHECK(f.numel() <= 12288, "gancli upfirdn2d: the filter has more than 12288 taps");
+  TORCH_CHECK(f.numel() <= gancli::kMaxFilterTaps, "gancli upfirdn2d: the filter has more than ", gancli::kMaxFilterTaps, " taps");
   TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1, "gancli upfirdn2d: factors must be >= 1");
   TORCH_CHECK(x.size(2) * upy < (int64_t(1) << 30) && x.size(3) * upx < (int64_t(1) << 30) &&
                   x.size(1) < (int64_t(1) << 31),

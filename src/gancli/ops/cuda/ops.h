@@ -4,21 +4,13 @@
 
 #include <ATen/ATen.h>
 
+#include "activation_codes.h"
+
 namespace gancli {
 
-// Activation codes; the order matches ACTIVATION_CODES in gancli/ops/bias_act.py.
-enum ActivationCode : int {
-  kLinear = 0,
-  kRelu = 1,
-  kLrelu = 2,
-  kTanh = 3,
-  kSigmoid = 4,
-  kElu = 5,
-  kSelu = 6,
-  kSoftplus = 7,
-  kSwish = 8,
-  kNumActivations = 9,
-};
+// Most filter taps upfirdn2d_cuda takes (they sit in 48 KiB of shared memory, as float64 at worst);
+// gancli/ops/upfirdn2d.py sends larger filters to the reference. Equals detail::kMaxTaps.
+constexpr int64_t kMaxFilterTaps = 6144;
 
 // order 0: clamp(act(x + b) * gain, -clamp, clamp)
 // order k > 0: grad * gain * act^(k)(x + b), zero where act(x + b) * gain lies outside [-clamp, clamp].
