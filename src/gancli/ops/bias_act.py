@@ -105,9 +105,10 @@ def bias_act(
         raise ValueError(f"clamp must be >= 0 or None, got {clamp}")
     if b is not None and (b.ndim != 1 or b.shape[0] != x.shape[dim]):
         raise ValueError(f"bias of shape {list(b.shape)} does not match axis {dim} of {list(x.shape)}")
+    use = resolve_impl(impl, x)
     if b is None and act == "linear" and gain == 1 and clamp is None:
         return x
-    if resolve_impl(impl, x) == "cuda" and x.dtype in (torch.float16, torch.float32, torch.float64):
+    if use == "cuda" and x.dtype in (torch.float16, torch.float32, torch.float64):
         return _bias_act_cuda(x, b, dim % x.ndim, act, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
 

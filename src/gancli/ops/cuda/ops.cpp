@@ -15,7 +15,7 @@ void check_cuda_dense(const at::Tensor& t, const char* what) {
               "gancli ops: ", what, " must be float16, float32 or float64");
 }
 
-at::Tensor bias_act(const at::Tensor& x, const c10::optional<at::Tensor>& b, const c10::optional<at::Tensor>& grad,
+at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& grad,
                     int64_t act, double alpha, double gain, double clamp, int64_t order, int64_t dim) {
   check_cuda_dense(x, "x");
   TORCH_CHECK(act >= 0 && act < gancli::kNumActivations, "gancli bias_act: unknown activation code ", act);
