@@ -472,7 +472,7 @@ def emulated_upfirdn2d(module, x, f2, up, down, pad, flip, gain, blocks=3):
     fn = module.upfirdn2d_f64 if x.dtype == torch.float64 else module.upfirdn2d_f32
     out = fn(_memory(x), list(x.stride()), list(x.shape), f2.float().numpy(), list(y.shape), list(y.stride()),
              channels_last, upx, upy, downx, downy, px0, py0, flip, gain, blocks)
-    return torch.as_strided(torch.from_numpy(out), y.shape, y.stride())
+    return y.copy_(torch.as_strided(torch.from_numpy(out), y.shape, y.stride()))  # a fresh tensor, as at::empty
 
 
 def emulated_bias_act(module, x, b, grad, dim, act, alpha, gain, clamp, order):
@@ -481,7 +481,7 @@ def emulated_bias_act(module, x, b, grad, dim, act, alpha, gain, clamp, order):
     g = _memory(torch.empty_like(x).copy_(grad)) if order else np.zeros(0)
     out = fn(_memory(x), np.zeros(0) if b is None else b.numpy(), g, x.stride(dim) if b is not None else 1,
              x.shape[dim], ACTIVATION_CODES[act], order, alpha, gain, -1.0 if clamp is None else clamp, 2, 3)
-    return torch.as_strided(torch.from_numpy(out), x.shape, x.stride())
+    return torch.empty_like(x).copy_(torch.as_strided(torch.from_numpy(out), x.shape, x.stride()))
 
 
 @pytest.mark.slow

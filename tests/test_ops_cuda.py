@@ -47,11 +47,16 @@ def _layout(x: torch.Tensor, layout: str) -> torch.Tensor:
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str, scale_rtol: float = 1.0):
-    """|got - expected| <= rtol * (|expected| + max|expected|*0.1) with a per-dtype rtol."""
-    rtol = (2e-5 if dtype == torch.float32 else 3e-3) * scale_rtol
-    expected = expected.double()
-    scale = float(expected.abs().max()) if expected.numel() else 0.0
-    torch.testing.assert_close(got.double(), expected, rtol=rtol, atol=rtol * max(scale, 1e-3) * 0.1 + 1e-12,
+    """|got - expected| <= atol + rtol * |expected|, with atol relative to the largest expected value.
+
+    float32: the kernels accumulate in float32 (rtol 1e-4, atol 1e-5 of the scale). float16: one
+    rounding to float16 per stored value, 4.9e-4 relative, which cancellation in sums (the filter taps,
+    the bias gradient) turns into an absolute error of a few times that of the scale.
+    """
+    rtol, atol = (1e-4, 1e-5) if dtype == torch.float32 else (5e-3, 2e-3)
+    got, expected = got.detach(), expected.detach().double()
+    scale = max(float(expected.abs().max()) if expected.numel() else 0.0, 1e-3)
+    torch.testing.assert_close(got.double(), expected, rtol=rtol * scale_rtol, atol=atol * scale_rtol * scale,
                                msg=lambda m: f"{what}: {m}")
 
 
@@ -93,7 +98,7 @@ def test_upfirdn2d_forward_backward_double_backward(dtype, layout):
         y = upfirdn2d(x, f, impl="cuda", **kwargs)
         y64 = upfirdn2d(x64, f.double(), impl="ref", **kwargs)
         assert y.dtype == dtype and y.shape == y64.shape, what
-        if layout == "channels_last" and y.shape[1] > 1:
+        if layout == "channels_last" and not x.is_contiguous():  # (tiny shapes can be both)
             assert y.is_contiguous(memory_format=torch.channels_last), what
         _close(y, y64, dtype, what + " forward")
 
@@ -153,7 +158,7 @@ def test_bias_act_forward_backward_double_backward(act, dtype, layout):
         grads = torch.autograd.grad(y, inputs, dy, create_graph=True)
         grads64 = torch.autograd.grad(y64, inputs64, dy64, create_graph=True)
         for name, g, g64 in zip(["dx", "db"], grads, grads64):
-            _close(g, g64, dtype, f"{what} backward {name}", scale_rtol=4 if name == "db" else 2)
+            _close(g, g64, dtype, f"{what} backward {name}", scale_rtol=8 if name == "db" else 2)
 
         # Double backward (what R1 and path-length regularization do): differentiate <dx, w> with
         # respect to x, b and dy.
@@ -197,20 +202,24 @@ def test_auto_dispatches_cuda_tensors_to_the_kernels():
     assert ops.resolve_impl("ref", torch.zeros(1, device="cuda")) == "ref"
 
 
-def _tiny_networks():
+def _tiny_networks(num_fp16_res: int):
     from gancli.nets.stylegan2 import Discriminator, Generator
 
     torch.manual_seed(0)
     G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
                   mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(channel_base=1024, channel_max=64, num_fp16_res=2, conv_clamp=256))
+                  synthesis_kwargs=dict(channel_base=1024, channel_max=64, num_fp16_res=num_fp16_res, conv_clamp=256))
     D = Discriminator(c_dim=0, img_resolution=32, img_channels=3, channel_base=1024, channel_max=64,
-                      num_fp16_res=2, conv_clamp=256)
+                      num_fp16_res=num_fp16_res, conv_clamp=256)
     return G.cuda(), D.cuda()
 
 
-def test_generator_and_r1_match_between_cuda_and_reference():
-    G, D = _tiny_networks()
+@pytest.mark.parametrize("num_fp16_res, tol", [(0, 1e-3), (2, 5e-2)])
+def test_generator_and_r1_match_between_cuda_and_reference(num_fp16_res, tol):
+    """The same networks with ops 'cuda' and 'ref': images, logits, the R1 penalty (double backward
+    through every op) and its parameter gradients agree (float32 tightly; mixed precision loosely, as
+    float16 rounds differently along the two paths)."""
+    G, D = _tiny_networks(num_fp16_res)
     z = torch.randn(4, 32, device="cuda")
     results = {}
     for impl in ("cuda", "ref"):
@@ -227,5 +236,5 @@ def test_generator_and_r1_match_between_cuda_and_reference():
     ops.set_impl("auto")
     for name, got, expected in zip(["image", "logits", "R1", "R1 grads"], results["cuda"], results["ref"]):
         scale = float(expected.abs().max())
-        torch.testing.assert_close(got.float(), expected.float(), rtol=2e-2, atol=2e-2 * max(scale, 1e-3),
+        torch.testing.assert_close(got.float(), expected.float(), rtol=tol, atol=tol * max(scale, 1e-3),
                                    msg=lambda m, n=name: f"{n}: {m}")
