@@ -280,10 +280,26 @@ def test_failed_build_names_the_error_and_directory_and_is_not_repeated(tmp_path
         ext.load()  # remembered in this process
     assert len(compiler.runs) == 1
     assert (ext.build_dir() / build.FAILED_NAME).is_file() and not (ext.build_dir() / build.LOCK_NAME).exists()
+    assert COMPILER_ERROR in error.log_path.read_text()  # the full output stays in the build folder
     # A process started later tries again (the user may have fixed the cause) and succeeds.
     fixed = make_ext(tmp_path, sources, FakeCompiler())
     assert fixed.load().origin == "compiled"
     assert not (ext.build_dir() / build.FAILED_NAME).exists()
+
+
+def test_error_summary_keeps_the_errors_once_without_command_lines(tmp_path):
+    output = ("Error building extension 'gancli_cuda_ops_1': [1/3] /usr/bin/nvcc -c bias_act.cu -o bias_act.o\n"
+              "FAILED: bias_act.cuda.o\n"
+              "bias_act.cu(42): error: identifier \"foo\" is undefined\n"
+              "bias_act.cu(42): error: identifier \"foo\" is undefined\n"
+              "bias_act.cu(50): warning: unused variable\n"
+              "[2/3] c++ -c ops.cpp\n"
+              "ninja: build stopped: subcommand failed.\n")
+    error = BuildError("gancli_cuda_ops", tmp_path, output)
+    assert error.summary().splitlines() == ['bias_act.cu(42): error: identifier "foo" is undefined']
+    assert "nvcc -c" not in error.summary()
+    no_errors = BuildError("x", tmp_path, "[1/1] c++ x.cpp\nsomething odd happened")
+    assert no_errors.summary() == "something odd happened"
 
 
 def test_waiters_get_the_builders_failure_without_compiling_again(tmp_path, sources):

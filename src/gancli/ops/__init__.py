@@ -94,8 +94,8 @@ def _failure_text(error) -> str:
     from gancli.ops.build import BuildError
 
     if isinstance(error, BuildError):
-        return (f"the CUDA kernels did not build (build directory {error.build_dir}); compiler says: "
-                f"{' | '.join(error.summary(6).splitlines())}")
+        return (f"the CUDA kernels did not build (build directory {error.build_dir}, compiler output in "
+                f"{error.log_path}); compiler says: {' | '.join(error.summary(3).splitlines())}")
     return f"the CUDA kernels could not be loaded: {error}"
 
 
@@ -133,7 +133,7 @@ def kernels(required: bool):
         from gancli.ops.build import BuildError
 
         if isinstance(error, BuildError):
-            message += f"\n--- compiler output (last lines) ---\n{error.summary()}\n--- full log: {error.build_dir}"
+            message += f"\n--- compiler errors ---\n{error.summary()}\n--- full output: {error.log_path}"
         warnings.warn(message, OpsBuildWarning, stacklevel=3)
     return None
 

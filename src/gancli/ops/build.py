@@ -49,6 +49,7 @@ HEARTBEAT = 5.0  # seconds between the owner's touches of its lock file
 LOCK_NAME = "build.lock"
 DONE_NAME = "build.json"  # written last: the build directory holds a complete, loadable module
 FAILED_NAME = "failed.json"
+LOG_NAME = "build.log"  # the compiler's full output of the last failed build
 
 
 class BuildError(Exception):
@@ -58,11 +59,26 @@ class BuildError(Exception):
         self.name, self.build_dir, self.message = name, Path(build_dir), message.strip()
         super().__init__(f"building the {name} extension failed in {build_dir}:\n{self.message}")
 
+    @property
+    def log_path(self) -> Path:
+        """The file holding the compiler's full output."""
+        return self.build_dir / LOG_NAME
+
     def summary(self, max_lines: int = 12) -> str:
-        """The last lines of the compiler's output that say what went wrong."""
-        lines = [line for line in self.message.splitlines() if line.strip()]
-        errors = [line for line in lines if "error" in line.lower()]
-        picked = (errors or lines)[-max_lines:]
+        """The compiler's lines that say what went wrong (errors first, each once, no command lines)."""
+        import re
+
+        lines, seen = [], set()
+        for line in self.message.splitlines():
+            line = line.strip()
+            # torch's header ("Error building extension 'x': [1/4] nvcc ...") and ninja's command lines.
+            if (not line or line in seen or line.startswith("Error building extension")
+                    or re.match(r"^\[\d+/\d+\] ", line) or line.startswith("FAILED:")):
+                continue
+            seen.add(line)
+            lines.append(line)
+        errors = [line for line in lines if re.search(r"\berror\b", line, re.IGNORECASE)]
+        picked = (errors or lines)[:max_lines]
         return "\n".join(picked) if picked else "(no compiler output)"
 
 
@@ -481,6 +497,7 @@ class Extension:
                                          self.facts().get("archs", []), self.extra_cflags, self.extra_cuda_cflags)
             except Exception as e:  # the compiler's message is in the exception (torch puts ninja's output there)
                 message = _error_text(e)
+                (build_dir / LOG_NAME).write_text(message + "\n")
                 _write_json(build_dir / FAILED_NAME, {"time": time.time(), "message": message})
                 raise BuildError(self.name, build_dir, message) from e
             library = Path(getattr(module, "__file__", "") or "")
@@ -514,7 +531,9 @@ class Extension:
 
 
 def _error_text(e: BaseException) -> str:
-    parts = [str(e)]
+    """The compiler's output for a failed build; type and message for anything else."""
+    text = str(e)
+    parts = [text if text.startswith("Error building extension") else f"{type(e).__name__}: {text}"]
     output = getattr(e, "output", None)
     if isinstance(output, bytes):
         output = output.decode(errors="replace")
