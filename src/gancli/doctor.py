@@ -158,7 +158,7 @@ def kernel_rows(console=None, build: bool = True) -> list[tuple[str, bool, str, 
         try:
             ext.load()
         except BuildError as e:
-            return [("CUDA kernels", False, f"the build failed in {e.build_dir}:\n{e.summary(8)}",
+            return [("CUDA kernels", False, f"the build failed in {e.build_dir} (full output: {e.log_path}):\n{e.summary(8)}",
                      "fix the compiler error above (see nvcc / ninja / C++ rows), or run with --ops ref")]
         except Exception as e:  # lock timeout, import error of the built module
             return [("CUDA kernels", False, str(e), "see the message; --ops ref runs without the kernels")]
