@@ -6,6 +6,9 @@
 - `metrics`: Inception feature extraction speed (seconds per 10k images).
 - `training`: full StyleGAN2 training steps through the real trainer (Gmain, Greg every 4, Dmain,
   Dreg every 16, style mixing, EMA), images/s with the regularization amortized over 16 steps.
+- `ops`: bench/bench_ops.py: CUDA kernels vs reference vs the best pure-PyTorch formulation per op,
+  generator and training speed with `ops: cuda` and `ops: ref`, first-build and cached start-up time
+  of the kernels (GPU entries say `skipped` with the reason on a CPU).
 - `reference`: the official implementation's figures on a 2-core CPU (float32, reference ops), as
   given in the project's issue, and `ratio_*` = gancli / official at the identical configuration.
 """
@@ -85,6 +88,16 @@ def feature_throughput(device: str, count: int = 32) -> dict:
             "images": count, "input": "256x256 uint8, resized to 299"}
 
 
+def ops_bench(device: str, configs: str, threads: int) -> dict:
+    """bench/bench_ops.py in its own process (so that the kernels' first build is measured cold)."""
+    out = subprocess.run(
+        [sys.executable, str(HERE / "bench_ops.py"), "--device", device, "--configs", configs, "--threads", str(threads)],
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"failed": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench.json")
@@ -103,6 +116,7 @@ def main() -> None:
                           "threads": args.threads, "processor": platform.processor() or platform.machine()},
               "nets": nets, "training": {}, "reference": REFERENCE}
     result["metrics"] = feature_throughput(args.device)
+    result["ops"] = ops_bench(args.device, args.configs, args.threads)
     for name in args.configs.split(","):
         result["training"][name] = train_throughput(name, 16, args.device)  # 16 steps: one R1, four path-length
         measured = nets["results"][f"{name}/gancli"]

@@ -592,12 +592,14 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
     console.print(render_info(describe_checkpoint(path)))
 
 
-@app.command(epilog=_examples("gancli doctor"))
-def doctor() -> None:
-    """Check the installation: torch, CUDA, compiler, ninja, GPUs, datasets and metric weights."""
+@app.command(epilog=_examples("gancli doctor", "gancli doctor --no-build"))
+def doctor(
+    build: bool = typer.Option(True, "--build/--no-build", help="With a GPU: build (or load) the CUDA kernels, check them against the reference ops and time them."),
+) -> None:
+    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets and metric weights."""
     from gancli.doctor import run_doctor
 
-    raise typer.Exit(run_doctor(_console()))
+    raise typer.Exit(run_doctor(_console(), build_kernels=build))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,6 +12,11 @@ place of nearest/bilinear resizing. The reference implementation below is plain 
 gradient order works. It is also fast on CPU: the filter runs as one depthwise convolution whose stride
 performs the downsampling, and upsampling is a depthwise transposed convolution, so no zero-stuffed
 intermediate is ever materialised.
+
+The CUDA twin (`ops/cuda/upfirdn2d.cu`) computes each output pixel directly from the input pixels its
+filter taps land on. A separable (1-D) filter runs as two passes, one per axis. The gradient of
+upfirdn2d is again an upfirdn2d (up and down swapped, the filter flipped, the padding mirrored), so
+the CUDA path's backward calls the kernel again and gradients of every order work.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gancli.ops import resolve_impl
+from gancli.ops import cuda_extension, resolve_impl
 
 Padding = int | Sequence[int]
 
@@ -127,16 +132,34 @@ def _depthwise_kernel(
 
 
 def _crop_or_pad(x: torch.Tensor, x0: int, x1: int, y0: int, y1: int) -> torch.Tensor:
-    """Zero-pad (positive) or crop (negative) the two spatial axes."""
+    """Zero-pad (positive) or crop (negative) the two spatial axes.
+
+    Defined as "pad, then crop": a crop larger than the image on one side eats into the padding on
+    the other side.
+    """
     if x0 == x1 == y0 == y1 == 0:
         return x
     if min(x0, x1, y0, y1) >= 0:
         return F.pad(x, [x0, x1, y0, y1])
-    # Crop with a view (keeps the memory format), then pad what remains positive.
+
+    def split(size: int, a0: int, a1: int) -> tuple[int, int, int, int]:
+        """(crop0, crop1, pad0, pad1) on an axis of `size` equal to padding (a0, a1) as pad-then-crop."""
+        c0, c1, p0, p1 = max(-a0, 0), max(-a1, 0), max(a0, 0), max(a1, 0)
+        if size + a0 + a1 < 0:
+            raise ValueError(f"padding ({a0}, {a1}) crops more than the {size} pixels there are")
+        if c0 > size:  # the excess crop removes zeros of the padding at the other end
+            p1, c0 = p1 - (c0 - size), size
+        if c1 > size:
+            p0, c1 = p0 - (c1 - size), size
+        return c0, c1, p0, p1
+
     h, w = x.shape[2], x.shape[3]
-    x = x[:, :, max(-y0, 0) : h - max(-y1, 0), max(-x0, 0) : w - max(-x1, 0)]
-    if max(x0, x1, y0, y1) > 0:
-        x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    cx0, cx1, px0, px1 = split(w, x0, x1)
+    cy0, cy1, py0, py1 = split(h, y0, y1)
+    # Crop with a view (keeps the memory format), then pad what remains positive.
+    x = x[:, :, cy0 : h - cy1, cx0 : w - cx1]
+    if max(px0, px1, py0, py1) > 0:
+        x = F.pad(x, [px0, px1, py0, py1])
     return x
 
 
@@ -212,8 +235,84 @@ def upfirdn2d(
         raise ValueError("upfirdn2d expects a 4-D tensor [batch, channels, height, width]")
     if f is not None and (not isinstance(f, torch.Tensor) or f.ndim not in (1, 2)):
         raise ValueError("upfirdn2d expects the filter as a 1-D or 2-D tensor (see setup_filter) or None")
-    resolve_impl(impl)
+    if resolve_impl(impl, x) == "cuda" and _cuda_supports(x, f):
+        return _upfirdn2d_cuda(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     return _upfirdn2d_torch(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+
+
+# --------------------------------------------------------------------------------------------------
+# CUDA path
+
+MAX_CUDA_TAPS = 6144  # the kernel keeps the 2-D filter in 48 KiB of shared memory (kMaxFilterTaps in ops.h)
+
+
+def _cuda_supports(x: torch.Tensor, f: torch.Tensor | None) -> bool:
+    """The kernel takes float16/32/64 and filters up to MAX_CUDA_TAPS taps; anything else runs the reference."""
+    if x.dtype not in (torch.float16, torch.float32, torch.float64):
+        return False
+    return f is None or f.ndim == 1 or f.numel() <= MAX_CUDA_TAPS
+
+
+def _upfirdn2d_cuda(x, f, up, down, padding, flip_filter: bool, gain: float) -> torch.Tensor:
+    upx, upy = _pair(up, "up")
+    downx, downy = _pair(down, "down")
+    px0, px1, py0, py1 = _padding4(padding)
+    if f is not None and f.requires_grad:
+        raise ValueError("upfirdn2d does not differentiate with respect to the filter")
+    f = torch.ones(1, 1) if f is None else f
+    f = f.to(device=x.device, dtype=torch.float32).contiguous()
+    if f.ndim == 1:  # separable: the 2-D filter is outer(f, f); run it as two 1-D passes
+        x = _Upfirdn2dCuda.apply(x, f.reshape(1, -1), (upx, 1, downx, 1, px0, px1, 0, 0), flip_filter, 1.0)
+        return _Upfirdn2dCuda.apply(x, f.reshape(-1, 1), (1, upy, 1, downy, 0, 0, py0, py1), flip_filter, gain)
+    return _Upfirdn2dCuda.apply(x, f, (upx, upy, downx, downy, px0, px1, py0, py1), flip_filter, gain)
+
+
+def transposed_geometry(in_size: tuple[int, int], out_size: tuple[int, int], filter_hw: tuple[int, int],
+                        geometry: tuple[int, ...]) -> tuple[int, ...]:
+    """The (upx, upy, downx, downy, px0, px1, py0, py1) of the upfirdn2d that is the adjoint of the one
+    with `geometry` mapping `in_size` (h, w) to `out_size` (h, w) with a filter of `filter_hw` (h, w).
+
+    Per axis: zero insertion by `down`, a full convolution with the flipped filter (k - 1 padding
+    before), crop the forward padding, then keep every `up`-th pixel.
+    """
+    upx, upy, downx, downy, px0, px1, py0, py1 = geometry
+    (in_h, in_w), (out_h, out_w), (fh, fw) = in_size, out_size, filter_hw
+    return (downx, downy, upx, upy,
+            fw - 1 - px0, in_w * upx - out_w * downx + px0,
+            fh - 1 - py0, in_h * upy - out_h * downy + py0)
+
+
+def _dense4(x: torch.Tensor) -> torch.Tensor:
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return x.contiguous()
+
+
+class _Upfirdn2dCuda(torch.autograd.Function):
+    """The CUDA kernel with a 2-D float32 filter; its backward is the adjoint upfirdn2d (this Function again)."""
+
+    @staticmethod
+    def forward(ctx, x, f, geometry, flip_filter, gain):
+        x = _dense4(x)
+        upx, upy, downx, downy, px0, px1, py0, py1 = geometry
+        fh, fw = f.shape
+        if x.shape[2] * upy + py0 + py1 < fh or x.shape[3] * upx + px0 + px1 < fw:
+            raise ValueError(f"upfirdn2d: the padded image {list(x.shape[2:])} is smaller than the filter")
+        y = cuda_extension().load().upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1,
+                                               bool(flip_filter), float(gain))
+        ctx.save_for_backward(f)
+        ctx.in_size = (x.shape[2], x.shape[3])
+        ctx.geometry, ctx.flip_filter, ctx.gain = geometry, flip_filter, gain
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (f,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        geometry = transposed_geometry(ctx.in_size, (dy.shape[2], dy.shape[3]), tuple(f.shape), ctx.geometry)
+        dx = _Upfirdn2dCuda.apply(dy, f, geometry, not ctx.flip_filter, ctx.gain)
+        return dx, None, None, None, None
 
 
 def filter2d(
