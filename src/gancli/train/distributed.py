@@ -380,4 +380,19 @@ def worker_main() -> None:
     except KeyboardInterrupt:
         print(f"interrupted (rank {rank})", file=sys.stderr)
         sys.exit(130)
+    except RuntimeError as e:  # a peer died or hung: say so in one line; other errors keep their traceback
+        if os.environ.get("GANCLI_DEBUG") or not _is_communication_error(e):
+            raise
+        print(f"error (rank {rank}): lost contact with another training process ({str(e).splitlines()[0][:300]})",
+              file=sys.stderr)
+        sys.exit(1)
     sys.exit(0)
+
+
+def _is_communication_error(e: BaseException) -> bool:
+    import torch.distributed as dist
+
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    text = str(e)
+    return any(s in text for s in ("Connection reset", "Connection closed", "gloo", "NCCL", "Timed out", "timed out"))
