@@ -174,15 +174,19 @@ def test_sigterm_stops_all_ranks_at_one_step_and_saves(tiny_data, tmp_path):
 
 
 def test_torchrun_environment_joins_and_makes_one_run_dir(tiny_data, tmp_path):
-    """Under torchrun every rank runs the same command: no spawning, one run directory."""
+    """Under torchrun every rank runs the same command: no spawning, one run directory; metrics on rank 0
+    while rank 1 waits."""
     port = distributed.free_port()
-    args = [sys.executable, "-m", "gancli", *tiny_args(tiny_data, "train.total_kimg=0.008"), "--outdir", str(tmp_path)]
+    args = [sys.executable, "-m", "gancli", *tiny_args(tiny_data, "train.total_kimg=0.008", "metrics.names=[fid]",
+                                                       "metrics.num=6"),
+            "--outdir", str(tmp_path)]
     procs = [subprocess.Popen(args, env=_env(r, 2, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for r in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     (run,) = run_dirs(tmp_path)
     assert load_snapshot(latest_checkpoint(run).snapshot).meta["step"] == 2
+    assert [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0.008]
     assert "2 processes (gloo)" in outs[0][1] and outs[1][1].strip() == ""  # rank 1 prints nothing
 
 
