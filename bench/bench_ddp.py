@@ -29,13 +29,13 @@ sys.path.insert(0, str(HERE))
 
 def worker(args) -> None:
     import torch
+    from run import COMMON, TRAIN_CONFIGS
 
     from gancli.data import batches, open_dataset
     from gancli.losses import LossStats
     from gancli.recipe import load_recipe, parse_override
     from gancli.train import distributed
     from gancli.train.loop import Trainer
-    from run import COMMON, TRAIN_CONFIGS
 
     torch.set_num_threads(1)
     overrides = TRAIN_CONFIGS[args.config] + COMMON + [f"train.batch={args.batch}", f"train.device={args.device}"]
@@ -84,7 +84,7 @@ def run_job(nprocs: int, args, data: str) -> dict:
                      MASTER_PORT=port) for r in range(nprocs)]
     procs = [subprocess.Popen(base, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for e in envs]
     outs = [p.communicate() for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         if p.returncode:
             raise SystemExit(f"bench_ddp: a worker failed:\n{err[-2000:]}")
     return json.loads(outs[0][0].strip().splitlines()[-1])
@@ -105,7 +105,6 @@ def main() -> None:
 
     import numpy as np
     from PIL import Image
-
     from run import TRAIN_CONFIGS
 
     res = int(next(s for s in TRAIN_CONFIGS[args.config] if s.startswith("data.resolution=")).split("=")[1])

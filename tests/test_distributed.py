@@ -12,12 +12,29 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import TINY, final_tensors, run_dirs, tiny_args
 
 from gancli.errors import UserError
 from gancli.recipe import load_recipe, parse_override
 from gancli.train import distributed
 from gancli.train.checkpoint import latest_checkpoint, load_checkpoint, load_snapshot
-from test_train import TINY, final_tensors, run_dirs, tiny_args, tiny_data  # noqa: F401  (tiny_data is a fixture)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """12 tiny 16x16 images (a coloured square on white), as in test_train."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("tinydata")
+    rng = np.random.RandomState(0)
+    for i in range(12):
+        image = np.full((16, 16, 3), 255, np.uint8)
+        y, x = rng.randint(0, 10, 2)
+        image[y: y + 6, x: x + 6] = rng.randint(0, 255, 3)
+        Image.fromarray(image).save(folder / f"img{i:02d}.png")
+    return folder
+
 
 # A few Trainer steps on one rank of a 2-process gloo group (started with the torchrun variables);
 # writes the rank's G and D parameters, Adam states and pl_mean to OUT/rank-R.pt.
