@@ -159,6 +159,12 @@ def test_gpus_2_matches_one_process_and_resumes_across_world_sizes(cli, tiny_dat
         _, state = load_checkpoint(latest_checkpoint(path))
         assert state["data_position"] == 48
 
+    # a number of processes that does not divide the run's batch is refused in one line
+    from helpers import assert_user_error
+
+    assert_user_error(cli(*tiny_args(tiny_data, "train.total_kimg=0.1"), "--gpus", "3", "--resume", run),
+                      "train.batch (4)", "divisible", "(3)")
+
 
 def test_killed_rank_stops_the_job_promptly_and_keeps_the_checkpoint(cli, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv(distributed.KILL_HOOK, "1:5")  # rank 1 dies (os._exit(1)) after step 5
