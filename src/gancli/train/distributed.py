@@ -367,6 +367,7 @@ def worker_main() -> None:
     from gancli.recipe import Recipe
     from gancli.train.run import train_from_cli
 
+    _die_with_parent()
     job = json.loads(Path(sys.argv[1]).read_text())
     rank = int(os.environ.get("RANK", "0"))
     try:
@@ -387,6 +388,21 @@ def worker_main() -> None:
               file=sys.stderr)
         sys.exit(1)
     sys.exit(0)
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the launcher dies (even by SIGKILL), so no worker trains on orphaned."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher is already gone
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _is_communication_error(e: BaseException) -> bool:
