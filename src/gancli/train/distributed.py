@@ -12,8 +12,9 @@ How it works (the scheme of the official StyleGAN2-ADA trainer, reimplemented; n
 - The global batch `train.batch` is split across ranks (`batch / world_size` each; gradient
   accumulation when `train.batch_gpu` is smaller). Rank r reads elements r, r+W, r+2W ... of each
   global batch of the data stream (`gancli.data.loader`).
-- EMA, image grids, checkpoints, logs, metrics and the progress bar are rank 0's job. Stop requests and
-  the time-based log ticks are agreed on every step (`agree`), so all ranks stop at the same step.
+- EMA, image grids, checkpoints, logs, metrics and the progress bar are rank 0's job; for metrics the
+  other ranks generate and embed their share of the fakes (`metrics_session`). Stop requests and the
+  time-based log ticks are agreed on every step (`agree`), so all ranks stop at the same step.
 
 Ways to start it:
 
@@ -24,8 +25,8 @@ Ways to start it:
   joins the process group through env:// and spawns nothing.
 
 On CPU, "gpus" means processes and the backend is gloo; on CUDA, rank r uses cuda:LOCAL_RANK and NCCL.
-Collectives wait at most `distributed.timeout` seconds. A process waiting while rank 0 computes
-metrics uses a separate gloo group with a long timeout (metrics can take far longer than a step).
+Collectives wait at most `distributed.timeout` seconds. Metric evaluations use a separate gloo group
+with a long timeout (reference statistics of a large dataset can take far longer than a step).
 """
 
 from __future__ import annotations
@@ -261,12 +262,110 @@ def mean_stats(stats) -> dict[str, float]:
     return {k: float(s) / float(c) for k, s, c in zip(keys, sums.cpu(), counts.cpu())}
 
 
-def wait_for_main() -> None:
-    """Every rank waits here until rank 0 arrives (after metrics or other long rank-0 work)."""
-    if _current.enabled:
-        import torch.distributed as dist
+# ------------------------------------------------------------------------------------------------
+# Metrics during training: rank 0 runs the metric; every rank generates and embeds a share of the fakes
 
-        dist.barrier(group=_current.groups["slow"])
+
+def sharded_fake_features(G, det, detector_path, seeds: list[int], labels, *, psi: float, batch: int, probs: bool,
+                          progress: bool = False):
+    """Detector features of G's images for `seeds`, computed by all ranks (rank r: seeds[r::W]).
+
+    Called by rank 0 inside `evaluate_generator` while the other ranks are in `serve_metric_jobs`; the
+    result, gathered on rank 0 in seed order, is that of one process (up to float rounding of other
+    batch compositions). A single process (or fewer seeds than ranks) computes everything itself.
+    """
+    from gancli.metrics.evaluate import fake_features
+
+    world = _current.world_size
+    if not (_current.enabled and _current.is_main and _serving["active"]) or len(seeds) < world:
+        return fake_features(G, det, seeds, labels, psi=psi, batch=batch, probs=probs, progress=progress)
+    job = {"detector_path": None if detector_path is None else str(detector_path), "seeds": seeds, "labels": labels,
+           "psi": psi, "batch": batch, "probs": probs}
+    _broadcast_slow(job)
+    feats, prob = fake_features(G, det, seeds[0::world], None if labels is None else labels[0::world], psi=psi,
+                                batch=batch, probs=probs, progress=progress)
+    feats = _gather_rows(feats, len(seeds))
+    prob = _gather_rows(prob, len(seeds)) if probs else None
+    return feats, prob
+
+
+def serve_metric_jobs(G) -> None:
+    """Ranks other than 0: compute shares of fakes for rank 0's metrics until rank 0 says it is done."""
+    from gancli.metrics.evaluate import fake_features
+
+    rank, world = _current.rank, _current.world_size
+    while (job := _broadcast_slow(None)) is not None:
+        det = _job_detector(job, G)
+        labels = job["labels"]
+        feats, prob = fake_features(G, det, job["seeds"][rank::world], None if labels is None else labels[rank::world],
+                                    psi=job["psi"], batch=job["batch"], probs=job["probs"])
+        _gather_rows(feats, len(job["seeds"]))
+        if job["probs"]:
+            _gather_rows(prob, len(job["seeds"]))
+
+
+_serving = {"active": False}
+
+
+def _job_detector(job: dict, G):
+    from gancli.metrics.detectors import load_inception
+
+    return load_inception(job["detector_path"], device=str(next(G.parameters()).device))
+
+
+def metrics_session(G):
+    """Context for one metric evaluation during training: rank 0 evaluates inside it, the others serve.
+
+    Rank 0's `with` body runs the metrics (fake features sharded over the ranks); on leaving it tells
+    the others to stop serving. Everything waits on a gloo group with a long timeout.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def session():
+        if not _current.enabled:
+            yield True
+            return
+        if not _current.is_main:
+            serve_metric_jobs(G)
+            yield False
+            return
+        _serving["active"] = True
+        try:
+            yield True
+        finally:
+            _serving["active"] = False
+        _broadcast_slow(None)  # not reached when rank 0 fails; the launcher or torchrun then stops the others
+
+    return session()
+
+
+def _broadcast_slow(obj):
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=_current.groups["slow"])
+    return box[0]
+
+
+def _gather_rows(rows, total: int):
+    """Rank r holds the rows r, r+W, ... of a [total, D] array; rank 0 gets it whole (others: None)."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    world, rank = _current.world_size, _current.rank
+    most = -(-total // world)
+    mine = torch.zeros([most, rows.shape[1]], dtype=torch.float64)
+    mine[: len(rows)] = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float64))
+    parts = [torch.empty_like(mine) for _ in range(world)] if rank == 0 else None
+    dist.gather(mine, parts, dst=0, group=_current.groups["slow"])
+    if rank != 0:
+        return None
+    out = np.empty([total, rows.shape[1]], np.float64)
+    for r, part in enumerate(parts):
+        out[r::world] = part[: len(range(r, total, world))].numpy()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

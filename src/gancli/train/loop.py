@@ -389,10 +389,11 @@ class Trainer:
                             log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
                     next_snap = (cur // snap_nimg + 1) * snap_nimg
                 if self.recipe.metrics.names and (cur >= next_metric or done):
-                    if main:  # on rank 0; the others wait (with a long timeout) instead of timing out
-                        self.evaluate_metrics(path, log)
-                        bar.update(cur, None, self.last_metrics)
-                    distributed.wait_for_main()
+                    distributed.broadcast_modules(self.G_ema)  # rank 0's EMA weights, to generate shares of fakes
+                    with distributed.metrics_session(self.G_ema) as evaluates:  # rank 0 evaluates, others help
+                        if evaluates:
+                            self.evaluate_metrics(path, log)
+                            bar.update(cur, None, self.last_metrics)
                     next_metric = (cur // metric_nimg + 1) * metric_nimg
                 if done:
                     outcome = "done"
