@@ -405,6 +405,8 @@ def launch(recipe, run_dir: Path, resume: str | None, nprocs: int, console=None)
     """
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(nprocs),
                LOCAL_WORLD_SIZE=str(nprocs))
+    if "OMP_NUM_THREADS" not in env and not recipe.train.threads:  # share the cores instead of oversubscribing
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nprocs))
     with tempfile.TemporaryDirectory(prefix="gancli-launch-") as tmp:
         spec = Path(tmp) / "job.json"
         spec.write_text(json.dumps({"recipe": recipe.to_dict(), "run_dir": str(run_dir), "resume": resume}))
