@@ -241,6 +241,7 @@ def test_world_from_env():
         distributed.world_from_env({"WORLD_SIZE": "2", "RANK": "0"})
     with pytest.raises(UserError, match="do not fit"):
         distributed.world_from_env({**env, "RANK": "4"})
+    assert distributed.under_launcher({"WORLD_SIZE": "1"}) and not distributed.under_launcher({})
     assert distributed.choose_backend("auto", "cpu") == "gloo"
     assert distributed.choose_backend("auto", "cuda") == "nccl"
 

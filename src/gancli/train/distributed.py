@@ -116,6 +116,11 @@ def world_from_env(environ=None) -> tuple[int, int, int] | None:
     return rank, local, world
 
 
+def under_launcher(environ=None) -> bool:
+    """True under torchrun (or another launcher that sets WORLD_SIZE), even with a world of 1."""
+    return "WORLD_SIZE" in (os.environ if environ is None else environ)
+
+
 def choose_backend(asked: str, device_type: str) -> str:
     """'auto' -> nccl on CUDA, gloo on CPU; an impossible choice is a UserError."""
     if asked == "auto":

@@ -142,7 +142,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     source = Path(recipe.data.source).expanduser()
     if recipe.data.source != "emoji" and source.exists():  # the embedded recipe must work from anywhere
         recipe.data.source = str(source.resolve())
-    if world is None and recipe.distributed.gpus > 1:  # start the processes on this machine and wait
+    if recipe.distributed.gpus > 1 and not distributed.under_launcher():  # start the processes here and wait
         distributed.check_launch(recipe, recipe.distributed.gpus)
         if not resume:
             run_dir = _new_run_dir(recipe, outdir)
