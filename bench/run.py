@@ -9,6 +9,8 @@
 - `ops`: bench/bench_ops.py: CUDA kernels vs reference vs the best pure-PyTorch formulation per op,
   generator and training speed with `ops: cuda` and `ops: ref`, first-build and cached start-up time
   of the kernels (GPU entries say `skipped` with the reason on a CPU).
+- `ddp`: bench/bench_ddp.py, data-parallel scaling from 1 to 2 processes (torch.distributed, one
+  thread each on CPU): images/s and efficiency = rate_2 / (2 rate_1), with the load average.
 - `reference`: the official implementation's figures on a 2-core CPU (float32, reference ops), as
   given in the project's issue, and `ratio_*` = gancli / official at the identical configuration.
 """
@@ -124,6 +126,9 @@ def main() -> None:
             value = measured[key]
             if args.device == "cpu":
                 result.setdefault("ratio_vs_official_cpu", {}).setdefault(name, {})[key] = round(value / REFERENCE[name][key], 2)
+    result["ddp"] = json.loads(subprocess.run(
+        [sys.executable, str(HERE / "bench_ddp.py"), "--device", args.device], check=True, capture_output=True,
+        text=True).stdout)
     text = json.dumps(result, indent=2)
     Path(args.out).write_text(text + "\n")
     print(text)

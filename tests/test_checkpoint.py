@@ -706,3 +706,20 @@ def test_describe_needs_no_torch(snap):
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([os.sys.executable, "-c", code], check=True)
+
+
+def test_snapshot_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """A safetensors header length of 128 mod 256 makes the file start with byte 0x80, as a pickle does."""
+    from gancli.convert import detect_format
+
+    modules = {"G_ema": {"w": torch.ones(2)}, "G": {"w": torch.ones(2)}, "D": {"w": torch.zeros(2)}}
+    for pad in range(300):
+        path = tmp_path / f"snapshot-{pad:06d}.safetensors"
+        ck.save_snapshot(path, modules, {}, {"kimg": 0, "pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no header length of 128 mod 256 found")
+    assert detect_format(path) == "gancli-snapshot"
+    snap = ck.load_snapshot(path)
+    assert snap.meta["pad"] == "x" * pad and torch.equal(snap.modules["D"]["w"], torch.zeros(2))

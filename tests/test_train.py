@@ -170,8 +170,6 @@ def test_multi_gpu_and_ada_are_refused_clearly(cli, tiny_data, tmp_path):
 
     assert_user_error(cli(*tiny_args(tiny_data, "augment.kind=ada"), "--outdir", tmp_path), "augment.kind", "'ada'")
 
-    assert_user_error(cli(*tiny_args(tiny_data), "--gpus", "2", "--outdir", tmp_path), "distributed.gpus is 2", "--gpus 1")
-
 
 def test_bad_dataset_for_training(cli, tmp_path):
     from helpers import assert_user_error

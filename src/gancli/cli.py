@@ -83,7 +83,7 @@ def train(
     kimg: Optional[float] = typer.Option(None, "--kimg", help="Training length in thousands of real images (train.total_kimg)."),
     snap: Optional[float] = typer.Option(None, "--snap", help="Checkpoint every N kimg (train.snapshot_kimg)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (train.seed)."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (processes) on this machine (distributed.gpus)."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (processes) on this machine (distributed.gpus); on CPU, processes. Under torchrun the environment decides (docs/distributed.md)."),
     ops: Optional[str] = typer.Option(None, "--ops", help="Kernels: auto, cuda or ref (ops)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (train.device)."),
     set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set train.g_lr=0.001 (repeatable)."),

@@ -65,6 +65,11 @@ class StyleGAN2Loss:
     """Non-saturating logistic loss with R1, path-length and style-mixing regularization.
 
     `pl_mean` (the running mean path length) is training state: it is saved and restored on resume.
+    The penalty of a step uses `pl_mean` as it was before the step; `update_pl_mean` then moves it once
+    per step towards the mean path length of the whole global batch (all accumulation rounds, all
+    processes), so the result does not depend on how the batch is split into rounds or processes. (The
+    official trainer updates it per round before the penalty; with pl_decay 0.01 the difference is one
+    step of a slow running mean.)
     """
 
     def __init__(self, G, D, *, r1_gamma: float, pl_weight: float, pl_decay: float, pl_batch_shrink: int,
@@ -77,10 +82,23 @@ class StyleGAN2Loss:
         self.style_mixing_prob = style_mixing_prob
         self.augment = augment  # callable on images seen by D (ADA), or None
         self.pl_mean = torch.zeros([])
+        self._pl_sum: torch.Tensor | None = None  # sum and count of this step's path lengths
+        self._pl_count = 0
 
     def to(self, device) -> StyleGAN2Loss:
         self.pl_mean = self.pl_mean.to(device)
         return self
+
+    def update_pl_mean(self, all_reduce_sum=None) -> None:
+        """End of a step: move pl_mean towards the step's mean path length (summed over processes by
+        `all_reduce_sum`, an in-place sum over ranks, when given). Does nothing when Greg did not run."""
+        if self._pl_sum is None:
+            return
+        both = torch.stack([self._pl_sum, torch.tensor(float(self._pl_count), device=self._pl_sum.device)])
+        if all_reduce_sum is not None:
+            all_reduce_sum(both)
+        self.pl_mean.copy_(self.pl_mean.lerp(both[0] / both[1], self.pl_decay))
+        self._pl_sum, self._pl_count = None, 0
 
     def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         ws = self.G.mapping(z, c, update_emas=update_emas)
@@ -111,7 +129,9 @@ class StyleGAN2Loss:
             n = max(z.shape[0] // self.pl_batch_shrink, 1)
             fake, ws = self.run_G(z[:n], c[:n])
             lengths = path_lengths(fake, ws)
-            self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), self.pl_decay))
+            total = lengths.detach().sum()
+            self._pl_sum = total if self._pl_sum is None else self._pl_sum + total
+            self._pl_count += lengths.shape[0]
             penalty = (lengths - self.pl_mean).square()
             stats.add("loss/pl_penalty", penalty)
             # fake[:, 0, 0, 0] * 0 keeps every synthesis parameter in the graph (DDP needs all grads).

@@ -195,9 +195,12 @@ class TrainConfig:
 class DistributedConfig:
     gpus: int = 1  # processes (GPUs) on this machine; torchrun's WORLD_SIZE overrides
     backend: Literal["auto", "nccl", "gloo"] = "auto"  # 'auto': NCCL on GPUs, gloo on CPU
+    timeout: float = 600  # seconds a collective may wait for the other processes before the job fails
 
     def validate(self, where: str) -> None:
         _positive(self.gpus, f"{where}distributed.gpus")
+        if self.timeout <= 0:
+            raise UserError(f"{where}distributed.timeout: must be > 0 seconds, got {self.timeout}")
 
 
 @dataclass

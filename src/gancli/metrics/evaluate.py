@@ -168,6 +168,15 @@ def _fake_batches(G, seeds: list[int], labels: np.ndarray | None, psi: float, ba
             yield np.ascontiguousarray(to_uint8(img).transpose(0, 3, 1, 2))  # NHWC -> NCHW uint8
 
 
+def fake_features(G, det, seeds: list[int], labels: np.ndarray | None, *, psi: float, batch: int, probs: bool,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Detector features (and class probabilities when `probs`) of G's images for `seeds`, in order."""
+    from gancli.metrics.detectors import extract
+
+    return extract(det, _fake_batches(G, seeds, labels, psi, batch, _device_of(G)), total=len(seeds), probs=probs,
+                   progress=progress, description="generated features")
+
+
 def evaluate_generator(
     loaded,
     metrics: str | Sequence[str],
@@ -208,7 +217,6 @@ def evaluate_generator(
     Returns {"results": {...}, "protocol": {...}}.
     """
     from gancli.latent import MAX_SEED
-    from gancli.metrics.detectors import extract
     from gancli.metrics.stats_cache import real_stats
 
     start = time.time()
@@ -269,9 +277,10 @@ def evaluate_generator(
                       use_cache=use_cache, batch_size=batch, progress=progress, what="real")
 
     seeds = list(range(seed, seed + num))
-    fake_feats, fake_probs = extract(
-        det, _fake_batches(G, seeds, labels, psi, batch, g_device), total=num, probs="is" in names,
-        progress=progress, description="generated features")
+    from gancli.train import distributed  # during multi-process training, every rank generates a share
+
+    fake_feats, fake_probs = distributed.sharded_fake_features(
+        G, det, detector_path, seeds, labels, psi=psi, batch=batch, probs="is" in names, progress=progress)
     results, per_metric = _compute(names, real, fake_feats, fake_probs, seed=seed, device=device)
     results.update(ppl_part[0])
     per_metric.update(ppl_part[1])

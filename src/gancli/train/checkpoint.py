@@ -366,9 +366,13 @@ def _parse_snapshot(path: str | os.PathLike[str]) -> _Parsed:
     size = _check_regular_file(path, "gancli checkpoint (.safetensors)")
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-            if head[:1] == b"\x80" or head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            head = f.read(9)
+            # a safetensors header length can start with byte 0x80 too: it is followed by '{' at byte 8
+            pickled = head[:1] == b"\x80" and head[8:9] != b"{"
+            if pickled or head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
                 raise UserError(f"{path}: {_PICKLE_HINT}")
+            f.seek(8)
+            head = head[:8]
             if len(head) < 8:
                 raise UserError(f"{path}: is truncated ({size} bytes), not a complete gancli checkpoint")
             n = int.from_bytes(head, "little")

@@ -3,13 +3,19 @@
 One training step (a minibatch of `train.batch` reals) runs the phases in order: Gmain, Greg, Dmain,
 Dreg (Karras et al. 2020, lazy regularization: a regularization phase runs every `interval` steps with
 its loss scaled by `interval`, and the optimizer's lr and betas are corrected by interval/(interval+1)).
-Each phase accumulates gradients over `batch / batch_gpu` rounds, then takes one Adam step.
+Each phase accumulates gradients over its rounds (`batch / world_size / batch_gpu` per process), each
+round's loss scaled by 1/rounds, so the gradient is that of the mean loss over the whole global batch
+whatever the split; with several processes `distributed.sync_grads` averages it over the ranks before
+every rank takes the same Adam step (see `gancli.train.distributed`).
 The class-conditional ResNet family (SNGAN, SAGAN, BigGAN) has its own step structure (several D
 steps per G step, hinge loss, BigGAN EMA): `self.family` (train/resnet.py) runs it instead.
 
-Every random draw in step `k` comes from generators seeded by (train.seed, k), and the data order is a
-function of (train.seed, position), so a run resumed from a checkpoint continues exactly as if it had
-never stopped.
+Every random draw in step `k` comes from generators seeded by (train.seed, k): latents and fake labels
+are drawn for the whole global batch, and each process takes its share; torch's global RNG (noise
+inputs, mixing cutoffs, path-length noise) is seeded per (seed, step, phase, global round). Global round
+j holds rows j, j + rounds, j + 2 rounds ... of the global batch, so one process with 2 rounds computes
+exactly what 2 processes with one round each compute. The data order is a function of (train.seed,
+position), so a run resumed from a checkpoint continues exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch
 from gancli.errors import UserError
 from gancli.losses import LossStats, StyleGAN2Loss
 from gancli.recipe import Recipe
+from gancli.train import distributed
 
 
 class TrainingDiverged(UserError):
@@ -51,9 +58,10 @@ class TrainState:
     wall_time: float = 0.0  # seconds of training before this session
 
 
-def step_seed(seed: int, step: int) -> int:
-    """A 63-bit seed for step `step` of a run seeded with `seed`."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(2, dtype=np.uint32).astype(np.uint64) @ [1 << 31, 1])
+def step_seed(seed: int, step: int | tuple[int, ...]) -> int:
+    """A 63-bit seed for step `step` (or (step, phase, round)) of a run seeded with `seed`."""
+    key = [seed, *step] if isinstance(step, tuple) else [seed, step]
+    return int(np.random.SeedSequence(key).generate_state(2, dtype=np.uint32).astype(np.uint64) @ [1 << 31, 1])
 
 
 def resolve_device(recipe: Recipe) -> torch.device:
@@ -94,10 +102,12 @@ class Trainer:
         self.D.train().requires_grad_(False).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         self.state = TrainState()
-        self.batch = t.batch
-        self.batch_gpu = t.batch_gpu or t.batch
-        if self.batch % self.batch_gpu:
-            raise UserError(f"train.batch_gpu ({self.batch_gpu}) must divide train.batch ({self.batch})")
+        self.ddp = distributed.current()
+        self.ddp_check(t)
+        self.batch = t.batch  # global
+        self.batch_rank = t.batch // self.ddp.world_size  # this process's share of each step
+        self.batch_gpu = t.batch_gpu or self.batch_rank
+        distributed.broadcast_modules(self.G, self.D, self.G_ema)
         self.family = None  # the ResNet family's steps (train/resnet.py); None: the StyleGAN2 phases below
         self.next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None  # set by run()
         if recipe.model.kind != "stylegan2":
@@ -117,6 +127,14 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------
     # Setup
+
+    def ddp_check(self, t) -> None:
+        world = self.ddp.world_size
+        if t.batch % world:
+            raise UserError(f"train.batch ({t.batch}) must be divisible by the number of processes ({world})")
+        if t.batch_gpu is not None and (t.batch // world) % t.batch_gpu:
+            raise UserError(f"train.batch_gpu ({t.batch_gpu}) must divide the batch per process "
+                            f"({t.batch} / {world} processes = {t.batch // world})")
 
     def _make_phases(self) -> list[Phase]:
         t, loss = self.recipe.train, self.recipe.loss
@@ -184,6 +202,7 @@ class Trainer:
                 module.load_state_dict(modules[name], strict=True)
             except RuntimeError as e:
                 raise UserError(f"{origin}: {name} weights do not fit the recipe's networks ({str(e).splitlines()[0]})") from None
+        distributed.broadcast_modules(self.G_ema, self.G, self.D)
 
     def load(self, modules: dict[str, dict[str, torch.Tensor]], state: dict[str, Any], origin: str) -> None:
         """Weights and training state, for an exact resume."""
@@ -211,30 +230,37 @@ class Trainer:
     def train_step(self, reals: torch.Tensor, real_c: torch.Tensor, stats: LossStats) -> None:
         if self.family is not None:
             return self.family.train_step(reals, real_c, stats)
-        step = self.state.step
-        torch.manual_seed(step_seed(self.recipe.train.seed, step))  # noise inputs, mixing cutoffs, pl noise
-        gen = torch.Generator().manual_seed(step_seed(self.recipe.train.seed + 1, step))
+        """One step on this process's share `reals` (rows rank, rank + W, ... of the global batch)."""
+        step, seed = self.state.step, self.recipe.train.seed
+        rank, world = self.ddp.rank, self.ddp.world_size
+        gen = torch.Generator().manual_seed(step_seed(seed + 1, step))
         reals = reals.to(self.device, non_blocking=True)
         real_c = real_c.to(self.device)
-        n = reals.shape[0]
-        all_z = torch.randn([len(self.phases), n, self.G.z_dim], generator=gen).to(self.device)
-        all_c = [self._fake_labels(n, gen) for _ in self.phases]
-        rounds = list(zip(reals.split(self.batch_gpu), real_c.split(self.batch_gpu)))
-        for phase, z, c in zip(self.phases, all_z, all_c):
+        # Latents and labels of the global batch (the same on every rank); this rank takes its rows.
+        all_z = torch.randn([len(self.phases), self.batch, self.G.z_dim], generator=gen)[:, rank::world].to(self.device)
+        all_c = [self._fake_labels(self.batch, gen)[rank::world] for _ in self.phases]
+        n_rounds = reals.shape[0] // self.batch_gpu
+        for index, (phase, z, c) in enumerate(zip(self.phases, all_z, all_c)):
             if step % phase.interval:
                 continue
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
-            for (real_r, real_c_r), z_r, c_r in zip(rounds, z.split(self.batch_gpu), c.split(self.batch_gpu)):
+            for r in range(n_rounds):  # local round r is global round rank + world * r
+                torch.manual_seed(step_seed(seed, (step, index, rank + world * r)))  # noise, mixing, pl noise
+                rows = slice(r, None, n_rounds)
                 for part in phase.parts:
-                    self.loss.accumulate_gradients(part, real_r, real_c_r, z_r, c_r, gain=phase.interval, stats=stats)
+                    self.loss.accumulate_gradients(part, reals[rows], real_c[rows], z[rows], c[rows],
+                                                   gain=phase.interval / n_rounds, stats=stats)
             phase.module.requires_grad_(False)
+            distributed.sync_grads(phase.module)
             for p in phase.module.parameters():
                 if p.grad is not None:
                     torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
             phase.opt.step()
-        self._update_ema()
-        self.state.cur_nimg += n
+        self.loss.update_pl_mean(distributed.all_reduce_sum_)
+        if self.ddp.is_main:
+            self._update_ema()
+        self.state.cur_nimg += self.batch
         self.state.step += 1
 
     @torch.no_grad()
@@ -333,10 +359,12 @@ class Trainer:
         next_image = (self.state.cur_nimg // image_nimg + 1) * image_nimg
         next_metric = (self.state.cur_nimg // metric_nimg + 1) * metric_nimg
         self.last_metrics: dict[str, float] = {}
-        if self.state.cur_nimg == 0:
+        main = self.ddp.is_main  # rank 0 writes grids, checkpoints, logs and metrics
+        if self.state.cur_nimg == 0 and main:
             self.save_reals_grid()
             save_png(self.render_grid(), self.run_dir / "fakes-000000.png")
-        data = batches(self.dataset, self.batch, seed=t.seed, start_index=self.state.cur_nimg)
+        data = batches(self.dataset, self.batch_rank, seed=t.seed, start_index=self.state.cur_nimg,
+                       rank=self.ddp.rank, world_size=self.ddp.world_size)
         self.next_batch = lambda: next(data)  # for steps that take more than one real minibatch (D steps)
         self._session_start = time.time()
         stats = LossStats()
@@ -349,10 +377,10 @@ class Trainer:
                 tick_steps += 1
                 cur = self.state.cur_nimg
                 done = cur >= self.total_nimg
-                stop = self.stop_requested()
+                stop, late = distributed.agree(self.state.step, self.stop_requested(), time.time() - tick_start > 5)
                 snapshot_due = cur >= next_snap or done or stop
-                if tick_steps >= 10 or snapshot_due or cur >= next_image or time.time() - tick_start > 5:
-                    values = stats.means()
+                if tick_steps >= 10 or snapshot_due or cur >= next_image or late:
+                    values = distributed.mean_stats(stats)  # averaged over all ranks
                     bad = [k for k, v in values.items() if not math.isfinite(v)]
                     if bad:
                         raise TrainingDiverged(
@@ -369,17 +397,22 @@ class Trainer:
                     stats = LossStats()
                     tick_start, tick_nimg, tick_steps = time.time(), cur, 0
                 if cur >= next_image or done or stop:
-                    save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
+                    if main:
+                        save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
                     next_image = (cur // image_nimg + 1) * image_nimg
                 path = None
                 if snapshot_due:
-                    path = self.save_checkpoint()
-                    if log is not None:
-                        log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
+                    if main:
+                        path = self.save_checkpoint()
+                        if log is not None:
+                            log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
                     next_snap = (cur // snap_nimg + 1) * snap_nimg
                 if self.recipe.metrics.names and (cur >= next_metric or done):
-                    self.evaluate_metrics(path, log)
-                    bar.update(cur, None, self.last_metrics)
+                    distributed.broadcast_modules(self.G_ema)  # rank 0's EMA weights, to generate shares of fakes
+                    with distributed.metrics_session(self.G_ema) as evaluates:  # rank 0 evaluates, others help
+                        if evaluates:
+                            self.evaluate_metrics(path, log)
+                            bar.update(cur, None, self.last_metrics)
                     next_metric = (cur // metric_nimg + 1) * metric_nimg
                 if done:
                     outcome = "done"

@@ -13,6 +13,11 @@ One training step (`Trainer.state.step`) is one generator update:
    weights are copied before it), or the half-life in images (`train.ema_kimg`) shared with StyleGAN2.
    Buffers (batch-norm statistics, spectral-norm vectors) are copied from G.
 
+With several processes (`gancli.train.distributed`) each rank takes its share of the reals and of the
+global batch's latents, gradients are averaged over the ranks before every optimizer step, and the D
+loss that decides SAGAN's extra steps is the mean over ranks, so all ranks take the same steps; batch
+norm uses each rank's own statistics (as BigGAN's unsynchronized batch norm).
+
 Each update accumulates gradients over `batch / batch_gpu` rounds, each weighted by its share of the
 batch, so the step equals one on the whole batch (up to G's batch-norm statistics, which are those of
 each round, as in BigGAN's accumulation). Every random draw of step k comes from a generator seeded by
@@ -25,6 +30,7 @@ import torch
 
 from gancli.errors import UserError
 from gancli.losses import BCELoss, HingeLoss, LossStats, add_orthogonal_grad
+from gancli.train import distributed
 
 
 class ResNetSteps:
@@ -39,9 +45,6 @@ class ResNetSteps:
         if trainer.recipe.augment.kind != "none":
             raise UserError(f"augment.kind: {trainer.recipe.augment.kind!r} is not wired into the ResNet family "
                             "(sngan, sagan, biggan) yet; use augment.kind: none")
-        if trainer.recipe.distributed.gpus > 1:
-            raise UserError("distributed.gpus: the ResNet family (sngan, sagan, biggan) trains on one device in this "
-                            "version; use --gpus 1 (train.batch_gpu accumulates gradients when the batch does not fit)")
         scale = t.batch / t.lr_ref_batch if t.lr_ref_batch else 1.0  # linear scaling rule (SAGAN option)
         self.g_lr, self.d_lr = t.g_lr * scale, t.d_lr * scale
         G, D = trainer.G, trainer.D
@@ -68,9 +71,7 @@ class ResNetSteps:
         tr = self.trainer
         G, D = tr.G, tr.D
         reals, real_c = reals.to(tr.device, non_blocking=True), real_c.to(tr.device)
-        n = reals.shape[0]
-        z = torch.randn([n, G.z_dim], generator=gen).to(tr.device)
-        c = tr._fake_labels(n, gen)
+        z, c = self._latents(gen)
         self.opt_D.zero_grad(set_to_none=True)
         D.requires_grad_(True)
         total = torch.zeros([], device=tr.device)
@@ -87,16 +88,26 @@ class ResNetSteps:
             loss.mul(share).backward()
             total = total + loss.detach() * share
         D.requires_grad_(False)
+        distributed.sync_grads(D)
         _finite_grads(D)
         self.opt_D.step()
         stats.add("loss/D", total)
+        if tr.ddp.world_size > 1:  # every rank must see the same D loss (it decides extra D steps)
+            distributed.all_reduce_sum_(total)
+            total /= tr.ddp.world_size
         return total
 
-    def g_step(self, n: int, gen: torch.Generator, stats: LossStats) -> None:
+    def _latents(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """z and fake labels for the global batch (the same on every rank); this rank's rows."""
+        tr = self.trainer
+        rank, world = tr.ddp.rank, tr.ddp.world_size
+        z = torch.randn([tr.batch, tr.G.z_dim], generator=gen)[rank::world].to(tr.device)
+        return z, tr._fake_labels(tr.batch, gen)[rank::world]
+
+    def g_step(self, gen: torch.Generator, stats: LossStats) -> None:
         tr = self.trainer
         G, D = tr.G, tr.D
-        z = torch.randn([n, G.z_dim], generator=gen).to(tr.device)
-        c = tr._fake_labels(n, gen)
+        z, c = self._latents(gen)
         self.opt_G.zero_grad(set_to_none=True)
         G.requires_grad_(True)
         for share, z_r, c_r in self._rounds(z, c):
@@ -106,6 +117,7 @@ class ResNetSteps:
         if self.ortho_reg > 0:
             stats.add("loss/ortho", add_orthogonal_grad(self.ortho_params, self.ortho_reg))
         G.requires_grad_(False)
+        distributed.sync_grads(G)
         _finite_grads(G)
         self.opt_G.step()
 
@@ -123,17 +135,18 @@ class ResNetSteps:
             if i > 0:
                 reals, real_c = tr.next_batch()
             d_loss = self.d_step(reals, real_c, gen, stats)
-            tr.state.cur_nimg += reals.shape[0]
+            tr.state.cur_nimg += tr.batch
         extra = 0
         if t.d_loss_threshold is not None:
             while extra < t.d_extra_steps and float(d_loss) > t.d_loss_threshold:
                 reals, real_c = tr.next_batch()
                 d_loss = self.d_step(reals, real_c, gen, stats)
-                tr.state.cur_nimg += reals.shape[0]
+                tr.state.cur_nimg += tr.batch
                 extra += 1
             stats.add("train/extra_d_steps", torch.tensor(float(extra)))
-        self.g_step(tr.batch, gen, stats)
-        self.update_ema()
+        self.g_step(gen, stats)
+        if tr.ddp.is_main:
+            self.update_ema()
         tr.state.step += 1
 
     @torch.no_grad()

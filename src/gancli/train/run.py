@@ -11,7 +11,9 @@ from gancli.recipe import Recipe
 
 # Keys whose value may change when a run is resumed; anything else must match for an exact resume.
 RESUMABLE_CHANGES = {("train", "total_kimg"), ("train", "snapshot_kimg"), ("train", "image_kimg"), ("train", "threads"),
-                     ("metrics", "names"), ("metrics", "num")}
+                     ("metrics", "names"), ("metrics", "num"),
+                     # another number of processes (or accumulation rounds) continues the same global batches
+                     ("train", "batch_gpu"), ("distributed", "gpus"), ("distributed", "backend"), ("distributed", "timeout")}
 
 
 def _find_resume(spec: str):
@@ -105,18 +107,23 @@ def _adopt_network(recipe: Recipe, network: Recipe, origin: str, console) -> Rec
     return Recipe.from_dict(d, origin=f"{recipe.name} + {Path(origin).name}")
 
 
-def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None) -> Path:
-    """Create or reopen a run directory and train. Returns the run directory."""
+def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None,
+                   run_dir: Path | None = None) -> Path:
+    """Create or reopen a run directory and train. Returns the run directory.
+
+    With distributed.gpus > 1 and no WORLD_SIZE in the environment, N worker processes are started on
+    this machine (`distributed.launch`); under torchrun this process joins the group. `run_dir` (used
+    by the launcher's workers) is an existing, freshly created run directory to train into.
+    """
     from rich.console import Console
 
-    from gancli import ops
-    from gancli.data import open_dataset
+    from gancli.train import distributed
     from gancli.train.checkpoint import load_checkpoint
-    from gancli.train.loop import Trainer
-    from gancli.train.rundir import create_run_dir
 
-    console = Console(stderr=True, highlight=False)
+    world = distributed.world_from_env()
+    console = Console(stderr=True, highlight=False, quiet=world is not None and world[0] != 0)
     snapshot = state = init = None
+    resume_spec = resume
     if resume and _is_official_network(resume):
         # Fine-tuning: a new run whose networks start from an official network's weights.
         from gancli.convert import open_network
@@ -132,33 +139,53 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         stored = Recipe.from_dict(snapshot.recipe, origin=f"{snap_path} (embedded recipe)", strict=False)
         recipe = _merge_resume_recipe(stored, recipe, str(snap_path), console)
         run_dir = snap_path.parent
-    if recipe.distributed.gpus > 1:
-        raise UserError(
-            f"distributed.gpus is {recipe.distributed.gpus}: multi-GPU training (DDP) is not in this version of "
-            "gancli yet; train on one device with --gpus 1 (the batch stays the same; --batch-gpu accumulates "
-            "gradients when it does not fit)"
-        )
-    ops.set_impl(recipe.ops)
     source = Path(recipe.data.source).expanduser()
     if recipe.data.source != "emoji" and source.exists():  # the embedded recipe must work from anywhere
         recipe.data.source = str(source.resolve())
+    if recipe.distributed.gpus > 1 and not distributed.under_launcher():  # start the processes here and wait
+        distributed.check_launch(recipe, recipe.distributed.gpus)
+        if not resume:
+            run_dir = _new_run_dir(recipe, outdir)
+        console.print(f"starting {recipe.distributed.gpus} training processes for {run_dir}")
+        distributed.launch(recipe, run_dir, resume_spec, recipe.distributed.gpus, console=console)
+        return run_dir
+    device = distributed.setup(recipe, *world) if world is not None else None
+    try:
+        return _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot, state, init, world)
+    finally:
+        distributed.shutdown()
+
+
+def _new_run_dir(recipe: Recipe, outdir: Path) -> Path:
+    import yaml
+
+    from gancli.fileio import atomic_write_text
+    from gancli.train.rundir import create_run_dir
+
+    run_dir = create_run_dir(outdir, recipe.name)
+    atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    return run_dir
+
+
+def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot, state, init, world) -> Path:
+    from gancli import ops
+    from gancli.data import open_dataset
+    from gancli.train import distributed
+    from gancli.train.loop import Trainer
+
+    ops.set_impl(recipe.ops)
     d = recipe.data
     dataset = open_dataset(d.source, d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
                            allow_resize=d.allow_resize)
-    if not resume:
-        run_dir = create_run_dir(outdir, recipe.name)
-        import yaml
-
-        from gancli.fileio import atomic_write_text
-
-        atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    show = sys.stderr.isatty() if progress is None else progress
+    if not resume and run_dir is None:  # only rank 0 creates the run directory; the others learn its path
+        run_dir = distributed.broadcast_object(_new_run_dir(recipe, outdir) if distributed.is_main() else None)
+    show = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
     if init is not None:
         c_dim = dataset.c_dim if recipe.data.use_labels else 0
         if int(init[1].get("c_dim", 0)) != c_dim:
             raise UserError(f"--resume {init[2]}: the network has {init[1].get('c_dim', 0)} classes but the training "
                             f"data gives {c_dim} (set data.use_labels to match)")
-    trainer = Trainer(recipe, dataset, run_dir, console=console, progress=show)
+    trainer = Trainer(recipe, dataset, run_dir, device=device, console=console, progress=show)
     if init is not None:
         trainer.load_weights(init[0], origin=init[2])
         console.print(f"fine-tuning {Path(init[2]).name} into {run_dir} on {trainer.device} "
@@ -169,6 +196,9 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     else:
         console.print(f"training {recipe.name} into {run_dir} on {trainer.device} "
                       f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
+    if world is not None:
+        console.print(f"{world[2]} processes ({distributed.current().backend}), {trainer.batch_rank} images per "
+                      f"process and step, {trainer.batch_rank // trainer.batch_gpu} accumulation round(s)")
 
     stop = {"count": 0}
 
@@ -181,8 +211,11 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     trainer.stop_requested = lambda: stop["count"] > 0
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with RunLog(run_dir) as log:
-            outcome = trainer.run(log=log)
+        if distributed.is_main():
+            with RunLog(run_dir) as log:
+                outcome = trainer.run(log=log)
+        else:
+            outcome = trainer.run(log=None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
