@@ -453,6 +453,12 @@ def project(
         stems[target.stem] = target
     names = ["target.png", "proj.png", "projected_w.npz"] + ([f"proj.{fmt}"] if video else [])
     _check_outputs([outdir / stem / name for stem in stems for name in names], force)
+    for stem in stems:  # a file where an output folder must go fails now, not after the optimization
+        existing = outdir / stem
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"{existing}: exists and is not a directory (needed for {outdir / stem}/)")
     raw = [projection.read_target(t) for t in targets]  # unreadable images fail before any work
     loaded = _load(ckpt)
     projection.check_projectable(loaded)
@@ -462,14 +468,14 @@ def project(
     device = next(G.parameters()).device
     perceptual = projection.load_perceptual(lpips_weights, device)
     target_float = projection.to_float(prepared, device)
-    every = max(1, steps // 100)  # about 100 video frames, plus the last step
+    every = max(1, steps // 100)  # about 100 video frames, then the result
     frames: list[list] = [[] for _ in targets]
     progress, task = projection.progress_bar(steps, sys.stderr.isatty())
 
     def on_step(step, images, dist, loss):
         psnr = projection.step_psnr(images, target_float)
         progress.update(task, advance=1, loss=float(loss.mean()), psnr=float(psnr.mean()))
-        if video and (step % every == 0 or step == steps - 1):
+        if video and step % every == 0:
             for i, image in enumerate(to_uint8(images)):
                 frames[i].append(projection.side_by_side(prepared[i], image))
 
@@ -485,8 +491,8 @@ def project(
         _save_image(fits[i], folder / "proj.png")
         projection.save_projected(folder / "projected_w.npz", result.ws[i: i + 1],
                                   {name: m[i: i + 1] for name, m in result.noise.items()})
-        if video:
-            save_animation(frames[i], folder / f"proj.{fmt}", fps=24)
+        if video:  # the last frame is the result itself
+            save_animation(frames[i] + [projection.side_by_side(prepared[i], fits[i])], folder / f"proj.{fmt}", fps=24)
         console.print(f"{stems[stem]}: {perceptual.name} {float(final[i]):.4f}, PSNR {projection.psnr(fits[i], prepared[i]):.2f} dB "
                       f"({space.upper()}, {steps} steps) -> {folder}/")
     if note:

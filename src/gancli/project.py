@@ -70,8 +70,6 @@ class ProjectConfig:
     lr_rampup_length: float = 0.05
     lr_rampdown_length: float = 0.25
     betas: tuple[float, float] = (0.9, 0.999)
-    perceptual_min: int = 64
-    perceptual_max: int = 256
 
     def validate(self) -> ProjectConfig:
         if self.space not in SPACES:
