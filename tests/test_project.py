@@ -18,6 +18,7 @@ import gancli.metrics.stlpips as stlpips_module
 import gancli.models
 from gancli import explore
 from gancli import project as projection
+from gancli.errors import UserError
 from gancli.metrics.stlpips import STLPIPS, load_stlpips
 from gancli.models import LoadedGenerator, load_generator
 from gancli.render import to_uint8
@@ -169,10 +170,10 @@ def test_mse_term_changes_the_loss(loaded, perceptual):
     target = _targets(loaded, [3])
     losses = {}
     for mse in (0.0, 10.0):
-        seen = []
-        projection.project(loaded.G, target, projection.ProjectConfig(steps=2, mse=mse, noise_reg=0), perceptual,
-                           on_step=lambda step, images, dist, loss: seen.append((images, float(dist[0]), float(loss[0]))))
-        losses[mse] = seen[0]
+        def record(step, images, dist, loss, mse=mse):
+            losses.setdefault(mse, (images, float(dist[0]), float(loss[0])))
+
+        projection.project(loaded.G, target, projection.ProjectConfig(steps=2, mse=mse, noise_reg=0), perceptual, on_step=record)
     images, dist, loss = losses[0.0]
     assert loss == pytest.approx(dist, rel=1e-6)
     images10, dist10, loss10 = losses[10.0]
@@ -359,3 +360,19 @@ def test_user_vgg16_lpips_weights(cli, ckpt, targets, tmp_path):
 def test_default_weights_are_stlpips(perceptual):
     assert perceptual.name == "ST-LPIPS" and perceptual.model.net_name == "vgg"
     assert perceptual.model.sha1 == load_stlpips("vgg").sha1
+
+
+def test_noise_maps_can_start_from_the_networks_constant_noise(loaded, perceptual):
+    target = _targets(loaded, [1])
+    cfg = projection.ProjectConfig(steps=1, noise_init="const", noise_reg=0)  # lr is 0 at step 0: nothing moves
+    result = projection.project(loaded.G, target, cfg, perceptual)
+    for name, layer in projection.noise_layers(loaded.G):
+        const = layer.noise_const
+        expected = (const - const.mean()) / const.var(unbiased=False).sqrt()  # renormalized after the step
+        assert torch.allclose(result.noise[name][0], expected, atol=1e-5), name
+    w_avg = projection.w_statistics(loaded.G, cfg.w_avg_samples, cfg.seed)[0]
+    assert torch.allclose(result.ws[0], w_avg.expand_as(result.ws[0]))
+    other = projection.project(loaded.G, target, projection.ProjectConfig(steps=1, noise_reg=0), perceptual)
+    assert not torch.allclose(other.noise[name], result.noise[name], atol=0.1)
+    with pytest.raises(UserError, match="noise_init"):
+        projection.ProjectConfig(noise_init="zero").validate()

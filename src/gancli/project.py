@@ -70,6 +70,7 @@ class ProjectConfig:
     lr_rampup_length: float = 0.05
     lr_rampdown_length: float = 0.25
     betas: tuple[float, float] = (0.9, 0.999)
+    noise_init: str = "random"  # 'random': N(0, 1) maps (the paper); 'const': the network's own constant noise
 
     def validate(self) -> ProjectConfig:
         if self.space not in SPACES:
@@ -82,6 +83,8 @@ class ProjectConfig:
             raise UserError(f"--noise-reg {self.noise_reg}: must be >= 0")
         if not self.mse >= 0 or not math.isfinite(self.mse):
             raise UserError(f"--mse {self.mse}: must be >= 0")
+        if self.noise_init not in ("random", "const"):
+            raise UserError(f"noise_init {self.noise_init!r}: must be random or const")
         return self
 
 
@@ -342,11 +345,11 @@ def project(
     w_avg, w_std = w_statistics(G, cfg.w_avg_samples, cfg.seed)
     layers = 1 if cfg.space == "w" else G.num_ws
     w_opt = w_avg.reshape(1, 1, -1).repeat(n, layers, 1).clone().requires_grad_(True)
-    names = [name for name, _ in noise_layers(G)]
-    shapes = {name: layer.noise_const.shape[-2:] for name, layer in noise_layers(G)}
     maps = {}
-    for name in names:  # every target starts from the same draw (see the module docstring)
-        maps[name] = torch.randn([1, 1, *shapes[name]], generator=gen).to(device).repeat(n, 1, 1, 1).requires_grad_(True)
+    for name, layer in noise_layers(G):  # every target starts from the same maps (see the module docstring)
+        shape = [1, 1, *layer.noise_const.shape[-2:]]
+        start = torch.randn(shape, generator=gen).to(device) if cfg.noise_init == "random" else layer.noise_const.reshape(shape)
+        maps[name] = start.repeat(n, 1, 1, 1).requires_grad_(True)
     optimizer = torch.optim.Adam([w_opt, *maps.values()], lr=cfg.lr, betas=cfg.betas)
 
     target_images = to_float(targets, device)
@@ -458,7 +461,14 @@ def video_format(requested: str) -> tuple[str, str | None]:
 def progress_bar(steps: int, enabled: bool):
     """(progress, task): a rich bar with step, loss and PSNR (fields 'loss' and 'psnr' of the task)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     progress = Progress(
