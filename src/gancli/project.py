@@ -18,9 +18,11 @@ StyleGAN", CVPR 2020, Appendix D), written here from the paper's description:
   8x8, `mean(n * roll(n, 1, x))^2 + mean(n * roll(n, 1, y))^2`. It penalizes spatial
   autocorrelation, so the noise maps cannot smuggle the image in; after each step every map is
   renormalized to zero mean and unit variance.
-- Images are compared by the perceptual network at a size within [`perceptual_min`, 256]: larger
-  images are area-downsampled to 256 (as in the paper), smaller ones bilinearly upsampled to
-  `perceptual_min` (64: at 16-32 px VGG16's deeper layers see only a few pixels).
+- Images are compared by the perceptual network at a size within [64, 256] (`Perceptual`): larger
+  images are area-downsampled to 256 (as in the paper), smaller ones bilinearly upsampled to 64 (at
+  16-32 px VGG16's deeper layers see only a few pixels).
+- Noise maps start from N(0, 1) (`noise_init='random'`, the paper) or, in the library, from the
+  network's own constant noise (`noise_init='const'`, which helps only for images rendered with it).
 
 Several targets are projected in one batch with one optimizer. Every term of the loss is a sum of
 per-target terms, Adam acts element-wise, and every target sees the same random draws (the noise-map
