@@ -376,3 +376,15 @@ def test_noise_maps_can_start_from_the_networks_constant_noise(loaded, perceptua
     assert not torch.allclose(other.noise[name], result.noise[name], atol=0.1)
     with pytest.raises(UserError, match="noise_init"):
         projection.ProjectConfig(noise_init="zero").validate()
+
+
+def test_progress_bar_shows_loss_and_psnr():
+    progress, task = projection.progress_bar(10, enabled=False)
+    progress.update(task, advance=3, loss=0.12345, psnr=21.5)
+    text = " ".join(str(column.render(progress.tasks[0])) for column in progress.columns if hasattr(column, "text_format"))
+    assert "loss 0.1235" in text and "PSNR 21.50 dB" in text
+    # PSNR of float images in [-1, 1] uses peak-to-peak 2, the scale of uint8 / 255
+    a = torch.zeros(1, 3, 4, 4)
+    assert float(projection.step_psnr(a + 0.2, a)[0]) == pytest.approx(10 * math.log10(4 / 0.04))
+    assert projection.psnr(np.full((4, 4, 3), 10, np.uint8), np.full((4, 4, 3), 20, np.uint8)) == pytest.approx(
+        10 * math.log10(255**2 / 100))
