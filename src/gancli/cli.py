@@ -494,7 +494,7 @@ def project(
         if video:  # the last frame is the result itself
             save_animation(frames[i] + [projection.side_by_side(prepared[i], fits[i])], folder / f"proj.{fmt}", fps=24)
         console.print(f"{stems[stem]}: {perceptual.name} {float(final[i]):.4f}, PSNR {projection.psnr(fits[i], prepared[i]):.2f} dB "
-                      f"({space.upper()}, {steps} steps) -> {folder}/")
+                      f"({space.upper()}, {steps} steps) -> {folder}/", markup=False)
     if note:
         console.print(f"[dim]{note}[/dim]")
 
