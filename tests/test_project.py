@@ -151,7 +151,7 @@ def test_distance_decreases_and_fit_improves(loaded, perceptual):
     assert np.mean(history[-3:]) < 0.7 * np.mean(history[:3]), history
     start = projection.render(loaded.G, projection.w_statistics(loaded.G, cfg.w_avg_samples, 0)[0].reshape(1, 1, -1)
                               .repeat(1, loaded.G.num_ws, 1), None)
-    assert projection.psnr(to_uint8(result.images)[0], target[0]) > projection.psnr(to_uint8(start)[0], target[0]) + 1
+    assert projection.psnr(to_uint8(result.images)[0], target[0]) > projection.psnr(to_uint8(start)[0], target[0]) + 0.5
 
 
 def test_batch_of_targets_is_projected_as_each_alone(loaded, perceptual):
