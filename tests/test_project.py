@@ -374,8 +374,19 @@ def test_noise_maps_can_start_from_the_networks_constant_noise(loaded, perceptua
     assert torch.allclose(result.ws[0], w_avg.expand_as(result.ws[0]))
     other = projection.project(loaded.G, target, projection.ProjectConfig(steps=1, noise_reg=0), perceptual)
     assert not torch.allclose(other.noise[name], result.noise[name], atol=0.1)
-    with pytest.raises(UserError, match="noise_init"):
+    with pytest.raises(UserError, match="--noise-init zero"):
         projection.ProjectConfig(noise_init="zero").validate()
+
+
+def test_noise_init_option(cli, ckpt, targets, tmp_path, loaded):
+    result = cli("project", ckpt, targets[0], "--steps", "1", "--noise-init", "const", "--noise-reg", "0", "--outdir", tmp_path)
+    assert result.code == 0, result
+    with np.load(tmp_path / targets[0].stem / "projected_w.npz") as data:
+        for name, layer in projection.noise_layers(loaded.G):
+            const = layer.noise_const
+            expected = ((const - const.mean()) / const.var(unbiased=False).sqrt()).numpy()
+            assert np.allclose(data["noise." + name][0], expected, atol=1e-5), name
+    assert_user_error(cli("project", ckpt, targets[0], "--noise-init", "zero", "--outdir", tmp_path / "z"), "--noise-init zero")
 
 
 def test_progress_bar_shows_loss_and_psnr():

@@ -428,6 +428,7 @@ def project(
     noise_reg: float = typer.Option(1e5, "--noise-reg", help="Weight of the noise-map regularizer (0: off)."),
     mse: float = typer.Option(0.0, "--mse", help="Weight of a pixel MSE term (pixels in [-1, 1]) added to the perceptual distance."),
     seed: int = typer.Option(303, "--seed", help="Random seed (noise-map start, latent noise, w statistics)."),
+    noise_init: str = typer.Option("random", "--noise-init", help="Noise maps start from random noise (the paper), or const: the network's own noise, as `gancli sample` renders with."),
     resize_filter: str = typer.Option("lanczos", "--resize-filter", help="Filter resizing targets: lanczos, box, bicubic, bilinear or nearest."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="VGG16 LPIPS weights (.pth state_dict or .safetensors) instead of ST-LPIPS."),
     video: bool = typer.Option(False, "--video", help="Also write proj.mp4 (or proj.gif): target and fit side by side during optimization."),
@@ -444,7 +445,8 @@ def project(
     from gancli import project as projection
     from gancli.render import save_animation, to_uint8
 
-    cfg = projection.ProjectConfig(steps=steps, lr=lr, space=space, noise_reg=noise_reg, mse=mse, seed=seed).validate()
+    cfg = projection.ProjectConfig(steps=steps, lr=lr, space=space, noise_reg=noise_reg, mse=mse, seed=seed,
+                                     noise_init=noise_init).validate()
     fmt, note = projection.video_format(video_format) if video else (None, None)
     stems: dict[str, Path] = {}
     for target in targets:

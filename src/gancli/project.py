@@ -21,8 +21,8 @@ StyleGAN", CVPR 2020, Appendix D), written here from the paper's description:
 - Images are compared by the perceptual network at a size within [64, 256] (`Perceptual`): larger
   images are area-downsampled to 256 (as in the paper), smaller ones bilinearly upsampled to 64 (at
   16-32 px VGG16's deeper layers see only a few pixels).
-- Noise maps start from N(0, 1) (`noise_init='random'`, the paper) or, in the library, from the
-  network's own constant noise (`noise_init='const'`, which helps only for images rendered with it).
+- Noise maps start from N(0, 1) (`noise_init='random'`, the paper) or from the network's own
+  constant noise (`noise_init='const'`, which helps only for images rendered with it).
 
 Several targets are projected in one batch with one optimizer. Every term of the loss is a sum of
 per-target terms, Adam acts element-wise, and every target sees the same random draws (the noise-map
@@ -86,7 +86,7 @@ class ProjectConfig:
         if not self.mse >= 0 or not math.isfinite(self.mse):
             raise UserError(f"--mse {self.mse}: must be >= 0")
         if self.noise_init not in ("random", "const"):
-            raise UserError(f"noise_init {self.noise_init!r}: must be random or const")
+            raise UserError(f"--noise-init {self.noise_init}: must be random or const")
         return self
 
 
