@@ -261,7 +261,9 @@ def sample(
         ws, names = _read_projected_w(projected_w, loaded)
         _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
         explore.check_noise_mode(noise_mode)
-        images = to_uint8(explore.synthesize_ws(loaded, ws, None, noise_mode))
+        from gancli.project import render_projected  # with the file's own noise maps, if any
+
+        images = to_uint8(render_projected(loaded, projected_w, ws, noise_mode))
     else:
         seed_list = parse_seeds(seeds)
         names = [f"seed{s:04d}.png" for s in seed_list]
@@ -427,19 +429,89 @@ def truncate(
     epilog=_examples(
         "gancli project ckpt.safetensors face.png --steps 1000",
         "gancli project ckpt.safetensors a.png b.png --space w+ --video",
+        "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz",
     )
 )
 def project(
-    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator."),
-    targets: list[Path] = typer.Argument(..., help="Target images."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator, or a run directory."),
+    targets: list[Path] = typer.Argument(..., help="Target images (centre-cropped and resized to the model's resolution)."),
     steps: int = typer.Option(1000, "--steps", help="Optimization steps."),
-    space: str = typer.Option("w", "--space", help="w or w+."),
-    outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder."),
-    seed: int = typer.Option(303, "--seed", help="Random seed."),
-    video: bool = typer.Option(False, "--video", help="Also write a video of the optimization."),
+    lr: float = typer.Option(0.1, "--lr", help="Peak learning rate of Adam (ramped up over the first 5%, cosine down over the last 25%)."),
+    space: str = typer.Option("w", "--space", help="w (one latent for every layer) or w+ (one per layer)."),
+    noise_reg: float = typer.Option(1e5, "--noise-reg", help="Weight of the noise-map regularizer (0: off)."),
+    mse: float = typer.Option(0.0, "--mse", help="Weight of a pixel MSE term (pixels in [-1, 1]) added to the perceptual distance."),
+    seed: int = typer.Option(303, "--seed", help="Random seed (noise-map start, latent noise, w statistics)."),
+    noise_init: str = typer.Option("random", "--noise-init", help="Noise maps start from random noise (the paper), or const: the network's own noise, as `gancli sample` renders with."),
+    resize_filter: str = typer.Option("lanczos", "--resize-filter", help="Filter resizing targets: lanczos, box, bicubic, bilinear or nearest."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="VGG16 LPIPS weights (.pth state_dict or .safetensors) instead of ST-LPIPS."),
+    video: bool = typer.Option(False, "--video", help="Also write proj.mp4 (or proj.gif): target and fit side by side during optimization."),
+    video_format: str = typer.Option("auto", "--video-format", help="auto (mp4 when imageio-ffmpeg is installed, else gif), mp4 or gif."),
+    outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder: one subfolder per target, named after it."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Find the latent of a real image (W or W+ projection with noise optimization)."""
-    _not_yet("project", "it will optimize a W/W+ latent and noise maps to reproduce each target image")
+    """Find the latent of a real image (W or W+ projection with noise optimization, StyleGAN2 Appendix D).
+
+    Writes OUTDIR/<target name>/target.png (the resized target), proj.png (the fit), projected_w.npz ('w' [1, num_ws, w_dim] and the optimized noise maps; `gancli sample --projected-w` renders it back to proj.png) and, with --video, proj.mp4/.gif. Several targets are projected in one batch, each as if alone.
+    """
+    import numpy as np
+
+    from gancli import project as projection
+    from gancli.render import save_animation, to_uint8
+
+    cfg = projection.ProjectConfig(steps=steps, lr=lr, space=space, noise_reg=noise_reg, mse=mse, seed=seed,
+                                     noise_init=noise_init).validate()
+    fmt, note = projection.video_format(video_format) if video else (None, None)
+    stems: dict[str, Path] = {}
+    for target in targets:
+        if target.stem in stems:
+            raise UserError(f"targets {stems[target.stem]} and {target} would share the output folder {outdir / target.stem}: rename one")
+        stems[target.stem] = target
+    names = ["target.png", "proj.png", "projected_w.npz"] + ([f"proj.{fmt}"] if video else [])
+    _check_outputs([outdir / stem / name for stem in stems for name in names], force)
+    for stem in stems:  # a file where an output folder must go fails now, not after the optimization
+        existing = outdir / stem
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"{existing}: exists and is not a directory (needed for {outdir / stem}/)")
+    raw = [projection.read_target(t) for t in targets]  # unreadable images fail before any work
+    loaded = _load(ckpt)
+    projection.check_projectable(loaded)
+    G = loaded.G
+    resolution = G.img_resolution
+    prepared = np.stack([projection.prepare_target(image, resolution, resize_filter) for image in raw])
+    device = next(G.parameters()).device
+    perceptual = projection.load_perceptual(lpips_weights, device)
+    target_float = projection.to_float(prepared, device)
+    every = max(1, steps // 100)  # about 100 video frames, then the result
+    frames: list[list] = [[] for _ in targets]
+    progress, task = projection.progress_bar(steps, sys.stderr.isatty())
+
+    def on_step(step, images, dist, loss):
+        psnr = projection.step_psnr(images, target_float)
+        progress.update(task, advance=1, loss=float(loss.mean()), psnr=float(psnr.mean()))
+        if video and step % every == 0:
+            for i, image in enumerate(to_uint8(images)):
+                frames[i].append(projection.side_by_side(prepared[i], image))
+
+    with progress:
+        result = projection.project(G, prepared, cfg, perceptual, on_step=on_step)
+    fits = to_uint8(result.images)
+    final = perceptual.distance(perceptual.features(projection.to_float(fits, device)), perceptual.features(target_float))
+    console = _console()
+    for i, stem in enumerate(stems):
+        folder = outdir / stem
+        _make_outdir(folder)
+        _save_image(prepared[i], folder / "target.png")
+        _save_image(fits[i], folder / "proj.png")
+        projection.save_projected(folder / "projected_w.npz", result.ws[i: i + 1],
+                                  {name: m[i: i + 1] for name, m in result.noise.items()})
+        if video:  # the last frame is the result itself
+            save_animation(frames[i] + [projection.side_by_side(prepared[i], fits[i])], folder / f"proj.{fmt}", fps=24)
+        console.print(f"{stems[stem]}: {perceptual.name} {float(final[i]):.4f}, PSNR {projection.psnr(fits[i], prepared[i]):.2f} dB "
+                      f"({space.upper()}, {steps} steps) -> {folder}/", markup=False)
+    if note:
+        console.print(f"[dim]{note}[/dim]")
 
 
 @app.command(
