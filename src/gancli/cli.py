@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from gancli import __version__
-from gancli.errors import NotYetAvailable, UserError
+from gancli.errors import UserError
 
 app = typer.Typer(
     name="gancli",
@@ -226,10 +226,6 @@ def _read_projected_w(path: Path, loaded):
     device = next(loaded.G.parameters()).device
     names = [f"projected{i:02d}.png" for i in range(w.shape[0])]
     return torch.from_numpy(w.astype("float32")).to(device), names
-
-
-def _not_yet(command: str, what: str) -> None:
-    raise NotYetAvailable(f"gancli {command} is not available in gancli {__version__} yet: {what}")
 
 
 @app.command(

@@ -20,8 +20,3 @@ class UserError(Exception):
     def __str__(self) -> str:  # one line, always
         return " ".join(self.message.split("\n"))
 
-
-class NotYetAvailable(UserError):
-    """A command whose implementation lands in a later release; says what it will do."""
-
-    exit_code = 3
