@@ -71,6 +71,7 @@ def _console(stderr: bool = False):
         "gancli train quickstart --dry-run",
         "gancli train quickstart --resume runs/quickstart-00003",
         "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl",
+        "gancli train quickstart-ada --data my-emoji --init runs/quickstart-00000 --set train.freeze_d=4",
     )
 )
 def train(
@@ -89,6 +90,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set train.g_lr=0.001 (repeatable)."),
     outdir: Path = typer.Option(Path("runs"), "--outdir", help="Parent folder of run directories (runs/<name>-NNNNN)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run (its directory or a snapshot file), or fine-tune an official .pkl network in a new run."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start a new run from a network's weights (a gancli snapshot or run directory, or an official .pkl): transfer learning."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe and what would happen; train nothing."),
 ) -> None:
     """Train (or resume) a GAN from a recipe.
@@ -110,7 +112,7 @@ def train(
         return
     from gancli.train import run as training
 
-    training.train_from_cli(resolved, outdir=outdir, resume=resume)
+    training.train_from_cli(resolved, outdir=outdir, resume=resume, init=init)
 
 
 def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:

@@ -101,12 +101,28 @@ class LossConfig:
 @dataclass
 class AugmentConfig:
     kind: Literal["none", "ada"] = "none"  # 'ada': adaptive discriminator augmentation (StyleGAN2-ADA)
-    pipe: str = "bgc"  # augmentation preset (blit, geom, color, filter, noise, cutout, bg, bgc, ...)
+    pipe: Literal["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"] = "bgc"  # preset of the ADA paper (docs/training.md)
     p: float = 0.0  # initial augmentation probability
     adaptive: bool = True  # tune p from the overfitting heuristic; false keeps p fixed
     target: float = 0.6  # target value of r_t = E[sign(D(real))]
     speed_kimg: float = 500.0  # images (in thousands) for p to go from 0 to 1
     interval: int = 4  # adjust p every N minibatches
+    # Per-op probability multipliers (op applied with probability p * multiplier); null: 1 if the preset has the op, else 0.
+    xflip: Optional[float] = None  # multiplier: x-flip
+    rotate90: Optional[float] = None  # multiplier: 90-degree rotations
+    xint: Optional[float] = None  # multiplier: integer translation
+    scale: Optional[float] = None  # multiplier: isotropic scaling
+    rotate: Optional[float] = None  # multiplier: arbitrary rotation
+    aniso: Optional[float] = None  # multiplier: anisotropic scaling
+    xfrac: Optional[float] = None  # multiplier: fractional translation
+    brightness: Optional[float] = None  # multiplier: brightness
+    contrast: Optional[float] = None  # multiplier: contrast
+    lumaflip: Optional[float] = None  # multiplier: luma flip
+    hue: Optional[float] = None  # multiplier: hue rotation
+    saturation: Optional[float] = None  # multiplier: saturation
+    imgfilter: Optional[float] = None  # multiplier: image-space filtering (per frequency band)
+    noise: Optional[float] = None  # multiplier: additive RGB noise
+    cutout: Optional[float] = None  # multiplier: cutout
 
     def validate(self, where: str) -> None:
         if not 0 <= self.p <= 1:
@@ -114,6 +130,12 @@ class AugmentConfig:
         if not 0 < self.target < 1:
             raise UserError(f"{where}augment.target: must be in (0, 1), got {self.target}")
         _positive(self.interval, f"{where}augment.interval")
+        if self.speed_kimg <= 0:
+            raise UserError(f"{where}augment.speed_kimg: must be > 0, got {self.speed_kimg}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("Optional[float]", Optional[float]) and value is not None and value < 0:
+                raise UserError(f"{where}augment.{f.name}: a multiplier must be >= 0 or null, got {value}")
 
 
 @dataclass
@@ -135,6 +157,7 @@ class TrainConfig:
     grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # 'auto': the GPU when torch sees one
     threads: Optional[int] = None  # CPU threads for torch (null: torch's default)
+    freeze_d: int = 0  # FreezeD: freeze the first N layers of D, counted from the highest resolution
 
     def validate(self, where: str) -> None:
         _positive(self.batch, f"{where}train.batch")
@@ -148,6 +171,8 @@ class TrainConfig:
         _positive(self.d_steps, f"{where}train.d_steps")
         if self.ema_kimg < 0:
             raise UserError(f"{where}train.ema_kimg: must be >= 0, got {self.ema_kimg}")
+        if self.freeze_d < 0:
+            raise UserError(f"{where}train.freeze_d: must be >= 0, got {self.freeze_d}")
 
 
 @dataclass

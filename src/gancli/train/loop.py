@@ -78,9 +78,6 @@ class Trainer:
         self.show_progress = progress
         self.stop_requested: Callable[[], bool] = lambda: False
         t = recipe.train
-        if recipe.augment.kind != "none":
-            raise UserError(f"augment.kind: {recipe.augment.kind!r} (adaptive discriminator augmentation) is not in this "
-                            "version of gancli yet; use augment.kind: none")
         if t.d_steps != 1:
             raise UserError(f"train.d_steps: StyleGAN2 trains with one D step per G step, got {t.d_steps}")
         if t.threads:
@@ -95,6 +92,7 @@ class Trainer:
         self.loss = StyleGAN2Loss(self.G, self.D, r1_gamma=loss.r1_gamma, pl_weight=loss.pl_weight,
                                   pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink,
                                   style_mixing_prob=loss.style_mixing_prob).to(self.device)
+        self.ada = self._make_augment()  # AdaController (owns the ADA pipe and p), or None
         self.phases = self._make_phases()
         self.state = TrainState()
         self.batch = t.batch
@@ -130,6 +128,20 @@ class Trainer:
                 phases.append(Phase(prefix + ("both" if weight > 0 else "main"), module, opt, 1, parts))
         return phases
 
+    def _make_augment(self):
+        """ADA: the pipeline becomes the loss's `augment`, the controller sees the real logits."""
+        a = self.recipe.augment
+        if a.kind != "ada":
+            return None
+        from gancli.augment import AdaController, build_augment_pipe
+
+        pipe = build_augment_pipe(a).to(self.device)
+        ada = AdaController(pipe, target=a.target, speed_kimg=a.speed_kimg, interval=a.interval,
+                            batch=self.recipe.train.batch, adaptive=a.adaptive).to(self.device)
+        self.loss.augment = pipe
+        self.loss.ada_stats = ada
+        return ada
+
     def _grid_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
         from gancli.latent import z_from_seeds
 
@@ -160,6 +172,7 @@ class Trainer:
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers().items()},
             "pl_mean": self.loss.pl_mean.detach().cpu(),
             "data_position": self.state.cur_nimg,
+            **({"augment": self.ada.state_dict()} if self.ada is not None else {}),
         }
 
     def load_weights(self, modules: dict[str, dict[str, torch.Tensor]], origin: str) -> None:
@@ -179,6 +192,8 @@ class Trainer:
             for key, opt in self.optimizers().items():
                 opt.load_state_dict(state["optimizers"][key])
             self.loss.pl_mean.copy_(state["pl_mean"].to(self.device))
+            if self.ada is not None:
+                self.ada.load_state_dict(state["augment"])
             self.state = TrainState(step=int(state["step"]), cur_nimg=int(state["cur_nimg"]),
                                     wall_time=float(state.get("wall_time", 0.0)))
         except (KeyError, TypeError, ValueError) as e:
@@ -218,6 +233,8 @@ class Trainer:
                     torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
             phase.opt.step()
         self._update_ema()
+        if self.ada is not None and (step + 1) % self.ada.interval == 0:
+            self.ada.update()  # p from the sign statistics of the last `interval` minibatches
         self.state.cur_nimg += n
         self.state.step += 1
 
@@ -342,6 +359,8 @@ class Trainer:
                         )
                     elapsed = time.time() - tick_start
                     rate = (cur - tick_nimg) / max(elapsed, 1e-9)
+                    if self.ada is not None:
+                        values["augment/p"] = float(self.ada.p)
                     record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
                               "pl_mean": round(float(self.loss.pl_mean), 5), **{k: round(v, 5) for k, v in values.items()}}
                     if log is not None:

@@ -105,8 +105,13 @@ def _adopt_network(recipe: Recipe, network: Recipe, origin: str, console) -> Rec
     return Recipe.from_dict(d, origin=f"{recipe.name} + {Path(origin).name}")
 
 
-def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None) -> Path:
-    """Create or reopen a run directory and train. Returns the run directory."""
+def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None,
+                   init: str | None = None) -> Path:
+    """Create or reopen a run directory and train. Returns the run directory.
+
+    `init`: a network file (gancli snapshot or run directory, official .pkl) whose G, G_ema and D
+    weights start a new run (transfer learning); its architecture and resolution replace the recipe's.
+    """
     from rich.console import Console
 
     from gancli import ops
@@ -116,7 +121,16 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     from gancli.train.rundir import create_run_dir
 
     console = Console(stderr=True, highlight=False)
-    snapshot = state = init = None
+    snapshot = state = None
+    if init is not None and resume:
+        raise UserError("--init and --resume: give one (--init starts a new run from a network's weights, "
+                        "--resume continues a run exactly)")
+    if init is not None:
+        from gancli.convert import open_network
+
+        modules, net_recipe, meta = open_network(Path(init).expanduser())
+        recipe = _adopt_network(recipe, net_recipe, init, console)
+        init = (modules, meta, str(init))
     if resume and _is_official_network(resume):
         # Fine-tuning: a new run whose networks start from an official network's weights.
         from gancli.convert import open_network
@@ -145,6 +159,11 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     d = recipe.data
     dataset = open_dataset(d.source, d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
                            allow_resize=d.allow_resize)
+    if init is not None:
+        c_dim = dataset.c_dim if recipe.data.use_labels else 0
+        if int(init[1].get("c_dim", 0)) != c_dim:
+            raise UserError(f"{init[2]}: the network has {init[1].get('c_dim', 0)} classes but the training "
+                            f"data gives {c_dim} (set data.use_labels to match)")
     if not resume:
         run_dir = create_run_dir(outdir, recipe.name)
         import yaml
@@ -153,11 +172,6 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
 
         atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     show = sys.stderr.isatty() if progress is None else progress
-    if init is not None:
-        c_dim = dataset.c_dim if recipe.data.use_labels else 0
-        if int(init[1].get("c_dim", 0)) != c_dim:
-            raise UserError(f"--resume {init[2]}: the network has {init[1].get('c_dim', 0)} classes but the training "
-                            f"data gives {c_dim} (set data.use_labels to match)")
     trainer = Trainer(recipe, dataset, run_dir, console=console, progress=show)
     if init is not None:
         trainer.load_weights(init[0], origin=init[2])
