@@ -296,3 +296,145 @@ def test_controller_state_round_trip():
     other = make_controller(p=0.0)
     other.load_state_dict(state)
     assert float(other.p) == pytest.approx(0.25) and other.signs.tolist() == [1.0, 3.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# ADA in training: p in the logs and the training state, exact resume; FreezeD; --init
+
+TINY = [
+    "data.resolution=16", "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=2", "model.channel_base=128",
+    "model.channel_max=16", "model.num_fp16_res=0", "model.conv_clamp=null", "model.mbstd_group_size=2",
+    "train.batch=4", "train.ema_kimg=0.01", "loss.r1_interval=4", "loss.pl_interval=2", "loss.pl_weight=2",
+    "loss.r1_gamma=1", "train.image_kimg=1000", "train.snapshot_kimg=1000", "train.grid_seeds=4",
+]
+# p starts at 0.3 and moves 4 * 4 / 100 = 0.16 per update (every 4 steps), so it visibly changes.
+ADA = ["augment.kind=ada", "augment.pipe=bgcfnc", "augment.p=0.3", "augment.speed_kimg=0.1", "augment.interval=4"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("adadata")
+    rng = np.random.RandomState(0)
+    for i in range(12):
+        image = np.full((16, 16, 3), 255, np.uint8)
+        y, x = rng.randint(0, 10, 2)
+        image[y: y + 6, x: x + 6] = rng.randint(0, 255, 3)
+        Image.fromarray(image).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+def tiny_args(data, *extra: str) -> list:
+    args = ["train", "quickstart", "--data", str(data)]
+    for item in TINY + ADA + list(extra):
+        args += ["--set", item]
+    return args
+
+
+def _run(root):
+    (run,) = sorted(p for p in root.iterdir() if p.is_dir())
+    return run
+
+
+def _final(run):
+    from gancli.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    snap, state = load_checkpoint(latest_checkpoint(run))
+    tensors = {f"{m}.{k}": v for m, sd in snap.modules.items() for k, v in sd.items()}
+    return tensors, state
+
+
+def test_ada_run_logs_p_and_resumes_exactly(cli, tiny_data, tmp_path):
+    """A run with ADA stopped after 6 steps (mid-interval) and resumed to 8 ends bit-identical to one
+    never stopped, with the same p; p is in the log and moved from its start."""
+    import json
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli(*tiny_args(tiny_data, "train.total_kimg=0.032"), "--outdir", straight).code == 0
+    assert cli(*tiny_args(tiny_data, "train.total_kimg=0.024"), "--outdir", split).code == 0
+    half, half_state = _final(_run(split))
+    assert half_state["augment"]["signs"][1] == 2 * 4  # two steps of reals recorded since the update at step 4
+    resumed = cli(*tiny_args(tiny_data, "train.total_kimg=0.032"), "--resume", _run(split))
+    assert resumed.code == 0, resumed
+    (a, state_a), (b, state_b) = _final(_run(straight)), _final(_run(split))
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert torch.equal(state_a["augment"]["p"], state_b["augment"]["p"])
+    p = float(state_a["augment"]["p"])
+    assert p != pytest.approx(0.3) and 0 <= p <= 1
+    assert abs(p - 0.3) / 0.16 == pytest.approx(round(abs(p - 0.3) / 0.16), abs=1e-5)  # whole update steps
+    records = [json.loads(line) for line in (_run(straight) / "stats.jsonl").read_text().splitlines()]
+    logged = [r["augment/p"] for r in records if "augment/p" in r]
+    assert logged and logged[-1] == pytest.approx(p) and all(-1 <= r["augment/rt"] <= 1 for r in records if "augment/rt" in r)
+    assert any(not torch.equal(a[k], half[k]) for k in a)  # the comparison can fail: 2 more steps change weights
+
+
+def _tiny_trainer(data, *extra: str):
+    from pathlib import Path
+
+    from gancli.data import open_dataset
+    from gancli.recipe import load_recipe, parse_override
+    from gancli.train.loop import Trainer
+
+    recipe = load_recipe("quickstart", [parse_override(s) for s in TINY + [f"data.source={data}", *extra]])
+    return Trainer(recipe, open_dataset(str(data), 16), Path("unused"), progress=False)
+
+
+def test_freeze_d_keeps_the_first_layers_fixed(tiny_data):
+    from gancli.losses import LossStats
+
+    trainer = _tiny_trainer(tiny_data, "train.freeze_d=2")
+    before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    trainable = {n for n, _ in trainer.D.named_parameters()}
+    frozen = {"b16.fromrgb.weight", "b16.fromrgb.bias", "b16.conv0.weight", "b16.conv0.bias"}  # layers 0 and 1
+    assert not frozen & trainable and "b16.conv1.weight" in trainable
+    reals = torch.rand(4, 3, 16, 16) * 2 - 1
+    for _ in range(4):
+        trainer.train_step(reals, torch.zeros(4, 0), LossStats())
+    after = trainer.D.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    changed = {k for k in trainable if not torch.equal(before[k], after[k])}
+    assert changed == trainable  # every other D parameter was trained
+
+
+def test_freeze_d_counts_layers_from_the_highest_resolution(tiny_data):
+    trainer = _tiny_trainer(tiny_data, "train.freeze_d=5")  # b16: fromrgb, conv0, conv1, skip; b8: conv0
+    names = {n.rsplit(".", 1)[0] for n, _ in trainer.D.named_parameters()}
+    assert not any(n.startswith("b16.") for n in names) and "b8.conv0" not in names and "b8.conv1" in names
+
+
+def test_init_starts_a_new_run_from_a_snapshot(cli, tiny_data, tmp_path):
+    """--init: weights from a gancli run (any recipe with ADA and FreezeD on top), counters and optimizers fresh."""
+    from helpers import assert_user_error
+
+    from gancli.train.checkpoint import load_snapshot
+
+    base = ["train", "quickstart", "--data", str(tiny_data)] + [a for s in TINY for a in ("--set", s)]
+    assert cli(*base, "--kimg", "0.008", "--outdir", tmp_path / "pre").code == 0
+    source = _run(tmp_path / "pre")
+    result = cli(*tiny_args(tiny_data, "train.total_kimg=0.004", "train.freeze_d=2"), "--init", source,
+                 "--outdir", tmp_path / "fine")
+    assert result.code == 0, result
+    assert "fine-tuning" in result.err
+    run = _run(tmp_path / "fine")
+    assert run != source
+    snap = load_snapshot(run / "snapshot-000000.safetensors")
+    assert snap.meta["step"] == 1  # a new run: counters start at zero
+    original = load_snapshot(source / "snapshot-000000.safetensors").modules
+    for name in ("G", "D"):
+        diffs = {k: float((snap.modules[name][k] - original[name][k]).abs().max()) for k in original[name]}
+        assert 0 < max(diffs.values()) < 0.1, name  # one small step away from the source weights
+    assert diffs["b16.fromrgb.weight"] == 0 and diffs["b16.conv1.weight"] > 0  # FreezeD in the fine-tuning
+    assert_user_error(cli(*tiny_args(tiny_data), "--init", source, "--resume", source), "--init", "--resume")
+    assert_user_error(cli(*tiny_args(tiny_data), "--init", tmp_path / "nothing"), "nothing")
+
+
+def test_bad_augment_settings_are_user_errors(cli, tiny_data, tmp_path):
+    from helpers import assert_user_error
+
+    assert_user_error(cli(*tiny_args(tiny_data, "augment.pipe=bgx"), "--outdir", tmp_path), "augment.pipe", "'bgc'")
+    assert_user_error(cli(*tiny_args(tiny_data, "augment.hue=-1"), "--outdir", tmp_path), "augment.hue", ">= 0")
+    assert_user_error(cli(*tiny_args(tiny_data, "augment.speed_kimg=0"), "--outdir", tmp_path), "augment.speed_kimg")
+    assert_user_error(cli(*tiny_args(tiny_data, "train.freeze_d=-1"), "--outdir", tmp_path), "train.freeze_d")
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

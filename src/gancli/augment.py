@@ -377,6 +377,8 @@ class AugmentPipe(torch.nn.Module):
         n, _, h, w = images.shape
         dev = images.device
         on = {op: m > 0 for op, m in self.multipliers.items()}
+        if float(self.p) <= 0:  # the common start of a run: nothing to draw, nothing to compute
+            return images
         if on["rotate90"] and h != w:
             raise ValueError(f"90-degree rotations need square images, got {h}x{w}")
 
