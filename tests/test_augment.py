@@ -48,8 +48,9 @@ def smooth_image(size: int = 32, channels: int = 3, where=None) -> torch.Tensor:
 
 
 def test_presets_are_the_papers():
-    from gancli.recipe import AugmentConfig
     import typing
+
+    from gancli.recipe import AugmentConfig
 
     assert set(PRESETS) == set(typing.get_args(typing.get_type_hints(AugmentConfig)["pipe"]))
     assert PRESETS["bgc"] == ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac",
@@ -126,7 +127,7 @@ def test_general_geometry_matches_closed_forms():
     # (the interior: at the borders the pipeline reflects the image)
     for tx, ty in ((3.0, 2.0), (0.5, -1.25)):
         moved = resample_affine(image, torch.linalg.inv(translate2d(torch.tensor([tx]), torch.tensor([ty]))))
-        oracle = smooth_image(where=lambda x, y: (x - tx, y - ty))
+        oracle = smooth_image(where=lambda x, y, tx=tx, ty=ty: (x - tx, y - ty))
         assert (moved - oracle)[..., 5:-5, 5:-5].abs().max() < 0.01, (tx, ty)
     # scaling by 1.5 about the centre, then rotation by 0.3 rad: output offset d shows input offset R^-1 d / 1.5
     forward = rotate2d(torch.tensor([0.3])) @ scale2d(torch.tensor([1.5]), torch.tensor([1.5]))

@@ -107,22 +107,22 @@ class AugmentConfig:
     target: float = 0.6  # target value of r_t = E[sign(D(real))]
     speed_kimg: float = 500.0  # images (in thousands) for p to go from 0 to 1
     interval: int = 4  # adjust p every N minibatches
-    # Per-op probability multipliers (op applied with probability p * multiplier); null: 1 if the preset has the op, else 0.
-    xflip: Optional[float] = None  # multiplier: x-flip
-    rotate90: Optional[float] = None  # multiplier: 90-degree rotations
-    xint: Optional[float] = None  # multiplier: integer translation
-    scale: Optional[float] = None  # multiplier: isotropic scaling
-    rotate: Optional[float] = None  # multiplier: arbitrary rotation
-    aniso: Optional[float] = None  # multiplier: anisotropic scaling
-    xfrac: Optional[float] = None  # multiplier: fractional translation
-    brightness: Optional[float] = None  # multiplier: brightness
-    contrast: Optional[float] = None  # multiplier: contrast
-    lumaflip: Optional[float] = None  # multiplier: luma flip
-    hue: Optional[float] = None  # multiplier: hue rotation
-    saturation: Optional[float] = None  # multiplier: saturation
-    imgfilter: Optional[float] = None  # multiplier: image-space filtering (per frequency band)
-    noise: Optional[float] = None  # multiplier: additive RGB noise
-    cutout: Optional[float] = None  # multiplier: cutout
+    # Per-op multipliers: an op is applied to an image with probability p * multiplier.
+    xflip: Optional[float] = None  # x-flip: probability multiplier (null: 1 if the preset has it, else 0)
+    rotate90: Optional[float] = None  # 90-degree rotations: probability multiplier (null: 1 if the preset has it, else 0)
+    xint: Optional[float] = None  # integer translation: probability multiplier (null: 1 if the preset has it, else 0)
+    scale: Optional[float] = None  # isotropic scaling: probability multiplier (null: 1 if the preset has it, else 0)
+    rotate: Optional[float] = None  # arbitrary rotation: probability multiplier (null: 1 if the preset has it, else 0)
+    aniso: Optional[float] = None  # anisotropic scaling: probability multiplier (null: 1 if the preset has it, else 0)
+    xfrac: Optional[float] = None  # fractional translation: probability multiplier (null: 1 if the preset has it, else 0)
+    brightness: Optional[float] = None  # brightness: probability multiplier (null: 1 if the preset has it, else 0)
+    contrast: Optional[float] = None  # contrast: probability multiplier (null: 1 if the preset has it, else 0)
+    lumaflip: Optional[float] = None  # luma flip: probability multiplier (null: 1 if the preset has it, else 0)
+    hue: Optional[float] = None  # hue rotation: probability multiplier (null: 1 if the preset has it, else 0)
+    saturation: Optional[float] = None  # saturation: probability multiplier (null: 1 if the preset has it, else 0)
+    imgfilter: Optional[float] = None  # image-space filtering (per frequency band): probability multiplier (null: 1 if the preset has it, else 0)
+    noise: Optional[float] = None  # additive RGB noise: probability multiplier (null: 1 if the preset has it, else 0)
+    cutout: Optional[float] = None  # cutout: probability multiplier (null: 1 if the preset has it, else 0)
 
     def validate(self, where: str) -> None:
         if not 0 <= self.p <= 1:
