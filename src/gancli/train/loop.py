@@ -5,6 +5,10 @@ Dreg (Karras et al. 2020, lazy regularization: a regularization phase runs every
 its loss scaled by `interval`, and the optimizer's lr and betas are corrected by interval/(interval+1)).
 Each phase accumulates gradients over `batch / batch_gpu` rounds, then takes one Adam step.
 
+With `augment.kind: ada` the ADA pipeline (`gancli.augment`) is the loss's `augment` (every image D
+sees) and an `AdaController` updates its p from the real logits every `augment.interval` steps; p is
+training state.
+
 Every random draw in step `k` comes from generators seeded by (train.seed, k), and the data order is a
 function of (train.seed, position), so a run resumed from a checkpoint continues exactly as if it had
 never stopped.
