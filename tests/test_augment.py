@@ -439,3 +439,16 @@ def test_bad_augment_settings_are_user_errors(cli, tiny_data, tmp_path):
     assert_user_error(cli(*tiny_args(tiny_data, "augment.speed_kimg=0"), "--outdir", tmp_path), "augment.speed_kimg")
     assert_user_error(cli(*tiny_args(tiny_data, "train.freeze_d=-1"), "--outdir", tmp_path), "train.freeze_d")
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_progress_bar_shows_p():
+    import io
+
+    from rich.console import Console
+
+    from gancli.train.loop import _Progress
+
+    out = io.StringIO()
+    with _Progress(1000, 0, enabled=True, console=Console(file=out, force_terminal=True, width=200)) as bar:
+        bar.update(500, 12.0, {"loss/G": 1.5, "augment/p": 0.25})
+    assert "p 0.250" in out.getvalue() and "G 1.500" in out.getvalue()

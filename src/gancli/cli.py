@@ -136,7 +136,9 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
         f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, EMA half-life {t.ema_kimg:g} kimg",
         f"loss       {recipe.loss.kind}: R1 gamma {recipe.loss.r1_gamma:g} every {recipe.loss.r1_interval}, "
         f"path length {recipe.loss.pl_weight:g} every {recipe.loss.pl_interval}, mixing {recipe.loss.style_mixing_prob:g}",
-        f"augment    {recipe.augment.kind}" + (f" ({recipe.augment.pipe}, target {recipe.augment.target:g})" if recipe.augment.kind != "none" else ""),
+        f"augment    {recipe.augment.kind}" + (f" ({recipe.augment.pipe}, target {recipe.augment.target:g})" if recipe.augment.kind != "none" else "")
+        + (f", p {recipe.augment.p:g}" + (f" adaptive (0 to 1 in {recipe.augment.speed_kimg:g} kimg)" if recipe.augment.adaptive else " fixed")
+           if recipe.augment.kind != "none" else "") + (f"; FreezeD {t.freeze_d} D layers" if t.freeze_d else ""),
         f"output     {'resume ' + resume if resume else str(outdir / (recipe.name + '-NNNNN'))}: checkpoint every "
         f"{t.snapshot_kimg:g} kimg, images every {t.image_kimg:g} kimg",
         f"ops        {recipe.ops}, device {t.device}",
