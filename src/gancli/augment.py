@@ -197,6 +197,18 @@ def lanczos_resampling_filter(a: int = 3) -> torch.Tensor:
     return torch.as_tensor(taps / taps.sum(), dtype=torch.float32)
 
 
+def _resampling_matrix(size: int, f: torch.Tensor, *, up: int = 1, down: int = 1, padding=(0, 0),
+                       gain: float = 1, dtype=torch.float32) -> torch.Tensor:
+    """The 1-D `upfirdn2d` along x as a matrix `M [size, out]` (row i = the response to pixel i), so
+    that `x @ M` resamples rows and `M.T @ x` columns. Dense matrix products are several times faster
+    on a CPU than the equivalent depthwise convolutions, and give the same result."""
+    from gancli.ops.upfirdn2d import upfirdn2d
+
+    eye = torch.eye(size, device=f.device, dtype=torch.float32)[None, None]
+    m = upfirdn2d(eye, f[None, :], up=(up, 1), down=(down, 1), padding=[padding[0], padding[1], 0, 0], gain=gain)
+    return m[0, 0].to(dtype)
+
+
 def resample_affine(images: torch.Tensor, inverse: torch.Tensor, filt: torch.Tensor | None = None,
                     max_pad: int | None = None) -> torch.Tensor:
     """Warp images by per-image affine maps with high-quality resampling.
@@ -213,8 +225,6 @@ def resample_affine(images: torch.Tensor, inverse: torch.Tensor, filt: torch.Ten
     filter, sampled bilinearly at the positions of a 2x-supersampled output, then filtered and
     decimated back to H x W.
     """
-    from gancli.ops.upfirdn2d import upfirdn2d
-
     n, c, h, w = images.shape
     dev, dtype = images.device, images.dtype
     f = (filt if filt is not None else lanczos_resampling_filter()).to(dev)
@@ -235,12 +245,15 @@ def resample_affine(images: torch.Tensor, inverse: torch.Tensor, filt: torch.Ten
     # Separable 2x upsampling (rows, then columns): [N, C, 2(H + 2 pad), 2(W + 2 pad)], pixel k of the
     # result centred at (k + 0.5) / 2 - pad input pixels. The filter's own zero padding only touches
     # the outer `taps / 4` pixels of the reflection padding, which no sample reaches.
-    fx, fy = f[None, :], f[:, None]
-    up = upfirdn2d(padded, fx, up=(2, 1), padding=[(taps + 1) // 2, (taps - 2) // 2, 0, 0], gain=2)
-    up = upfirdn2d(up, fy, up=(1, 2), padding=[0, 0, (taps + 1) // 2, (taps - 2) // 2], gain=2)
+    up_pad = ((taps + 1) // 2, (taps - 2) // 2)
+    up_x = _resampling_matrix(w + 2 * pad, f, up=2, padding=up_pad, gain=2, dtype=dtype)
+    up_y = _resampling_matrix(h + 2 * pad, f, up=2, padding=up_pad, gain=2, dtype=dtype)
+    up = up_y.T @ (padded @ up_x)
     grid = torch.stack([2 * (src_x + pad) / (w + 2 * pad) - 1, 2 * (src_y + pad) / (h + 2 * pad) - 1], dim=-1)
     sampled = F.grid_sample(up, grid.to(up.dtype), mode="bilinear", padding_mode="reflection", align_corners=False)
-    return upfirdn2d(upfirdn2d(sampled, fx, down=(2, 1)), fy, down=(1, 2)).to(dtype)
+    down_x = _resampling_matrix(2 * w + 2 * m, f, down=2, dtype=sampled.dtype)
+    down_y = _resampling_matrix(2 * h + 2 * m, f, down=2, dtype=sampled.dtype)
+    return (down_y.T @ (sampled @ down_x)).to(dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,8 +293,9 @@ def luma_flip_matrix(flip: torch.Tensor) -> torch.Tensor:
 def hue_rotation_matrix(theta: torch.Tensor) -> torch.Tensor:
     """Rotation by `theta` about the luma axis v (Rodrigues: cos I + sin [v]x + (1 - cos) v v^T)."""
     n, dev = theta.shape[0], theta.device
+    vx, vy, vz = LUMA_AXIS
     v = torch.tensor(LUMA_AXIS, device=dev)
-    cross = torch.tensor([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]], device=dev)
+    cross = torch.tensor([[0.0, -vz, vy], [vz, 0.0, -vx], [-vy, vx, 0.0]], device=dev)  # [v]x: [v]x a = v x a
     c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
     m = _eye4(n, dev)
     m[:, :3, :3] = c * torch.eye(3, device=dev) + s * cross + (1 - c) * torch.outer(v, v)
