@@ -452,3 +452,12 @@ def test_progress_bar_shows_p():
     with _Progress(1000, 0, enabled=True, console=Console(file=out, force_terminal=True, width=200)) as bar:
         bar.update(500, 12.0, {"loss/G": 1.5, "augment/p": 0.25})
     assert "p 0.250" in out.getvalue() and "G 1.500" in out.getvalue()
+
+
+def test_dense_and_convolution_resampling_agree():
+    torch.manual_seed(6)
+    images = torch.randn(3, 3, 16, 16)
+    inverse = torch.linalg.inv(rotate2d(torch.tensor([0.3, -2.0, 1.0])) @ scale2d(torch.tensor([0.8, 1.3, 1.0]), torch.tensor([1.1, 0.7, 1.0])))
+    a = resample_affine(images, inverse, dense=True)
+    b = resample_affine(images, inverse, dense=False)
+    assert torch.allclose(a, b, atol=1e-5) and (a - images).abs().max() > 0.1

@@ -197,20 +197,36 @@ def lanczos_resampling_filter(a: int = 3) -> torch.Tensor:
     return torch.as_tensor(taps / taps.sum(), dtype=torch.float32)
 
 
-def _resampling_matrix(size: int, f: torch.Tensor, *, up: int = 1, down: int = 1, padding=(0, 0),
-                       gain: float = 1, dtype=torch.float32) -> torch.Tensor:
-    """The 1-D `upfirdn2d` along x as a matrix `M [size, out]` (row i = the response to pixel i), so
-    that `x @ M` resamples rows and `M.T @ x` columns. Dense matrix products are several times faster
-    on a CPU than the equivalent depthwise convolutions, and give the same result."""
+DENSE_RESAMPLING_MAX = 256  # CPU images up to this size (padded) resample by dense matrix products
+
+
+def resample_separable(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, padding=(0, 0),
+                       gain: float = 1, dense: bool | None = None) -> torch.Tensor:
+    """The 1-D `upfirdn2d` with filter `f` along x, then along y (same up, down, padding, gain per axis).
+
+    dense: compute it as two products with the op's matrix (row i = the response to pixel i). On a
+    CPU, for small images, these are several times faster than depthwise convolutions and give the
+    same result; for large images or on a GPU the convolutions win. None: choose by device and size.
+    """
     from gancli.ops.upfirdn2d import upfirdn2d
 
-    eye = torch.eye(size, device=f.device, dtype=torch.float32)[None, None]
-    m = upfirdn2d(eye, f[None, :], up=(up, 1), down=(down, 1), padding=[padding[0], padding[1], 0, 0], gain=gain)
-    return m[0, 0].to(dtype)
+    h, w = x.shape[-2:]
+    if dense is None:
+        dense = x.device.type == "cpu" and max(h, w) <= DENSE_RESAMPLING_MAX
+    if not dense:
+        x = upfirdn2d(x, f[None, :], up=(up, 1), down=(down, 1), padding=[padding[0], padding[1], 0, 0], gain=gain)
+        return upfirdn2d(x, f[:, None], up=(1, up), down=(1, down), padding=[0, 0, padding[0], padding[1]], gain=gain)
+
+    def matrix(size: int) -> torch.Tensor:
+        eye = torch.eye(size, device=x.device, dtype=torch.float32)[None, None]
+        m = upfirdn2d(eye, f[None, :], up=(up, 1), down=(down, 1), padding=[padding[0], padding[1], 0, 0], gain=gain)
+        return m[0, 0].to(x.dtype)
+
+    return matrix(h).T @ (x @ matrix(w))
 
 
 def resample_affine(images: torch.Tensor, inverse: torch.Tensor, filt: torch.Tensor | None = None,
-                    max_pad: int | None = None) -> torch.Tensor:
+                    max_pad: int | None = None, dense: bool | None = None) -> torch.Tensor:
     """Warp images by per-image affine maps with high-quality resampling.
 
     Args:
@@ -220,6 +236,7 @@ def resample_affine(images: torch.Tensor, inverse: torch.Tensor, filt: torch.Ten
         filt:    1-D low-pass filter for the 2x up- and downsampling (default: Lanczos-3, 12 taps).
         max_pad: upper bound on the reflection padding (default: twice the image size); the rare
                  samples beyond it are reflected by grid_sample itself.
+        dense:   resampling by matrix products or by convolutions (`resample_separable`; None: auto).
 
     The image is reflect-padded as far as the transformed output reaches, upsampled 2x with the
     filter, sampled bilinearly at the positions of a 2x-supersampled output, then filtered and
@@ -245,15 +262,10 @@ def resample_affine(images: torch.Tensor, inverse: torch.Tensor, filt: torch.Ten
     # Separable 2x upsampling (rows, then columns): [N, C, 2(H + 2 pad), 2(W + 2 pad)], pixel k of the
     # result centred at (k + 0.5) / 2 - pad input pixels. The filter's own zero padding only touches
     # the outer `taps / 4` pixels of the reflection padding, which no sample reaches.
-    up_pad = ((taps + 1) // 2, (taps - 2) // 2)
-    up_x = _resampling_matrix(w + 2 * pad, f, up=2, padding=up_pad, gain=2, dtype=dtype)
-    up_y = _resampling_matrix(h + 2 * pad, f, up=2, padding=up_pad, gain=2, dtype=dtype)
-    up = up_y.T @ (padded @ up_x)
+    up = resample_separable(padded, f, up=2, padding=((taps + 1) // 2, (taps - 2) // 2), gain=2, dense=dense)
     grid = torch.stack([2 * (src_x + pad) / (w + 2 * pad) - 1, 2 * (src_y + pad) / (h + 2 * pad) - 1], dim=-1)
     sampled = F.grid_sample(up, grid.to(up.dtype), mode="bilinear", padding_mode="reflection", align_corners=False)
-    down_x = _resampling_matrix(2 * w + 2 * m, f, down=2, dtype=sampled.dtype)
-    down_y = _resampling_matrix(2 * h + 2 * m, f, down=2, dtype=sampled.dtype)
-    return (down_y.T @ (sampled @ down_x)).to(dtype)
+    return resample_separable(sampled, f, down=2, dense=dense).to(dtype)
 
 
 # --------------------------------------------------------------------------------------------------
