@@ -706,3 +706,28 @@ def test_describe_needs_no_torch(snap):
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([os.sys.executable, "-c", code], check=True)
+
+
+def test_header_length_starting_like_a_pickle_is_still_a_snapshot(tmp_path):
+    """The 8-byte header length of a safetensors file can start with 0x80, the pickle marker (about one
+    snapshot in 256): such a snapshot loads and is sniffed as a snapshot; real pickles still are not."""
+    from gancli.convert import detect_format
+    from gancli.convert.safe_pickle import sniff_format
+
+    path = tmp_path / "snapshot-000001.safetensors"
+    for pad in range(300):
+        ck.save_snapshot(path, _modules(), RECIPE, {**META, "pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+        path.unlink()
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    assert ck.load_snapshot(path).meta["kimg"] == 12
+    assert detect_format(path) == "gancli-snapshot"
+    # a length whose second byte also looks like a pickle protocol (0x0380 = 896 bytes)
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes((0x0380).to_bytes(8, "little") + b"{" + b" " * 0x037F)
+    assert sniff_format(fake) == "safetensors"
+    real = tmp_path / "real.pkl"
+    real.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    assert sniff_format(real) == "pickle"

@@ -67,10 +67,11 @@ def sniff_format(path: str | os.PathLike[str]) -> str:
         head = f.read(9)
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "torch-zip"
-    if head[:1] == b"\x80" and len(head) >= 2 and 2 <= head[1] <= 5:
-        return "pickle"
+    # safetensors first: its 8-byte header length may start with 0x80 like a pickle; the '{' decides.
     if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000:
         return "safetensors"
+    if head[:1] == b"\x80" and len(head) >= 2 and 2 <= head[1] <= 5:
+        return "pickle"
     return "unknown"
 
 

@@ -366,15 +366,17 @@ def _parse_snapshot(path: str | os.PathLike[str]) -> _Parsed:
     size = _check_regular_file(path, "gancli checkpoint (.safetensors)")
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-            if head[:1] == b"\x80" or head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            head = f.read(9)
+            # A header length whose low byte is 0x80 starts like a pickle: only the JSON '{' after the
+            # length tells them apart (about one snapshot in 256 has such a length).
+            if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or (head[:1] == b"\x80" and head[8:9] != b"{"):
                 raise UserError(f"{path}: {_PICKLE_HINT}")
             if len(head) < 8:
                 raise UserError(f"{path}: is truncated ({size} bytes), not a complete gancli checkpoint")
-            n = int.from_bytes(head, "little")
+            n = int.from_bytes(head[:8], "little")
             if n < 2 or n > _MAX_HEADER_BYTES:
                 raise _not_safetensors(path, "no valid header")
-            raw = f.read(n)
+            raw = head[8:] + f.read(n - len(head[8:]))
     except OSError as e:
         raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
     if raw[:1] != b"{":
