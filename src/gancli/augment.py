@@ -197,7 +197,7 @@ def lanczos_resampling_filter(a: int = 3) -> torch.Tensor:
     return torch.as_tensor(taps / taps.sum(), dtype=torch.float32)
 
 
-DENSE_RESAMPLING_MAX = 256  # CPU images up to this size (padded) resample by dense matrix products
+DENSE_RESAMPLING_MAX = 1024  # CPU images up to this size (padded) resample by dense matrix products (measured faster)
 
 
 def resample_separable(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, padding=(0, 0),
