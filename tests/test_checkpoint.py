@@ -708,18 +708,26 @@ def test_describe_needs_no_torch(snap):
     subprocess.run([os.sys.executable, "-c", code], check=True)
 
 
-def test_snapshot_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
-    """A safetensors header length of 128 mod 256 makes the file start with byte 0x80, as a pickle does."""
+def test_header_length_starting_like_a_pickle_is_still_a_snapshot(tmp_path):
+    """The 8-byte header length of a safetensors file can start with 0x80, the pickle marker (about one
+    snapshot in 256): such a snapshot loads and is sniffed as a snapshot; real pickles still are not."""
     from gancli.convert import detect_format
+    from gancli.convert.safe_pickle import sniff_format
 
-    modules = {"G_ema": {"w": torch.ones(2)}, "G": {"w": torch.ones(2)}, "D": {"w": torch.zeros(2)}}
+    path = tmp_path / "snapshot-000001.safetensors"
     for pad in range(300):
-        path = tmp_path / f"snapshot-{pad:06d}.safetensors"
-        ck.save_snapshot(path, modules, {}, {"kimg": 0, "pad": "x" * pad})
-        if path.read_bytes()[:1] == b"\x80":
+        ck.save_snapshot(path, _modules(), RECIPE, {**META, "pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
             break
+        path.unlink()
     else:
-        pytest.fail("no header length of 128 mod 256 found")
+        pytest.fail("no padding gave a header length starting with 0x80")
+    assert ck.load_snapshot(path).meta["kimg"] == 12
     assert detect_format(path) == "gancli-snapshot"
-    snap = ck.load_snapshot(path)
-    assert snap.meta["pad"] == "x" * pad and torch.equal(snap.modules["D"]["w"], torch.zeros(2))
+    # a length whose second byte also looks like a pickle protocol (0x0380 = 896 bytes)
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes((0x0380).to_bytes(8, "little") + b"{" + b" " * 0x037F)
+    assert sniff_format(fake) == "safetensors"
+    real = tmp_path / "real.pkl"
+    real.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    assert sniff_format(real) == "pickle"

@@ -319,9 +319,9 @@ def test_metric_fakes_are_shared_by_ranks_and_gathered_in_seed_order():
         assert np.array_equal(np.array(got["p"]), f[:, :2] * 2)
 
 
-# A few steps of a ResNet-family recipe (several D steps per G step, batch norm, spectral norm) on one
-# rank; writes the rank's G and D parameters to OUT/rank-R.pt.
-RESNET_RANK_SCRIPT = r"""
+# A few steps of any recipe (e.g. the ResNet family: several D steps per G step, batch norm, spectral
+# norm) on one rank; writes the rank's G and D parameters and ADA state to OUT/rank-R.pt.
+RECIPE_RANK_SCRIPT = r"""
 import json, sys
 from pathlib import Path
 import torch
@@ -341,7 +341,8 @@ stats = LossStats()
 for _ in range(job["steps"]):
     trainer.train_step(*next(data), stats)
 torch.save({"G": dict(trainer.G.named_parameters()), "D": dict(trainer.D.named_parameters()),
-            "cur_nimg": trainer.state.cur_nimg}, Path(job["out"]) / f"rank-{world[0]}.pt")
+            "cur_nimg": trainer.state.cur_nimg, "ada": trainer.ada.state_dict() if trainer.ada else None},
+           Path(job["out"]) / f"rank-{world[0]}.pt")
 distributed.shutdown()
 """
 
@@ -354,7 +355,7 @@ def test_resnet_family_ranks_take_the_same_steps(tiny_data, tmp_path):
                                "train.d_extra_steps=2", "train.batch_gpu=1")
     job = json.dumps({"recipe": "sagan-cifar10", "overrides": overrides, "steps": 2, "out": str(tmp_path)})
     port = distributed.free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", RESNET_RANK_SCRIPT, job], env=_env(r, 2, port),
+    procs = [subprocess.Popen([sys.executable, "-c", RECIPE_RANK_SCRIPT, job], env=_env(r, 2, port),
                               stderr=subprocess.PIPE, text=True) for r in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=120)
@@ -365,3 +366,24 @@ def test_resnet_family_ranks_take_the_same_steps(tiny_data, tmp_path):
     for net in ("G", "D"):
         for k, v in r0[net].items():
             assert torch.equal(v, r1[net][k]), (net, k)
+
+
+def test_ada_p_is_the_same_on_every_rank_and_as_one_process(tiny_data, tmp_path):
+    """ADA's sign statistics are summed over the ranks each step: p moves as in a single process."""
+    extra = ("augment.kind=ada", "augment.interval=2", "augment.speed_kimg=0.1", "train.batch_gpu=2")
+    job = json.dumps({"recipe": "quickstart", "overrides": _overrides(tiny_data, *extra), "steps": 5, "out": str(tmp_path)})
+    port = distributed.free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", RECIPE_RANK_SCRIPT, job], env=_env(r, 2, port),
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    r0, r1 = (torch.load(tmp_path / f"rank-{r}.pt", weights_only=False) for r in range(2))
+    assert torch.equal(r0["ada"]["p"], r1["ada"]["p"]) and torch.equal(r0["ada"]["signs"], r1["ada"]["signs"])
+    single, _ = _single_process(tiny_data, 5, *extra)
+    # two updates (after steps 2 and 4) of 4 * 2 / 100 each; the step-5 statistics count all 4 reals
+    assert float(r0["ada"]["p"]) == pytest.approx(float(single.ada.p)) and float(single.ada.p) > 0
+    assert torch.equal(r0["ada"]["signs"], single.ada.signs.cpu()) and float(single.ada.signs[1]) == 4
+    for net, module in (("G", single.G), ("D", single.D)):
+        for k, v in module.named_parameters():
+            torch.testing.assert_close(r0[net][k], v, rtol=1e-5, atol=2e-6, msg=f"{net}.{k}")

@@ -165,12 +165,6 @@ def test_metrics_during_training(cli, tiny_data, tmp_path):
     assert any('"event": "metrics"' in line for line in (run / "stats.jsonl").read_text().splitlines())
 
 
-def test_multi_gpu_and_ada_are_refused_clearly(cli, tiny_data, tmp_path):
-    from helpers import assert_user_error
-
-    assert_user_error(cli(*tiny_args(tiny_data, "augment.kind=ada"), "--outdir", tmp_path), "augment.kind", "'ada'")
-
-
 def test_bad_dataset_for_training(cli, tmp_path):
     from helpers import assert_user_error
 

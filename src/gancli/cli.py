@@ -71,6 +71,7 @@ def _console(stderr: bool = False):
         "gancli train quickstart --dry-run",
         "gancli train quickstart --resume runs/quickstart-00003",
         "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl",
+        "gancli train quickstart-ada --data my-emoji --init runs/quickstart-00000 --set train.freeze_d=4",
     )
 )
 def train(
@@ -89,6 +90,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set train.g_lr=0.001 (repeatable)."),
     outdir: Path = typer.Option(Path("runs"), "--outdir", help="Parent folder of run directories (runs/<name>-NNNNN)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run (its directory or a snapshot file), or fine-tune an official .pkl network in a new run."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start a new run from a network's weights (a gancli snapshot or run directory, or an official .pkl): transfer learning."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe and what would happen; train nothing."),
 ) -> None:
     """Train (or resume) a GAN from a recipe.
@@ -110,7 +112,7 @@ def train(
         return
     from gancli.train import run as training
 
-    training.train_from_cli(resolved, outdir=outdir, resume=resume)
+    training.train_from_cli(resolved, outdir=outdir, resume=resume, init=init)
 
 
 def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
@@ -134,7 +136,9 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
         f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, EMA half-life {t.ema_kimg:g} kimg",
         f"loss       {recipe.loss.kind}: R1 gamma {recipe.loss.r1_gamma:g} every {recipe.loss.r1_interval}, "
         f"path length {recipe.loss.pl_weight:g} every {recipe.loss.pl_interval}, mixing {recipe.loss.style_mixing_prob:g}",
-        f"augment    {recipe.augment.kind}" + (f" ({recipe.augment.pipe}, target {recipe.augment.target:g})" if recipe.augment.kind != "none" else ""),
+        f"augment    {recipe.augment.kind}" + (f" ({recipe.augment.pipe}, target {recipe.augment.target:g})" if recipe.augment.kind != "none" else "")
+        + (f", p {recipe.augment.p:g}" + (f" adaptive (0 to 1 in {recipe.augment.speed_kimg:g} kimg)" if recipe.augment.adaptive else " fixed")
+           if recipe.augment.kind != "none" else "") + (f"; FreezeD {t.freeze_d} D layers" if t.freeze_d else ""),
         f"output     {'resume ' + resume if resume else str(outdir / (recipe.name + '-NNNNN'))}: checkpoint every "
         f"{t.snapshot_kimg:g} kimg, images every {t.image_kimg:g} kimg",
         f"ops        {recipe.ops}, device {t.device}",

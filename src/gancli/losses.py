@@ -81,6 +81,7 @@ class StyleGAN2Loss:
         self.pl_batch_shrink = pl_batch_shrink
         self.style_mixing_prob = style_mixing_prob
         self.augment = augment  # callable on images seen by D (ADA), or None
+        self.ada_stats = None  # object with record(real_logits): the ADA heuristic sees every main-phase real logit
         self.pl_mean = torch.zeros([])
         self._pl_sum: torch.Tensor | None = None  # sum and count of this step's path lengths
         self._pl_count = 0
@@ -154,6 +155,9 @@ class StyleGAN2Loss:
                 stats.add("loss/D_real", loss_real)
                 stats.add("loss/D", loss_real + loss_fake.mean())
                 stats.add("scores/real", real_logits)
+                if self.ada_stats is not None:
+                    self.ada_stats.record(real_logits)
+                    stats.add("augment/rt", real_logits.detach().sign())
                 loss = loss + loss_real
             if do_r1:
                 penalty = r1_penalty(real_logits, real_in)

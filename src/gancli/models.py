@@ -33,6 +33,7 @@ def build_networks(recipe: Recipe, c_dim: int, img_channels: int = 3):
             c_dim=c_dim, img_resolution=recipe.data.resolution, img_channels=img_channels,
             architecture=m.d_architecture, channel_base=m.channel_base, channel_max=m.channel_max,
             num_fp16_res=fp16_res, conv_clamp=m.conv_clamp,
+            block_kwargs=dict(freeze_layers=recipe.train.freeze_d),  # FreezeD: frozen layers are buffers
             epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size, mbstd_num_channels=m.mbstd_num_channels),
         )
         return G, D

@@ -126,12 +126,28 @@ class LossConfig:
 @dataclass
 class AugmentConfig:
     kind: Literal["none", "ada"] = "none"  # 'ada': adaptive discriminator augmentation (StyleGAN2-ADA)
-    pipe: str = "bgc"  # augmentation preset (blit, geom, color, filter, noise, cutout, bg, bgc, ...)
+    pipe: Literal["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"] = "bgc"  # preset of the ADA paper (docs/training.md)
     p: float = 0.0  # initial augmentation probability
     adaptive: bool = True  # tune p from the overfitting heuristic; false keeps p fixed
     target: float = 0.6  # target value of r_t = E[sign(D(real))]
     speed_kimg: float = 500.0  # images (in thousands) for p to go from 0 to 1
     interval: int = 4  # adjust p every N minibatches
+    # Per-op multipliers: an op is applied to an image with probability p * multiplier.
+    xflip: Optional[float] = None  # x-flip: probability multiplier (null: 1 if the preset has it, else 0)
+    rotate90: Optional[float] = None  # 90-degree rotations: probability multiplier (null: 1 if the preset has it, else 0)
+    xint: Optional[float] = None  # integer translation: probability multiplier (null: 1 if the preset has it, else 0)
+    scale: Optional[float] = None  # isotropic scaling: probability multiplier (null: 1 if the preset has it, else 0)
+    rotate: Optional[float] = None  # arbitrary rotation: probability multiplier (null: 1 if the preset has it, else 0)
+    aniso: Optional[float] = None  # anisotropic scaling: probability multiplier (null: 1 if the preset has it, else 0)
+    xfrac: Optional[float] = None  # fractional translation: probability multiplier (null: 1 if the preset has it, else 0)
+    brightness: Optional[float] = None  # brightness: probability multiplier (null: 1 if the preset has it, else 0)
+    contrast: Optional[float] = None  # contrast: probability multiplier (null: 1 if the preset has it, else 0)
+    lumaflip: Optional[float] = None  # luma flip: probability multiplier (null: 1 if the preset has it, else 0)
+    hue: Optional[float] = None  # hue rotation: probability multiplier (null: 1 if the preset has it, else 0)
+    saturation: Optional[float] = None  # saturation: probability multiplier (null: 1 if the preset has it, else 0)
+    imgfilter: Optional[float] = None  # image-space filtering (per frequency band): probability multiplier (null: 1 if the preset has it, else 0)
+    noise: Optional[float] = None  # additive RGB noise: probability multiplier (null: 1 if the preset has it, else 0)
+    cutout: Optional[float] = None  # cutout: probability multiplier (null: 1 if the preset has it, else 0)
 
     def validate(self, where: str) -> None:
         if not 0 <= self.p <= 1:
@@ -139,6 +155,12 @@ class AugmentConfig:
         if not 0 < self.target < 1:
             raise UserError(f"{where}augment.target: must be in (0, 1), got {self.target}")
         _positive(self.interval, f"{where}augment.interval")
+        if self.speed_kimg <= 0:
+            raise UserError(f"{where}augment.speed_kimg: must be > 0, got {self.speed_kimg}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("Optional[float]", Optional[float]) and value is not None and value < 0:
+                raise UserError(f"{where}augment.{f.name}: a multiplier must be >= 0 or null, got {value}")
 
 
 @dataclass
@@ -166,6 +188,7 @@ class TrainConfig:
     d_loss_threshold: Optional[float] = None  # ResNet family (SAGAN option): extra D steps while the D loss is above this
     d_extra_steps: int = 0  # ResNet family: the most extra D steps per G step under d_loss_threshold
     standing_stats: int = 0  # ResNet family: batches of standing batch-norm statistics for G_ema at each snapshot (0: off)
+    freeze_d: int = 0  # FreezeD: freeze the first N layers of D, counted from the highest resolution
 
     def validate(self, where: str) -> None:
         _positive(self.batch, f"{where}train.batch")
@@ -189,6 +212,8 @@ class TrainConfig:
         _positive(self.d_steps, f"{where}train.d_steps")
         if self.ema_kimg < 0:
             raise UserError(f"{where}train.ema_kimg: must be >= 0, got {self.ema_kimg}")
+        if self.freeze_d < 0:
+            raise UserError(f"{where}train.freeze_d: must be >= 0, got {self.freeze_d}")
 
 
 @dataclass
@@ -279,6 +304,7 @@ STYLE_ONLY = {
     "model": ("w_dim", "mapping_layers", "mapping_lr_multiplier", "w_avg_beta", "channel_base", "channel_max",
               "num_fp16_res", "conv_clamp", "g_architecture", "d_architecture", "mbstd_group_size", "mbstd_num_channels"),
     "loss": ("r1_gamma", "r1_interval", "pl_weight", "pl_decay", "pl_batch_shrink", "pl_interval", "style_mixing_prob"),
+    "train": ("freeze_d",),
 }
 RESNET_ONLY = {
     "model": ("g_ch", "d_ch", "g_ch_mult", "d_ch_mult", "bottom_width", "attn_res", "shared_dim", "hier", "g_sn",

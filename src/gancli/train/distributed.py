@@ -400,7 +400,7 @@ def check_launch(recipe, nprocs: int) -> None:
         raise UserError(f"--gpus {nprocs}: torch sees only {torch.cuda.device_count()} CUDA device(s) on this machine")
 
 
-def launch(recipe, run_dir: Path, resume: str | None, nprocs: int, console=None) -> None:
+def launch(recipe, run_dir: Path, resume: str | None, nprocs: int, console=None, init: str | None = None) -> None:
     """Run training in `nprocs` worker processes on this machine and wait for them.
 
     The workers get the torchrun environment and the resolved recipe; rank 0 writes into `run_dir`.
@@ -414,7 +414,8 @@ def launch(recipe, run_dir: Path, resume: str | None, nprocs: int, console=None)
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nprocs))
     with tempfile.TemporaryDirectory(prefix="gancli-launch-") as tmp:
         spec = Path(tmp) / "job.json"
-        spec.write_text(json.dumps({"recipe": recipe.to_dict(), "run_dir": str(run_dir), "resume": resume}))
+        spec.write_text(json.dumps({"recipe": recipe.to_dict(), "run_dir": str(run_dir), "resume": resume,
+                                    "init": init}))
         code = [sys.executable, "-c", "from gancli.train.distributed import worker_main; worker_main()", str(spec)]
         procs = []
         for rank in range(nprocs):
@@ -478,7 +479,8 @@ def worker_main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     try:
         recipe = Recipe.from_dict(job["recipe"], origin="the launcher's recipe")
-        train_from_cli(recipe, outdir=Path(job["run_dir"]).parent, resume=job["resume"], run_dir=Path(job["run_dir"]))
+        train_from_cli(recipe, outdir=Path(job["run_dir"]).parent, resume=job["resume"], run_dir=Path(job["run_dir"]),
+                       init=job.get("init"))
     except UserError as e:
         if os.environ.get("GANCLI_DEBUG"):
             raise

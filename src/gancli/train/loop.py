@@ -10,6 +10,10 @@ every rank takes the same Adam step (see `gancli.train.distributed`).
 The class-conditional ResNet family (SNGAN, SAGAN, BigGAN) has its own step structure (several D
 steps per G step, hinge loss, BigGAN EMA): `self.family` (train/resnet.py) runs it instead.
 
+With `augment.kind: ada` the ADA pipeline (`gancli.augment`) is the loss's `augment` (every image D
+sees) and an `AdaController` updates its p from the real logits every `augment.interval` steps; p is
+training state.
+
 Every random draw in step `k` comes from generators seeded by (train.seed, k): latents and fake labels
 are drawn for the whole global batch, and each process takes its share; torch's global RNG (noise
 inputs, mixing cutoffs, path-length noise) is seeded per (seed, step, phase, global round). Global round
@@ -88,9 +92,6 @@ class Trainer:
         self.show_progress = progress
         self.stop_requested: Callable[[], bool] = lambda: False
         t = recipe.train
-        if recipe.augment.kind != "none":
-            raise UserError(f"augment.kind: {recipe.augment.kind!r} (adaptive discriminator augmentation) is not in this "
-                            "version of gancli yet; use augment.kind: none")
         if t.d_steps != 1 and recipe.model.kind == "stylegan2":
             raise UserError(f"train.d_steps: StyleGAN2 trains with one D step per G step, got {t.d_steps}")
         if t.threads:
@@ -108,6 +109,7 @@ class Trainer:
         self.batch_rank = t.batch // self.ddp.world_size  # this process's share of each step
         self.batch_gpu = t.batch_gpu or self.batch_rank
         distributed.broadcast_modules(self.G, self.D, self.G_ema)
+        self.ada = None  # ADA's controller (StyleGAN2 with augment.kind: ada)
         self.family = None  # the ResNet family's steps (train/resnet.py); None: the StyleGAN2 phases below
         self.next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None  # set by run()
         if recipe.model.kind != "stylegan2":
@@ -119,6 +121,7 @@ class Trainer:
             self.loss = StyleGAN2Loss(self.G, self.D, r1_gamma=loss.r1_gamma, pl_weight=loss.pl_weight,
                                       pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink,
                                       style_mixing_prob=loss.style_mixing_prob).to(self.device)
+            self.ada = self._make_augment()  # AdaController (owns the ADA pipe and p), or None
             self.phases = self._make_phases()
         self.total_nimg = int(round(t.total_kimg * 1000))
         self.grid_z, self.grid_c = self._grid_latents()
@@ -157,6 +160,20 @@ class Trainer:
                 phases.append(Phase(prefix + ("both" if weight > 0 else "main"), module, opt, 1, parts))
         return phases
 
+    def _make_augment(self):
+        """ADA: the pipeline becomes the loss's `augment`, the controller sees the real logits."""
+        a = self.recipe.augment
+        if a.kind != "ada":
+            return None
+        from gancli.augment import AdaController, build_augment_pipe
+
+        pipe = build_augment_pipe(a).to(self.device)
+        ada = AdaController(pipe, target=a.target, speed_kimg=a.speed_kimg, interval=a.interval,
+                            batch=self.recipe.train.batch, adaptive=a.adaptive).to(self.device)
+        self.loss.augment = pipe
+        self.loss.ada_stats = ada
+        return ada
+
     def _grid_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
         from gancli.latent import z_from_seeds
 
@@ -188,6 +205,7 @@ class Trainer:
             "wall_time": self.state.wall_time + (time.time() - self._session_start if self._session_start else 0.0),
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers().items()},
             "data_position": self.state.cur_nimg,
+            **({"augment": self.ada.state_dict()} if self.ada is not None else {}),
         }
         if self.family is None:
             state["pl_mean"] = self.loss.pl_mean.detach().cpu()
@@ -212,6 +230,8 @@ class Trainer:
                 opt.load_state_dict(state["optimizers"][key])
             if self.family is None:
                 self.loss.pl_mean.copy_(state["pl_mean"].to(self.device))
+            if self.ada is not None:
+                self.ada.load_state_dict(state["augment"])
             self.state = TrainState(step=int(state["step"]), cur_nimg=int(state["cur_nimg"]),
                                     wall_time=float(state.get("wall_time", 0.0)))
         except (KeyError, TypeError, ValueError) as e:
@@ -228,9 +248,9 @@ class Trainer:
         return self.real_labels[idx].to(self.device)
 
     def train_step(self, reals: torch.Tensor, real_c: torch.Tensor, stats: LossStats) -> None:
+        """One step on this process's share `reals` (rows rank, rank + W, ... of the global batch)."""
         if self.family is not None:
             return self.family.train_step(reals, real_c, stats)
-        """One step on this process's share `reals` (rows rank, rank + W, ... of the global batch)."""
         step, seed = self.state.step, self.recipe.train.seed
         rank, world = self.ddp.rank, self.ddp.world_size
         gen = torch.Generator().manual_seed(step_seed(seed + 1, step))
@@ -240,6 +260,7 @@ class Trainer:
         all_z = torch.randn([len(self.phases), self.batch, self.G.z_dim], generator=gen)[:, rank::world].to(self.device)
         all_c = [self._fake_labels(self.batch, gen)[rank::world] for _ in self.phases]
         n_rounds = reals.shape[0] // self.batch_gpu
+        ada_before = self.ada.signs.clone() if self.ada is not None and world > 1 else None
         for index, (phase, z, c) in enumerate(zip(self.phases, all_z, all_c)):
             if step % phase.interval:
                 continue
@@ -258,8 +279,14 @@ class Trainer:
                     torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
             phase.opt.step()
         self.loss.update_pl_mean(distributed.all_reduce_sum_)
+        if ada_before is not None:  # ADA's sign statistics of the whole global batch, the same on every rank
+            step_signs = self.ada.signs - ada_before
+            distributed.all_reduce_sum_(step_signs)
+            self.ada.signs = ada_before + step_signs
         if self.ddp.is_main:
             self._update_ema()
+        if self.ada is not None and (step + 1) % self.ada.interval == 0:
+            self.ada.update()  # p from the sign statistics of the last `interval` minibatches
         self.state.cur_nimg += self.batch
         self.state.step += 1
 
@@ -389,6 +416,8 @@ class Trainer:
                         )
                     elapsed = time.time() - tick_start
                     rate = (cur - tick_nimg) / max(elapsed, 1e-9)
+                    if self.ada is not None:
+                        values["augment/p"] = float(self.ada.p)
                     record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
                               **({"pl_mean": round(float(self.loss.pl_mean), 5)} if self.family is None else {}), **{k: round(v, 5) for k, v in values.items()}}
                     if log is not None:

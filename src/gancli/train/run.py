@@ -108,12 +108,16 @@ def _adopt_network(recipe: Recipe, network: Recipe, origin: str, console) -> Rec
 
 
 def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, progress: bool | None = None,
-                   run_dir: Path | None = None) -> Path:
+                   run_dir: Path | None = None, init: str | None = None) -> Path:
     """Create or reopen a run directory and train. Returns the run directory.
 
     With distributed.gpus > 1 and no WORLD_SIZE in the environment, N worker processes are started on
     this machine (`distributed.launch`); under torchrun this process joins the group. `run_dir` (used
     by the launcher's workers) is an existing, freshly created run directory to train into.
+
+    `init`: a network file (gancli snapshot or run directory, official .pkl) whose G, G_ema and D
+    weights start a new run (transfer learning); its architecture and resolution replace the recipe's.
+    `--resume` with an official .pkl means the same (it holds no training state to resume).
     """
     from rich.console import Console
 
@@ -122,16 +126,19 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
 
     world = distributed.world_from_env()
     console = Console(stderr=True, highlight=False, quiet=world is not None and world[0] != 0)
-    snapshot = state = init = None
-    resume_spec = resume
+    snapshot = state = None
+    if init is not None and resume:
+        raise UserError("--init and --resume: give one (--init starts a new run from a network's weights, "
+                        "--resume continues a run exactly)")
     if resume and _is_official_network(resume):
-        # Fine-tuning: a new run whose networks start from an official network's weights.
+        init, resume = resume, None  # fine-tuning an official network: a new run from its weights
+    init_spec, resume_spec = init, resume
+    if init is not None:
         from gancli.convert import open_network
 
-        modules, net_recipe, meta = open_network(Path(resume).expanduser())
-        recipe = _adopt_network(recipe, net_recipe, resume, console)
-        init = (modules, meta, str(resume))
-        resume = None
+        modules, net_recipe, meta = open_network(Path(init).expanduser())
+        recipe = _adopt_network(recipe, net_recipe, init, console)
+        init = (modules, meta, str(init))
     if resume:
         pair = _find_resume(resume)
         snapshot, state = load_checkpoint(pair)
@@ -147,7 +154,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         if not resume:
             run_dir = _new_run_dir(recipe, outdir)
         console.print(f"starting {recipe.distributed.gpus} training processes for {run_dir}")
-        distributed.launch(recipe, run_dir, resume_spec, recipe.distributed.gpus, console=console)
+        distributed.launch(recipe, run_dir, resume_spec, recipe.distributed.gpus, console=console, init=init_spec)
         return run_dir
     device = distributed.setup(recipe, *world) if world is not None else None
     try:
@@ -177,14 +184,14 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     d = recipe.data
     dataset = open_dataset(d.source, d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
                            allow_resize=d.allow_resize)
+    if init is not None:  # checked before a run directory is created
+        c_dim = dataset.c_dim if recipe.data.use_labels else 0
+        if int(init[1].get("c_dim", 0)) != c_dim:
+            raise UserError(f"{init[2]}: the network has {init[1].get('c_dim', 0)} classes but the training "
+                            f"data gives {c_dim} (set data.use_labels to match)")
     if not resume and run_dir is None:  # only rank 0 creates the run directory; the others learn its path
         run_dir = distributed.broadcast_object(_new_run_dir(recipe, outdir) if distributed.is_main() else None)
     show = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
-    if init is not None:
-        c_dim = dataset.c_dim if recipe.data.use_labels else 0
-        if int(init[1].get("c_dim", 0)) != c_dim:
-            raise UserError(f"--resume {init[2]}: the network has {init[1].get('c_dim', 0)} classes but the training "
-                            f"data gives {c_dim} (set data.use_labels to match)")
     trainer = Trainer(recipe, dataset, run_dir, device=device, console=console, progress=show)
     if init is not None:
         trainer.load_weights(init[0], origin=init[2])
