@@ -16,6 +16,22 @@ import pytest  # noqa: E402
 from gancli.cli import main
 
 
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """12 tiny 16x16 training images (a coloured square on white) for training tests."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("tinydata")
+    rng = np.random.RandomState(0)
+    for i in range(12):
+        image = np.full((16, 16, 3), 255, np.uint8)
+        y, x = rng.randint(0, 10, 2)
+        image[y: y + 6, x: x + 6] = rng.randint(0, 255, 3)
+        Image.fromarray(image).save(folder / f"img{i:02d}.png")
+    return folder
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str):
         self.code, self.out, self.err = code, out, err

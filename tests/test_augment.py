@@ -312,21 +312,6 @@ TINY = [
 ADA = ["augment.kind=ada", "augment.pipe=bgcfnc", "augment.p=0.3", "augment.speed_kimg=0.1", "augment.interval=4"]
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path_factory.mktemp("adadata")
-    rng = np.random.RandomState(0)
-    for i in range(12):
-        image = np.full((16, 16, 3), 255, np.uint8)
-        y, x = rng.randint(0, 10, 2)
-        image[y: y + 6, x: x + 6] = rng.randint(0, 255, 3)
-        Image.fromarray(image).save(folder / f"img{i:02d}.png")
-    return folder
-
-
 def tiny_args(data, *extra: str) -> list:
     args = ["train", "quickstart", "--data", str(data)]
     for item in TINY + ADA + list(extra):

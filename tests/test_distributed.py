@@ -20,23 +20,6 @@ from gancli.recipe import load_recipe, parse_override
 from gancli.train import distributed
 from gancli.train.checkpoint import latest_checkpoint, load_checkpoint, load_snapshot
 
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """12 tiny 16x16 images (a coloured square on white), as in test_train."""
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path_factory.mktemp("tinydata")
-    rng = np.random.RandomState(0)
-    for i in range(12):
-        image = np.full((16, 16, 3), 255, np.uint8)
-        y, x = rng.randint(0, 10, 2)
-        image[y: y + 6, x: x + 6] = rng.randint(0, 255, 3)
-        Image.fromarray(image).save(folder / f"img{i:02d}.png")
-    return folder
-
-
 # A few Trainer steps on one rank of a 2-process gloo group (started with the torchrun variables);
 # writes the rank's G and D parameters, Adam states and pl_mean to OUT/rank-R.pt.
 RANK_SCRIPT = r"""
@@ -74,6 +57,17 @@ def _env(rank: int, world: int, port: int) -> dict:
                 MASTER_PORT=str(port))
 
 
+def _rank_states(script: str, job: str, out: Path) -> tuple[dict, dict]:
+    """Run `script` on 2 gloo ranks (the torchrun variables) and load the rank-R.pt each one wrote to `out`."""
+    port = distributed.free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", script, job], env=_env(r, 2, port), stderr=subprocess.PIPE,
+                              text=True) for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    return tuple(torch.load(out / f"rank-{r}.pt", weights_only=False) for r in range(2))
+
+
 def _single_process(data: Path, steps: int, *extra: str):
     from gancli.data import batches, open_dataset
     from gancli.losses import LossStats
@@ -95,13 +89,7 @@ def _params(state_dict: dict) -> dict:
 def test_two_ranks_stay_identical_and_equal_one_process(tiny_data, tmp_path):
     steps = 5  # steps 0, 2, 4 run Greg (interval 2); steps 0 and 4 run Dreg (interval 4)
     job = json.dumps({"overrides": _overrides(tiny_data, "train.batch_gpu=2"), "steps": steps, "out": str(tmp_path)})
-    port = distributed.free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, job], env=_env(r, 2, port), stderr=subprocess.PIPE,
-                              text=True) for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-    r0, r1 = (torch.load(tmp_path / f"rank-{r}.pt", weights_only=False) for r in range(2))
+    r0, r1 = _rank_states(RANK_SCRIPT, job, tmp_path)
     # identical on both ranks, bit for bit: parameters, optimizer moments, pl_mean, logged loss means
     for net in ("G", "D"):
         for k, v in _params(r0[net]).items():
@@ -354,13 +342,7 @@ def test_resnet_family_ranks_take_the_same_steps(tiny_data, tmp_path):
     overrides = tiny_overrides("sagan-cifar10", f"data.source={tiny_data}", "train.d_loss_threshold=-1.0",
                                "train.d_extra_steps=2", "train.batch_gpu=1")
     job = json.dumps({"recipe": "sagan-cifar10", "overrides": overrides, "steps": 2, "out": str(tmp_path)})
-    port = distributed.free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", RECIPE_RANK_SCRIPT, job], env=_env(r, 2, port),
-                              stderr=subprocess.PIPE, text=True) for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-    r0, r1 = (torch.load(tmp_path / f"rank-{r}.pt", weights_only=False) for r in range(2))
+    r0, r1 = _rank_states(RECIPE_RANK_SCRIPT, job, tmp_path)
     # the hinge D loss is >= 0 > -1, so each step takes 1 + 2 extra D steps of the global batch 4
     assert r0["cur_nimg"] == r1["cur_nimg"] == 2 * 3 * 4
     for net in ("G", "D"):
@@ -372,13 +354,7 @@ def test_ada_p_is_the_same_on_every_rank_and_as_one_process(tiny_data, tmp_path)
     """ADA's sign statistics are summed over the ranks each step: p moves as in a single process."""
     extra = ("augment.kind=ada", "augment.interval=2", "augment.speed_kimg=0.1", "train.batch_gpu=2")
     job = json.dumps({"recipe": "quickstart", "overrides": _overrides(tiny_data, *extra), "steps": 5, "out": str(tmp_path)})
-    port = distributed.free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", RECIPE_RANK_SCRIPT, job], env=_env(r, 2, port),
-                              stderr=subprocess.PIPE, text=True) for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-    r0, r1 = (torch.load(tmp_path / f"rank-{r}.pt", weights_only=False) for r in range(2))
+    r0, r1 = _rank_states(RECIPE_RANK_SCRIPT, job, tmp_path)
     assert torch.equal(r0["ada"]["p"], r1["ada"]["p"]) and torch.equal(r0["ada"]["signs"], r1["ada"]["signs"])
     single, _ = _single_process(tiny_data, 5, *extra)
     # two updates (after steps 2 and 4) of 4 * 2 / 100 each; the step-5 statistics count all 4 reals

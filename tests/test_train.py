@@ -25,18 +25,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tinydata")
-    rng = np.random.RandomState(0)
-    for i in range(12):
-        image = np.full((16, 16, 3), 255, np.uint8)
-        y, x = rng.randint(0, 10, 2)
-        image[y: y + 6, x: x + 6] = rng.randint(0, 255, 3)
-        Image.fromarray(image).save(folder / f"img{i:02d}.png")
-    return folder
-
-
 def tiny_args(data: Path, *extra: str) -> list[str]:
     args = ["train", "quickstart", "--data", str(data)]
     for item in TINY + list(extra):

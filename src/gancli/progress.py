@@ -19,20 +19,22 @@ def rate_column():
 
 def image_progress(total: int | None, description: str, enabled: bool = True, transient: bool = False):
     """(progress, task): a rich Progress with one task; use `with progress:` and `progress.update(task, advance=n)`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+
+    return task_progress(total, description, [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                              rate_column()], enabled=enabled, transient=transient)
+
+
+def task_progress(total: int | None, description: str, columns: list, *, enabled: bool = True,
+                  transient: bool = False, **fields):
+    """(progress, task): `columns`, then elapsed time and ETA, on stderr; off when disabled or not a terminal.
+
+    `fields` are the task's initial custom fields (for columns such as "{task.fields[loss]}").
+    """
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), rate_column(), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=transient,
-        disable=not (enabled and console.is_terminal),
-    )
-    return progress, progress.add_task(description, total=total)
+    progress = Progress(*columns, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                        transient=transient, disable=not (enabled and console.is_terminal))
+    return progress, progress.add_task(description, total=total, **fields)

@@ -462,24 +462,13 @@ def video_format(requested: str) -> tuple[str, str | None]:
 
 def progress_bar(steps: int, enabled: bool):
     """(progress, task): a rich bar with step, loss and PSNR (fields 'loss' and 'psnr' of the task)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("projecting"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f} dB"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=console, disable=not (enabled and console.is_terminal),
-    )
-    return progress, progress.add_task("projecting", total=steps, loss=float("nan"), psnr=float("nan"))
+    from gancli.progress import task_progress
+
+    columns = [TextColumn("projecting"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f} dB")]
+    return task_progress(steps, "projecting", columns, enabled=enabled, loss=float("nan"), psnr=float("nan"))
 
 
 def step_psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
