@@ -237,6 +237,10 @@ def test_family_keys_are_checked(cli):
     assert_user_error(result, "d_extra_steps")
     result = cli("train", "sagan-cifar10", "--dry-run")
     assert result.code == 0 and "1 D step(s) per G step" in result.out
+    # the plan says what the generator EMA is: none (SNGAN), BigGAN's per-step decay, or a half-life
+    assert "no EMA (G_ema is a copy of G)" in cli("train", "sngan-cifar10", "--dry-run").out
+    assert "EMA decay 0.9999 from step" in cli("train", "biggan-cifar10", "--dry-run").out
+    assert "EMA half-life" in cli("train", "sngan-cifar10", "--dry-run", "--set", "train.ema_decay=null").out
 
 
 def _trainer(data: Path, tmp: Path, name: str, *extra: str):

@@ -148,8 +148,13 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
         lines[1] = (f"model      {m.kind}: ResNet G {m.g_ch} / D {m.d_ch} base channels, z {m.z_dim}"
                     + (f", shared embedding {m.shared_dim}" if m.shared_dim else "") + (", hierarchical z" if m.hier else "")
                     + (f", attention at {m.attn_res}" if m.attn_res else "") + (", SN in G and D" if m.g_sn else ", SN in D"))
-        lines[3] = (f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, {t.d_steps} D step(s) per G step, EMA "
-                    + (f"decay {t.ema_decay:g} from step {t.ema_start}" if t.ema_decay is not None else f"half-life {t.ema_kimg:g} kimg"))
+        if t.ema_decay == 0:
+            ema = "no EMA (G_ema is a copy of G)"
+        elif t.ema_decay is not None:
+            ema = f"EMA decay {t.ema_decay:g} from step {t.ema_start}"
+        else:
+            ema = f"EMA half-life {t.ema_kimg:g} kimg"
+        lines[3] = f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, {t.d_steps} D step(s) per G step, {ema}"
         lines[2] = lines[2].replace(f"= {steps} steps", f"= {steps // t.d_steps} G steps ({t.d_steps} D minibatches each)")
         lines[4] = f"loss       {loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else "")
     for line in lines:
