@@ -153,6 +153,15 @@ def test_metrics_during_training(cli, tiny_data, tmp_path):
     assert any('"event": "metrics"' in line for line in (run / "stats.jsonl").read_text().splitlines())
 
 
+def test_cuda_ops_on_a_cpu_run_are_refused(cli, tiny_data, tmp_path):
+    """ops: cuda promises the CUDA kernels; a CPU run cannot keep that promise and says so."""
+    from helpers import assert_user_error
+
+    result = cli(*tiny_args(tiny_data, "train.device=cpu"), "--ops", "cuda", "--outdir", tmp_path)
+    assert_user_error(result, "ops: 'cuda'", "cpu", "auto or ref")
+    assert not any(tmp_path.iterdir())  # refused before a run directory was made
+
+
 def test_bad_dataset_for_training(cli, tmp_path):
     from helpers import assert_user_error
 

@@ -77,6 +77,13 @@ def resolve_device(recipe: Recipe) -> torch.device:
     return torch.device(want)
 
 
+def check_ops_device(ops: str, device: torch.device) -> None:
+    """`ops: cuda` promises the CUDA kernels: refuse it for a run on another device rather than ignore it."""
+    if ops == "cuda" and device.type != "cuda":
+        raise UserError(f"ops: 'cuda' runs the CUDA kernels, but this run trains on {device.type}; "
+                        "use ops auto or ref (the reference ops run everywhere)")
+
+
 class Trainer:
     """Owns the networks, optimizers and loss of one run; `run()` trains until total_kimg or a stop request."""
 
@@ -88,6 +95,7 @@ class Trainer:
         self.dataset = dataset
         self.run_dir = Path(run_dir)
         self.device = device or resolve_device(recipe)
+        check_ops_device(recipe.ops, self.device)
         self.console = console
         self.show_progress = progress
         self.stop_requested: Callable[[], bool] = lambda: False

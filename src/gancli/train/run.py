@@ -178,9 +178,10 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     from gancli import ops
     from gancli.data import open_dataset
     from gancli.train import distributed
-    from gancli.train.loop import Trainer
+    from gancli.train.loop import Trainer, check_ops_device, resolve_device
 
     ops.set_impl(recipe.ops)
+    check_ops_device(recipe.ops, device or resolve_device(recipe))  # before a run directory is made
     d = recipe.data
     dataset = open_dataset(d.source, d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
                            allow_resize=d.allow_resize)
