@@ -202,38 +202,39 @@ def bench_build() -> dict:
             "note": "seconds inside ops.kernels() of a fresh process (imports not included)"}
 
 
-def bench_networks(device: str, configs: list[str], seconds: float) -> dict:
+def _cuda_vs_ref(device: str, configs: list[str], measure) -> dict:
+    """`measure(name)` (a dict of figures) with ops 'cuda' then 'ref' per config, and cuda/ref of each img/s figure."""
     skip = cuda_skip_reason() if device == "cuda" else "CPU run: the CUDA kernels need a GPU"
     if skip:
         return {"skipped": skip}
-    import bench_nets
-
     out: dict = {}
     for name in configs:
         for impl in ("cuda", "ref"):
             ops.set_impl(impl)
-            res = bench_nets.bench_config(name, ["gancli"], None, seconds, torch.device(device))["gancli"]
-            out[f"{name}/{impl}"] = {k: v for k, v in res.items() if k.endswith("img_s")}
-        out[f"{name}/speedup"] = {k: round(out[f"{name}/cuda"][k] / out[f"{name}/ref"][k], 2)
-                                  for k in out[f"{name}/cuda"]}
+            out[f"{name}/{impl}"] = measure(name)
+        cuda, ref = out[f"{name}/cuda"], out[f"{name}/ref"]
+        out[f"{name}/speedup"] = {k: round(cuda[k] / ref[k], 2) for k in cuda if k.endswith("img_s")}
     ops.set_impl("auto")
     return out
+
+
+def bench_networks(device: str, configs: list[str], seconds: float) -> dict:
+    def measure(name: str) -> dict:
+        import bench_nets
+
+        res = bench_nets.bench_config(name, ["gancli"], None, seconds, torch.device(device))["gancli"]
+        return {k: v for k, v in res.items() if k.endswith("img_s")}
+
+    return _cuda_vs_ref(device, configs, measure)
 
 
 def bench_training(device: str, configs: list[str]) -> dict:
-    skip = cuda_skip_reason() if device == "cuda" else "CPU run: the CUDA kernels need a GPU"
-    if skip:
-        return {"skipped": skip}
-    import run
+    def measure(name: str) -> dict:
+        import run
 
-    out: dict = {}
-    for name in configs:
-        for impl in ("cuda", "ref"):
-            ops.set_impl(impl)
-            out[f"{name}/{impl}"] = run.train_throughput(name, 16, device)
-        out[f"{name}/speedup"] = round(out[f"{name}/cuda"]["train_img_s"] / out[f"{name}/ref"]["train_img_s"], 2)
-    ops.set_impl("auto")
-    return out
+        return run.train_throughput(name, 16, device)
+
+    return _cuda_vs_ref(device, configs, measure)
 
 
 def main() -> None:

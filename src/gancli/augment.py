@@ -430,18 +430,20 @@ class AugmentPipe(torch.nn.Module):
                 inv, changed = inv @ scale2d(1 / s, 1 / s), changed | mask
             # Two rotations, each with probability 1 - sqrt(1 - p'), so that some rotation has probability p'.
             p_rot = 1 - torch.sqrt((1 - self._prob("rotate")).clamp(0, 1))
-            if on["rotate"]:
+
+            def random_rotation(inv, changed):
                 mask = torch.rand([n], device=dev) < p_rot
                 theta = _where(mask, _uniform(n, -math.pi, math.pi, dev), 0.0)
-                inv, changed = inv @ rotate2d(-theta), changed | mask
+                return inv @ rotate2d(-theta), changed | mask
+
+            if on["rotate"]:  # pre-rotation
+                inv, changed = random_rotation(inv, changed)
             if on["aniso"]:
                 mask = self._draw("aniso", n, dev)
                 s = _where(mask, _lognormal(n, SCALE_STD, dev), 1.0)
                 inv, changed = inv @ scale2d(1 / s, s), changed | mask
-            if on["rotate"]:
-                mask = torch.rand([n], device=dev) < p_rot
-                theta = _where(mask, _uniform(n, -math.pi, math.pi, dev), 0.0)
-                inv, changed = inv @ rotate2d(-theta), changed | mask
+            if on["rotate"]:  # post-rotation
+                inv, changed = random_rotation(inv, changed)
             if on["xfrac"]:
                 mask = self._draw("xfrac", n, dev)
                 t = torch.randn([2, n], device=dev) * XFRAC_STD * mask
