@@ -45,7 +45,7 @@ def worker(args) -> None:
     rank, world_size = (world[0], world[2]) if world else (0, 1)
     dataset = open_dataset(args.data, recipe.data.resolution, cache=False)
     trainer = Trainer(recipe, dataset, Path(args.data), device=device, progress=False)
-    data = batches(dataset, trainer.batch_rank, seed=0, rank=rank, world_size=world_size)
+    trainer.use_data(batches(dataset, trainer.batch_rank, seed=0, rank=rank, world_size=world_size))
     stats = LossStats()
 
     def sync():
@@ -57,11 +57,11 @@ def worker(args) -> None:
             dist.barrier()
 
     for _ in range(2):  # warm-up
-        trainer.train_step(*next(data), stats)
+        trainer.train_step(stats)
     sync()
     start = time.perf_counter()
     for _ in range(args.steps):
-        trainer.train_step(*next(data), stats)
+        trainer.train_step(stats)
     sync()
     seconds = time.perf_counter() - start
     if rank == 0:

@@ -70,7 +70,7 @@ def load_networks(impl: str, official: Path | None):
         from training import networks  # type: ignore  # noqa: PLC0415
 
         return networks.Generator, networks.Discriminator
-    from gancli.nets.stylegan2 import Discriminator, Generator  # noqa: PLC0415
+    from gancli.families.stylegan2.nets import Discriminator, Generator  # noqa: PLC0415
 
     return Generator, Discriminator
 

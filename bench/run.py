@@ -57,15 +57,15 @@ def train_throughput(name: str, steps: int, device: str) -> dict:
             Image.fromarray(rng.randint(0, 255, (res, res, 3), dtype=np.uint8)).save(Path(tmp) / f"{i}.png")
         dataset = open_dataset(tmp, res, cache=False)
         trainer = Trainer(recipe, dataset, Path(tmp), progress=False)
-        data = batches(dataset, batch, seed=0)
+        trainer.use_data(batches(dataset, batch, seed=0))
         stats = LossStats()
         for _ in range(2):  # warm-up (first calls allocate)
-            trainer.train_step(*next(data), stats)
+            trainer.train_step(stats)
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(steps):
-            trainer.train_step(*next(data), stats)
+            trainer.train_step(stats)
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

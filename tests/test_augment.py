@@ -371,14 +371,20 @@ def test_freeze_d_keeps_the_first_layers_fixed(tiny_data):
     from gancli.losses import LossStats
 
     trainer = _tiny_trainer(tiny_data, "train.freeze_d=2")
-    before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
-    trainable = {n for n, _ in trainer.D.named_parameters()}
+    before = {k: v.clone() for k, v in trainer.training.D.state_dict().items()}
+    trainable = {n for n, _ in trainer.training.D.named_parameters()}
     frozen = {"b16.fromrgb.weight", "b16.fromrgb.bias", "b16.conv0.weight", "b16.conv0.bias"}  # layers 0 and 1
     assert not frozen & trainable and "b16.conv1.weight" in trainable
     reals = torch.rand(4, 3, 16, 16) * 2 - 1
+
+    class SameReals:  # the same minibatch at every step
+        def take(self, n):
+            return reals[:n], torch.zeros(n, 0)
+
+    trainer.use_data(SameReals())
     for _ in range(4):
-        trainer.train_step(reals, torch.zeros(4, 0), LossStats())
-    after = trainer.D.state_dict()
+        trainer.train_step(LossStats())
+    after = trainer.training.D.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in frozen)
     changed = {k for k in trainable if not torch.equal(before[k], after[k])}
     assert changed == trainable  # every other D parameter was trained
@@ -386,7 +392,7 @@ def test_freeze_d_keeps_the_first_layers_fixed(tiny_data):
 
 def test_freeze_d_counts_layers_from_the_highest_resolution(tiny_data):
     trainer = _tiny_trainer(tiny_data, "train.freeze_d=5")  # b16: fromrgb, conv0, conv1, skip; b8: conv0
-    names = {n.rsplit(".", 1)[0] for n, _ in trainer.D.named_parameters()}
+    names = {n.rsplit(".", 1)[0] for n, _ in trainer.training.D.named_parameters()}
     assert not any(n.startswith("b16.") for n in names) and "b8.conv0" not in names and "b8.conv1" in names
 
 

@@ -243,15 +243,18 @@ def test_resampling_truncation_for_generators_without_mapping(tmp_path):
     z = z_from_seeds(list(range(50)), 64, threshold=0.5)
     assert z.abs().max() <= 0.5
     assert torch.equal(z_from_seeds([3], 64)[0], torch.from_numpy(np.random.RandomState(3).randn(64)).float())
-    loaded = LoadedGenerator(G=ZOnlyGenerator().eval(), recipe=None, meta={}, path=tmp_path / "z.safetensors")
-    assert not loaded.is_style_based
+    from gancli.families import get_family
+
+    loaded = LoadedGenerator(G=ZOnlyGenerator().eval(), recipe=None, meta={}, path=tmp_path / "z.safetensors",
+                             family=get_family("biggan"))
+    assert not loaded.has("w") and loaded.has("trunc_resample")
     grid = explore.truncation_grid(loaded, [0, 1], [2.0, 0.04])
     assert grid.shape == (8, 8, 3)
     tight = grid[:, 4:].astype(int) - 128  # threshold 0.04: every z entry is tiny, so pixels sit near grey
     assert np.abs(tight).max() <= 2
     free = explore.sample(loaded, [5])  # no --trunc: exactly the seed's z
     assert torch.allclose(free, ZOnlyGenerator()(z_from_seeds([5], 8), torch.zeros(1, 0)))
-    with pytest.raises(Exception, match="mapping network"):
+    with pytest.raises(Exception, match="has no per-layer styles"):
         explore.style_mix_grid(loaded, [1], [2], [0])
     with pytest.raises(Exception, match="must be > 0"):
         explore.truncation_grid(loaded, [0], [0.0])

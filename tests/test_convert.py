@@ -20,12 +20,7 @@ import pytest
 import torch
 
 from gancli.convert import convert_to_snapshot, detect_format, open_network
-from gancli.convert.nvlabs import (
-    discriminator_from_nvlabs,
-    generator_from_nvlabs,
-    load_nvlabs_pickle,
-    recipe_from_nvlabs_kwargs,
-)
+from gancli.convert.nvlabs import load_nvlabs_pickle, recipe_from_nvlabs_kwargs
 from gancli.convert.safe_pickle import AttrDict, PersistentObject, safe_load
 from gancli.errors import UserError
 
@@ -102,9 +97,15 @@ def expected():
 
 @pytest.fixture(scope="module")
 def nets(expected):
-    G, g_kwargs = generator_from_nvlabs(PKL)
-    D, d_kwargs = discriminator_from_nvlabs(PKL)
-    return G, D, g_kwargs, d_kwargs
+    """Our networks built from the official constructor arguments, with the file's weights."""
+    from gancli.families.stylegan2 import nets as stylegan2
+
+    recs = load_nvlabs_pickle(PKL)
+    G = stylegan2.Generator(**recs["G_ema"].init_kwargs)
+    D = stylegan2.Discriminator(**recs["D"].init_kwargs)
+    G.load_state_dict(recs["G_ema"].state_dict, strict=True)
+    D.load_state_dict(recs["D"].state_dict, strict=True)
+    return G.eval().requires_grad_(False), D.eval().requires_grad_(False), recs["G_ema"].init_kwargs, recs["D"].init_kwargs
 
 
 def _uint8(img: torch.Tensor) -> torch.Tensor:

@@ -37,11 +37,11 @@ world = distributed.world_from_env()
 device = distributed.setup(recipe, *world)
 trainer = Trainer(recipe, open_dataset(recipe.data.source, 16, cache=False), Path(job["out"]), device=device, progress=False)
 from gancli.data import batches
-data = batches(trainer.dataset, trainer.batch_rank, seed=0, rank=world[0], world_size=world[2])
+trainer.use_data(batches(trainer.dataset, trainer.batch_rank, seed=0, rank=world[0], world_size=world[2]))
 stats = LossStats()
 for _ in range(job["steps"]):
-    trainer.train_step(*next(data), stats)
-torch.save(rank_state := {"G": trainer.G.state_dict(), "D": trainer.D.state_dict(), "pl_mean": trainer.loss.pl_mean,
+    trainer.train_step(stats)
+torch.save(rank_state := {"G": trainer.training.G.state_dict(), "D": trainer.training.D.state_dict(), "pl_mean": trainer.training.loss.pl_mean,
             "opt": {k: o.state_dict()["state"] for k, o in trainer.optimizers().items()},
             "stats": distributed.mean_stats(stats)}, Path(job["out"]) / f"rank-{world[0]}.pt")
 distributed.shutdown()
@@ -75,10 +75,10 @@ def _single_process(data: Path, steps: int, *extra: str):
 
     recipe = load_recipe("quickstart", [parse_override(s) for s in _overrides(data, *extra)])
     trainer = Trainer(recipe, open_dataset(str(data), 16, cache=False), Path("unused"), progress=False)
-    feed = batches(trainer.dataset, trainer.batch, seed=0)
+    trainer.use_data(batches(trainer.dataset, trainer.batch, seed=0))
     stats = LossStats()
     for _ in range(steps):
-        trainer.train_step(*next(feed), stats)
+        trainer.train_step(stats)
     return trainer, stats.means()
 
 
@@ -102,17 +102,17 @@ def test_two_ranks_stay_identical_and_equal_one_process(tiny_data, tmp_path):
 
     # one process, same global batch and seeds, batch_gpu = batch / 2: the same computation round by round
     single, single_stats = _single_process(tiny_data, steps, "train.batch_gpu=2")
-    for net, module in (("G", single.G), ("D", single.D)):
+    for net, module in (("G", single.training.G), ("D", single.training.D)):
         for k, v in _params(module.state_dict()).items():
             torch.testing.assert_close(r0[net][k], v, rtol=1e-5, atol=2e-6, msg=f"{net}.{k}")
-    torch.testing.assert_close(r0["pl_mean"], single.loss.pl_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(r0["pl_mean"], single.training.loss.pl_mean, rtol=1e-5, atol=1e-6)
     assert r0["stats"].keys() == single_stats.keys()
     for k in single_stats:  # the loss means over all ranks equal the single process's means
         assert r0["stats"][k] == pytest.approx(single_stats[k], rel=1e-4, abs=1e-5), k
 
     # the comparison can fail: one round of 4 draws other noise and mixing, so the weights differ
     other, _ = _single_process(tiny_data, steps, "train.batch_gpu=4")
-    diff = max((r0["G"][k] - v).abs().max().item() for k, v in _params(other.G.state_dict()).items())
+    diff = max((r0["G"][k] - v).abs().max().item() for k, v in _params(other.training.G.state_dict()).items())
     assert diff > 1e-3
 
 
@@ -267,10 +267,11 @@ import json, sys
 import numpy as np
 from gancli.metrics import evaluate
 from gancli.train import distributed
+from gancli.families import get_family
 from gancli.recipe import load_recipe, parse_override
 # an oracle detector: the features of seed s are (s, label, rank that computed it)
 rank_of = {}
-def fake_features(G, det, seeds, labels, *, psi, batch, probs, progress=False):
+def fake_features(family, G, det, seeds, labels, *, psi, batch, probs, progress=False):
     rank = distributed.current().rank
     feats = np.array([[s, labels[i, 0], rank] for i, s in enumerate(seeds)], np.float64).reshape(-1, 3)
     return feats, (feats[:, :2] * 2 if probs else None)
@@ -284,7 +285,8 @@ for num in (7, 1, 6):  # uneven shards, fewer seeds than ranks, even shards
     labels = np.arange(num, dtype=np.float32)[:, None] * 10
     with distributed.metrics_session(None) as evaluates:
         if evaluates:
-            f, p = distributed.sharded_fake_features(None, None, None, seeds, labels, psi=1.0, batch=2, probs=True)
+            f, p = distributed.sharded_fake_features(get_family("stylegan2"), None, None, None, seeds, labels, psi=1.0,
+                                                     batch=2, probs=True)
             out.append({"f": f.tolist(), "p": p.tolist()})
 if distributed.current().rank == 0:
     print(json.dumps(out))
@@ -323,13 +325,13 @@ recipe = load_recipe(job["recipe"], [parse_override(s) for s in job["overrides"]
 world = distributed.world_from_env()
 device = distributed.setup(recipe, *world)
 trainer = Trainer(recipe, open_dataset(recipe.data.source, 16, cache=False), Path(job["out"]), device=device, progress=False)
-data = batches(trainer.dataset, trainer.batch_rank, seed=0, rank=world[0], world_size=world[2])
-trainer.next_batch = lambda: next(data)
+trainer.use_data(batches(trainer.dataset, trainer.batch_rank, seed=0, rank=world[0], world_size=world[2]))
 stats = LossStats()
 for _ in range(job["steps"]):
-    trainer.train_step(*next(data), stats)
-torch.save({"G": dict(trainer.G.named_parameters()), "D": dict(trainer.D.named_parameters()),
-            "cur_nimg": trainer.state.cur_nimg, "ada": trainer.ada.state_dict() if trainer.ada else None},
+    trainer.train_step(stats)
+tt = trainer.training
+torch.save({"G": dict(tt.G.named_parameters()), "D": dict(tt.D.named_parameters()),
+            "cur_nimg": trainer.state.cur_nimg, "ada": tt.ada.state_dict() if getattr(tt, "ada", None) else None},
            Path(job["out"]) / f"rank-{world[0]}.pt")
 distributed.shutdown()
 """
@@ -358,8 +360,8 @@ def test_ada_p_is_the_same_on_every_rank_and_as_one_process(tiny_data, tmp_path)
     assert torch.equal(r0["ada"]["p"], r1["ada"]["p"]) and torch.equal(r0["ada"]["signs"], r1["ada"]["signs"])
     single, _ = _single_process(tiny_data, 5, *extra)
     # two updates (after steps 2 and 4) of 4 * 2 / 100 each; the step-5 statistics count all 4 reals
-    assert float(r0["ada"]["p"]) == pytest.approx(float(single.ada.p)) and float(single.ada.p) > 0
-    assert torch.equal(r0["ada"]["signs"], single.ada.signs.cpu()) and float(single.ada.signs[1]) == 4
-    for net, module in (("G", single.G), ("D", single.D)):
+    assert float(r0["ada"]["p"]) == pytest.approx(float(single.training.ada.p)) and float(single.training.ada.p) > 0
+    assert torch.equal(r0["ada"]["signs"], single.training.ada.signs.cpu()) and float(single.training.ada.signs[1]) == 4
+    for net, module in (("G", single.training.G), ("D", single.training.D)):
         for k, v in module.named_parameters():
             torch.testing.assert_close(r0[net][k], v, rtol=1e-5, atol=2e-6, msg=f"{net}.{k}")

@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import torch
 
-from gancli import ops
 from gancli.errors import UserError
 from gancli.ops import build
+from gancli.ops import dispatch as ops
 from gancli.ops.bias_act import ACTIVATION_CODES, ACTIVATIONS, _bias_act_cuda, _bias_act_ref
 from gancli.ops.build import BuildError, BuildLock, Extension, LockTimeout
 from gancli.ops.upfirdn2d import _upfirdn2d_cuda, _upfirdn2d_torch, setup_filter, transposed_geometry
@@ -398,8 +398,8 @@ def test_auto_uses_the_kernels_when_they_build(fresh_dispatch, monkeypatch, tmp_
 
 
 def test_importing_gancli_compiles_nothing(tmp_path):
-    code = ("import sys, gancli.ops, gancli.nets.stylegan2, gancli.cli; "
-            "print('torch.utils.cpp_extension' in sys.modules, gancli.ops._extension)")
+    code = ("import sys, gancli.ops, gancli.families.stylegan2.nets, gancli.cli; "
+            "print('torch.utils.cpp_extension' in sys.modules, gancli.ops.dispatch._extension)")
     env = {**os.environ, "PYTHONPATH": str(REPO_SRC), "GANCLI_CACHE": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

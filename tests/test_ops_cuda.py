@@ -203,7 +203,7 @@ def test_auto_dispatches_cuda_tensors_to_the_kernels():
 
 
 def _tiny_networks(num_fp16_res: int):
-    from gancli.nets.stylegan2 import Discriminator, Generator
+    from gancli.families.stylegan2.nets import Discriminator, Generator
 
     torch.manual_seed(0)
     G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,

@@ -304,9 +304,12 @@ def test_generator_without_mapping_is_refused(cli, ckpt, targets, tmp_path, monk
         def forward(self, z, c):
             return self.fc(z).reshape(-1, 3, 16, 16)
 
-    monkeypatch.setattr(gancli.models, "load_generator",
-                        lambda spec, device="cpu", which="G_ema": LoadedGenerator(NoMapping(), None, {}, Path(spec)))
-    assert_user_error(cli("project", ckpt, targets[0], "--outdir", tmp_path), ckpt.name, "no mapping network")
+    from gancli.families import get_family
+
+    monkeypatch.setattr(gancli.models, "load_generator", lambda spec, device="cpu", which=None: LoadedGenerator(
+        NoMapping(), None, {}, Path(spec), family=get_family("biggan")))
+    assert_user_error(cli("project", ckpt, targets[0], "--outdir", tmp_path),
+                      "project: a sngan generator has no latent space to project into")
 
 
 def test_missing_stlpips_weights_say_what_to_install(cli, ckpt, targets, tmp_path, monkeypatch):

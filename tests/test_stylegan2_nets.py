@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from gancli.families.stylegan2.nets import Discriminator, Generator, SynthesisLayer
 from gancli.nets.layers import Conv2dLayer
-from gancli.nets.stylegan2 import Discriminator, Generator, SynthesisLayer
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "stylegan2-ada"
 TOL = dict(rtol=1e-4, atol=1e-4)

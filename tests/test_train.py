@@ -123,9 +123,9 @@ def test_lazy_regularization_corrects_adam(tiny_data):
 
     recipe = load_recipe("quickstart", [parse_override(s) for s in TINY] + [parse_override(f"data.source={tiny_data}")])
     trainer = Trainer(recipe, open_dataset(str(tiny_data), 16), Path("unused"), progress=False)
-    names = [(p.name, p.interval, p.parts) for p in trainer.phases]
+    names = [(p.name, p.interval, p.parts) for p in trainer.training.phases]
     assert names == [("Gmain", 1, ["Gmain"]), ("Greg", 2, ["Greg"]), ("Dmain", 1, ["Dmain"]), ("Dreg", 4, ["Dreg"])]
-    g_opt, d_opt = trainer.phases[0].opt, trainer.phases[2].opt
+    g_opt, d_opt = trainer.training.phases[0].opt, trainer.training.phases[2].opt
     assert g_opt.param_groups[0]["lr"] == pytest.approx(0.0025 * 2 / 3)
     assert d_opt.param_groups[0]["lr"] == pytest.approx(0.0025 * 4 / 5)
     assert d_opt.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (4 / 5))

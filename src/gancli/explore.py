@@ -42,8 +42,8 @@ def class_vector(loaded: LoadedGenerator, class_idx: int | None, n: int, device)
 
 
 def require_style(loaded: LoadedGenerator, command: str) -> None:
-    if not loaded.is_style_based:
-        raise UserError(f"gancli {command}: {loaded.path.name} has no mapping network (not a style-based generator)")
+    """Per-layer styles (a mapping network and W): mix, noise, projected latents, walks in W."""
+    loaded.require(command, "w")
 
 
 def check_noise_mode(mode: str) -> str:
@@ -52,28 +52,9 @@ def check_noise_mode(mode: str) -> str:
     return mode
 
 
-def check_trunc(loaded: LoadedGenerator, psi: float, cutoff: int | None) -> None:
-    if cutoff is not None and not loaded.is_style_based:
-        raise UserError("--trunc-cutoff: this generator has no mapping network (no layers of W to choose)")
-    if cutoff is not None and not 0 < cutoff <= loaded.G.num_ws:
-        raise UserError(f"--trunc-cutoff {cutoff}: must be in 1..{loaded.G.num_ws} (the generator has {loaded.G.num_ws} layers of W)")
-    if not loaded.is_style_based and psi <= 0:
-        raise UserError(f"--trunc {psi}: this generator truncates by resampling z beyond a threshold, which must be > 0")
-
-
-def resampling_threshold(loaded: LoadedGenerator, psi: float) -> float | None:
-    """For generators without a mapping network, --trunc is the BigGAN resampling threshold for |z|
-    (values of 6 and more change nothing in practice and mean "no truncation"). Style-based
-    generators truncate in W instead, so they get None here."""
-    if loaded.is_style_based or psi >= 6:
-        return None
-    return psi
-
-
-def z_images(loaded: LoadedGenerator, seeds: list[int], threshold: float | None, c: torch.Tensor) -> torch.Tensor:
-    """Images of a generator without a mapping network (z -> image), one at a time."""
-    z = z_from_seeds(seeds, loaded.G.z_dim, c.device, threshold=threshold)
-    return _one_by_one(loaded.G, z, c)
+def check_trunc(loaded: LoadedGenerator, psi: float | None, cutoff: int | None) -> None:
+    """The family's own limits on --trunc and --trunc-cutoff (psi in W, or a resampling threshold)."""
+    loaded.family.check_trunc(loaded.G, psi, cutoff)
 
 
 def _one_by_one(fn, *tensors: torch.Tensor) -> torch.Tensor:
@@ -122,20 +103,16 @@ def seed_ws(loaded: LoadedGenerator, seeds: list[int], psi: float, cutoff: int |
 
 @torch.no_grad()
 def sample(loaded: LoadedGenerator, seeds: list[int], *, psi: float | None = None, cutoff: int | None = None,
-           class_idx: int | None = None, noise_mode: str = "const") -> torch.Tensor:
-    """NCHW float images for the seeds. psi None: no truncation (W-space psi for style-based
-    generators, a resampling threshold for the others)."""
+           class_idx: int | None = None, noise_mode: str = "const", batch: int = 1) -> torch.Tensor:
+    """NCHW float images for the seeds, through the family's `generate`. psi None: no truncation
+    (--trunc means the family's truncation: psi in W for style-based generators, a resampling
+    threshold for z for the others)."""
+    loaded.require("sample", "seeds")
     check_noise_mode(noise_mode)
-    if psi is not None:
-        check_trunc(loaded, psi, cutoff)
-    elif cutoff is not None:
-        check_trunc(loaded, 1.0, cutoff)
     device = next(loaded.G.parameters()).device
     c = class_vector(loaded, class_idx, len(seeds), device)
-    if not loaded.is_style_based:
-        return z_images(loaded, seeds, None if psi is None else resampling_threshold(loaded, psi), c)
-    ws = seed_ws(loaded, seeds, 1.0 if psi is None else psi, cutoff, c)
-    return synthesize_ws(loaded, ws, seeds, noise_mode)
+    return loaded.generate(seeds, trunc=psi, cutoff=cutoff, c=c, noise_mode=noise_mode, batch=batch,
+                           progress=_progress["enabled"])
 
 
 def parse_styles(text: str, num_ws: int) -> list[int]:
@@ -194,11 +171,10 @@ def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], st
 
 
 def default_psis(loaded: LoadedGenerator) -> list[float]:
-    """The default sweep of `gancli truncate`: psi -1..1 in W for style-based generators; for the others
-    the resampling thresholds of BigGAN's Fig. 2(a), from 2.0 (little truncation) down to 0.04 (almost z = 0)."""
-    if loaded.is_style_based:
-        return parse_psi("-1:1:9")
-    return [2.0, 1.0, 0.5, 0.04]
+    """The default sweep of `gancli truncate`, the family's own: psi -1..1 in W for style-based
+    generators; for the ResNet family the resampling thresholds of BigGAN's Fig. 2(a), from 2.0
+    (little truncation) down to 0.04 (almost z = 0)."""
+    return loaded.family.default_truncations()
 
 
 def parse_psi(text: str) -> list[float]:
@@ -221,34 +197,23 @@ def parse_psi(text: str) -> list[float]:
 @torch.no_grad()
 def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float] | None, *, cutoff: int | None = None,
                     class_idx: int | None = None, noise_mode: str = "const") -> np.ndarray:
-    """Rows: seeds; columns: psi values (None: `default_psis`).
-
-    Style-based generators: W-space truncation toward w_avg (on the first `cutoff` layers). Generators
-    without a mapping network: each value is a resampling threshold for z (BigGAN's truncation trick).
-    """
+    """Rows: seeds; columns: truncation values (None: `default_psis`), each through the family's
+    `generate`: W-space truncation toward w_avg (on the first `cutoff` layers) for style-based
+    generators, a resampling threshold for z (BigGAN's truncation trick) for the ResNet family."""
     from gancli.render import make_grid, to_uint8
 
-    check_trunc(loaded, 1.0, cutoff)
+    if not (loaded.has("trunc_psi") or loaded.has("trunc_resample")):
+        loaded.require("truncate", "trunc_psi")
+    check_trunc(loaded, None, cutoff)
     device = next(loaded.G.parameters()).device
     c = class_vector(loaded, class_idx, len(seeds), device)
     if psis is None:
         psis = default_psis(loaded)
-    if not loaded.is_style_based:
-        for psi in psis:
-            check_trunc(loaded, psi, None)
-        columns = [to_uint8(z_images(loaded, seeds, resampling_threshold(loaded, psi), c)) for psi in psis]
-        images = np.stack(columns, axis=1).reshape(-1, *columns[0].shape[1:])  # seed-major
-        return make_grid(images, len(seeds), len(psis))
-    ws = seed_ws(loaded, seeds, 1.0, None, c)
-    w_avg = loaded.G.mapping.w_avg
-    n_trunc = ws.shape[1] if cutoff is None else cutoff
-    rows = []
     for psi in psis:
-        w = ws.clone()
-        w[:, :n_trunc] = w_avg.lerp(ws[:, :n_trunc], psi)
-        rows.append(w)
-    all_ws = torch.stack(rows, dim=1).reshape(-1, *ws.shape[1:])  # seed-major: row = seed
-    images = to_uint8(synthesize_ws(loaded, all_ws, [s for s in seeds for _ in psis], noise_mode))
+        check_trunc(loaded, psi, cutoff)
+    columns = [to_uint8(loaded.generate(seeds, trunc=psi, cutoff=cutoff, c=c, noise_mode=noise_mode,
+                                        progress=_progress["enabled"])) for psi in psis]
+    images = np.stack(columns, axis=1).reshape(-1, *columns[0].shape[1:])  # seed-major: row = seed
     return make_grid(images, len(seeds), len(psis))
 
 
@@ -265,14 +230,14 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return wa * a + wb * b
 
 
-def path_points(keys: torch.Tensor, frames: int, kind: str, loop: bool) -> torch.Tensor:
+def path_points(keys: torch.Tensor, frames: int, curve: str, loop: bool) -> torch.Tensor:
     """Latents along a path through keyframes [K, ...]: `frames` steps per segment.
 
     linear and slerp interpolate each segment; cubic is a Catmull-Rom spline through the keyframes
     (smooth velocity at keyframes). The last keyframe is included unless the path loops.
     """
-    if kind not in ("linear", "slerp", "cubic"):
-        raise UserError(f"--kind {kind}: must be linear, slerp or cubic")
+    if curve not in ("linear", "slerp", "cubic"):
+        raise UserError(f"--kind {curve}: must be linear, slerp or cubic")
     if frames < 1:
         raise UserError(f"--frames {frames}: must be at least 1")
     k = keys.shape[0]
@@ -282,9 +247,9 @@ def path_points(keys: torch.Tensor, frames: int, kind: str, loop: bool) -> torch
         for f in range(frames):
             t = f / frames
             i0, i1 = s, (s + 1) % k
-            if kind == "linear":
+            if curve == "linear":
                 out.append(keys[i0].lerp(keys[i1], t))
-            elif kind == "slerp":
+            elif curve == "slerp":
                 out.append(slerp(keys[i0], keys[i1], t))
             else:
                 im1 = (s - 1) % k if loop else max(s - 1, 0)
@@ -327,7 +292,7 @@ def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: i
     class input is linear) is exactly a linear walk through the class embedding.
     """
     G = loaded.G
-    space = space or ("w" if loaded.is_style_based else "z")
+    space = space or ("w" if loaded.has("w") else "z")
     if space not in ("z", "w"):
         raise UserError(f"--space {space}: must be z or w")
     c_keys = None
@@ -349,10 +314,7 @@ def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: i
             points = path_points(keys, frames, kind, loop)
             return synthesize_ws(loaded, points[:, None, :].repeat(1, G.num_ws, 1), None, "const")
         points = path_points(z, frames, kind, loop)
-        if loaded.is_style_based:
-            ws = _one_by_one(lambda p, cc: G.mapping(p, cc, truncation_psi=psi), points, c_path)
-            return synthesize_ws(loaded, ws, None, "const")
-        return _one_by_one(G, points, c_path)
+        return _z_walk(loaded, points, c_path, psi)
     if space == "w":
         require_style(loaded, "interpolate --space w")
         c = class_vector(loaded, class_idx, len(seeds), device)
@@ -361,10 +323,15 @@ def interpolation_frames(loaded: LoadedGenerator, seeds: list[int], *, frames: i
         return synthesize_ws(loaded, points[:, None, :].repeat(1, G.num_ws, 1), None, "const")
     points = path_points(z, frames, kind, loop)
     c = class_vector(loaded, class_idx, points.shape[0], device)
-    if loaded.is_style_based:
-        ws = _one_by_one(lambda p, cc: G.mapping(p, cc, truncation_psi=psi), points, c)
-        return synthesize_ws(loaded, ws, None, "const")
-    return _one_by_one(G, points, c)
+    return _z_walk(loaded, points, c, psi)
+
+
+def _z_walk(loaded: LoadedGenerator, points: torch.Tensor, c: torch.Tensor, psi: float) -> torch.Tensor:
+    """Images of a walk through Z, one frame at a time, through the family's z -> image (truncated in W
+    by psi for style-based generators)."""
+    trunc = None if psi == 1.0 else psi
+    return torch.cat([loaded.family.from_z(loaded.G, points[i:i + 1], c[i:i + 1], trunc=trunc)
+                      for i in _steps(points.shape[0])])
 
 
 def animation_grid(walks: list[np.ndarray], rows: int, cols: int) -> list[np.ndarray]:
@@ -396,7 +363,7 @@ def noise_grid(loaded: LoadedGenerator, seeds: list[int], *, draws: int = 4, psi
     """
     from gancli.render import make_grid, to_uint8
 
-    require_style(loaded, "noise")
+    loaded.require("noise", "noise")
     if draws < 2:
         raise UserError(f"--draws {draws}: needs at least 2 noise draws for a standard deviation")
     G = loaded.G

@@ -217,35 +217,21 @@ class BCELoss:
         return g_nonsaturating(fake_logits)
 
 
-def orthogonal_penalty(weight: torch.Tensor) -> torch.Tensor:
-    """BigGAN's off-diagonal orthogonal regularization R(W) = ||W W^T * (1 - I)||_F^2 (Brock et al. 2019, Eq. 3).
-
-    W is the weight seen as a matrix [out, in * kh * kw], one filter per row: the penalty pushes
-    different filters toward orthogonality without constraining their norms.
-    """
-    w = weight.reshape(weight.shape[0], -1)
-    gram = w @ w.t()
-    off = gram * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))
-    return off.square().sum()
-
-
-def orthogonal_penalty_grad(weight: torch.Tensor) -> torch.Tensor:
-    """dR/dW in closed form: 4 (W W^T * (1 - I)) W, reshaped like `weight` (no autograd graph needed)."""
-    w = weight.reshape(weight.shape[0], -1)
-    off = (w @ w.t()) * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))
-    return (4 * off @ w).reshape(weight.shape)
-
-
 @torch.no_grad()
 def add_orthogonal_grad(params, strength: float) -> torch.Tensor:
-    """Add strength * dR/dW to the .grad of each matrix-shaped parameter; returns the summed penalty (for logs)."""
+    """BigGAN's off-diagonal orthogonal regularization R(W) = ||W W^T * (1 - I)||_F^2 (Brock et al. 2019,
+    Eq. 3), with W each parameter seen as a matrix [out, in * kh * kw], one filter per row: it pushes
+    different filters toward orthogonality without constraining their norms.
+
+    Adds strength * dR/dW = strength * 4 (W W^T * (1 - I)) W (closed form, no autograd graph) to the
+    .grad of each matrix-shaped parameter; returns the summed penalty R (for logs)."""
     total = None
     for p in params:
         if p.ndim < 2:
             continue
         w = p.reshape(p.shape[0], -1)
         off = (w @ w.t()) * (1 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device))
-        grad = (4 * strength * off @ w).reshape(p.shape)  # = strength * orthogonal_penalty_grad(p)
+        grad = (4 * strength * off @ w).reshape(p.shape)
         p.grad = grad if p.grad is None else p.grad.add_(grad)
         value = off.square().sum()
         total = value if total is None else total + value

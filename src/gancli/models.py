@@ -1,7 +1,9 @@
-"""From recipe to networks, and from checkpoint to a ready generator.
+"""From checkpoint to a ready generator, with its family.
 
-Commands never reach into a paper's module: they call `load_generator` and use the generator API
-(`G(z, c)`, and for style-based generators `mapping`, `synthesis`, `num_ws`, `w_avg`).
+Commands never reach into a paper's module: they call `load_generator`, check what they need with
+`LoadedGenerator.require(command, capability...)`, and turn seeds into images with
+`LoadedGenerator.generate` (the family's own); style-based generators also offer the generator API's
+`mapping`, `synthesis`, `num_ws`, `w_avg`.
 """
 
 from __future__ import annotations
@@ -15,43 +17,17 @@ from gancli.recipe import Recipe
 
 
 def build_networks(recipe: Recipe, c_dim: int, img_channels: int = 3):
-    """(G, D) for the recipe's model kind, resolution and label count. Weights are freshly initialised."""
-    m = recipe.model
-    # float16 runs only on CUDA (the networks keep float32 elsewhere); 'fp32' turns it off everywhere.
-    fp16_res = 0 if recipe.train.precision == "fp32" else m.num_fp16_res
-    if m.kind == "stylegan2":
-        from gancli.nets.stylegan2 import Discriminator, Generator
+    """(G, D), freshly initialised, for a family of one generator and one discriminator."""
+    from gancli.families import get_family
 
-        G = Generator(
-            z_dim=m.z_dim, c_dim=c_dim, w_dim=m.w_dim, img_resolution=recipe.data.resolution,
-            img_channels=img_channels,
-            mapping_kwargs=dict(num_layers=m.mapping_layers, lr_multiplier=m.mapping_lr_multiplier, w_avg_beta=m.w_avg_beta),
-            synthesis_kwargs=dict(channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=fp16_res,
-                                  conv_clamp=m.conv_clamp, architecture=m.g_architecture),
-        )
-        D = Discriminator(
-            c_dim=c_dim, img_resolution=recipe.data.resolution, img_channels=img_channels,
-            architecture=m.d_architecture, channel_base=m.channel_base, channel_max=m.channel_max,
-            num_fp16_res=fp16_res, conv_clamp=m.conv_clamp,
-            block_kwargs=dict(freeze_layers=recipe.train.freeze_d),  # FreezeD: frozen layers are buffers
-            epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size, mbstd_num_channels=m.mbstd_num_channels),
-        )
-        return G, D
-    if m.kind in ("sngan", "sagan", "biggan"):  # the class-conditional ResNet family (docs/biggan.md)
-        from gancli.nets.biggan import Discriminator, Generator
-
-        res, attn = recipe.data.resolution, tuple(m.attn_res)
-        G = Generator(z_dim=m.z_dim, c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.g_ch,
-                      ch_mult=m.g_ch_mult, bottom_width=m.bottom_width, attn_res=attn, shared_dim=m.shared_dim,
-                      hier=m.hier, sn=m.g_sn, sn_iters=m.sn_iters, init=m.init)
-        D = Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.d_ch, ch_mult=m.d_ch_mult,
-                          bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init)
-        return G, D
-    raise UserError(f"model.kind: {m.kind!r} is not available in this gancli")
+    return get_family(recipe.model.kind).build_networks(recipe, c_dim, img_channels)
 
 
 def build_generator(recipe: Recipe, c_dim: int, img_channels: int = 3):
-    return build_networks(recipe, c_dim, img_channels)[0]
+    """The generator of the recipe's model family, freshly initialised."""
+    from gancli.families import get_family
+
+    return get_family(recipe.model.kind).build_generator(recipe, c_dim, img_channels)
 
 
 @dataclass
@@ -60,10 +36,33 @@ class LoadedGenerator:
     recipe: Recipe
     meta: dict
     path: Path
+    family: Any = None  # gancli.families.Family; None: the recipe's
+
+    def __post_init__(self):
+        if self.family is None:
+            from gancli.families import get_family
+
+            self.family = get_family(self.recipe.model.kind)
 
     @property
-    def is_style_based(self) -> bool:
-        return hasattr(self.G, "mapping") and hasattr(self.G, "synthesis")
+    def kind(self) -> str:
+        return self.recipe.model.kind if self.recipe is not None else self.family.kinds[0]
+
+    def has(self, capability: str) -> bool:
+        return capability in self.family.capabilities
+
+    def require(self, command: str, *capabilities: str) -> None:
+        """One line naming the command, the kind and what it lacks, e.g. "mix: a biggan generator has
+        no per-layer styles"."""
+        from gancli.families import require
+
+        require(self.family, self.kind, command, *capabilities)
+
+    def generate(self, seeds: list[int], *, trunc: float | None = None, cutoff: int | None = None,
+                 c=None, noise_mode: str = "const", batch: int = 1, progress: bool = False):
+        """Images (NCHW, [-1, 1]) for the seeds through the family's `generate`."""
+        return self.family.generate(self.G, seeds, trunc=trunc, cutoff=cutoff, c=c, noise_mode=noise_mode,
+                                    batch=batch, progress=progress)
 
 
 def resolve_checkpoint(spec: str | Path) -> Path:
@@ -79,8 +78,9 @@ def resolve_checkpoint(spec: str | Path) -> Path:
     return path
 
 
-def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") -> LoadedGenerator:
-    """Build the generator a network file describes and load its weights (EMA weights by default).
+def load_generator(spec: str | Path, device: str = "cpu", which: str | None = None) -> LoadedGenerator:
+    """Build the generator a network file describes and load its weights (the family's inference
+    module by default: the EMA weights `G_ema`).
 
     `spec` is a gancli snapshot, a run directory (its newest snapshot) or an official StyleGAN2-ADA
     network pickle, read without running any code from it (`gancli.convert`).
@@ -89,7 +89,11 @@ def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") 
 
     path = resolve_checkpoint(spec)
     modules, recipe, meta = open_network(path)
-    G = build_generator(recipe, c_dim=int(meta.get("c_dim", 0)), img_channels=int(meta.get("img_channels", 3)))
+    from gancli.families import get_family
+
+    family = get_family(recipe.model.kind, f"{path} (embedded recipe): ")
+    which = which or family.inference_module
+    G = family.build_generator(recipe, c_dim=int(meta.get("c_dim", 0)), img_channels=int(meta.get("img_channels", 3)))
     state = modules.get(which)
     if state is None:
         raise UserError(f"{path}: has no {which} weights (it holds {', '.join(sorted(modules))})")
@@ -98,4 +102,4 @@ def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") 
         raise UserError(f"{path}: {which} weights do not match the embedded recipe "
                         f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
     G.eval().requires_grad_(False).to(device)
-    return LoadedGenerator(G=G, recipe=recipe, meta=meta, path=path)
+    return LoadedGenerator(G=G, recipe=recipe, meta=meta, path=path, family=family)

@@ -322,8 +322,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def check_projectable(loaded: LoadedGenerator) -> None:
     G = loaded.G
-    if not loaded.is_style_based or not hasattr(G, "num_ws"):
-        raise UserError(f"gancli project: {loaded.path.name} has no mapping network (projection needs a style-based generator)")
+    loaded.require("project", "project")
     if getattr(G, "c_dim", 0):
         raise UserError(f"gancli project: {loaded.path.name} is class-conditional; projection supports unconditional generators")
 

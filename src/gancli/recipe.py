@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from gancli.errors import UserError
+from gancli.families.base import LossConfig, ModelConfig, TrainConfig
 
 RECIPE_FORMAT = 1
 
@@ -50,77 +51,6 @@ class DataConfig:
         _power_of_two(self.resolution, f"{where}data.resolution", minimum=4)
         if self.max_size is not None and self.max_size < 1:
             raise UserError(f"{where}data.max_size: must be a positive integer or null, got {self.max_size}")
-
-
-@dataclass
-class ModelConfig:
-    kind: Literal["stylegan2", "sngan", "sagan", "biggan"] = "stylegan2"  # network family: style-based, or the class-conditional ResNet family (docs/biggan.md)
-    z_dim: int = 512  # input latent size
-    w_dim: int = 512  # intermediate latent (W) size
-    mapping_layers: int = 8  # fully connected layers in the mapping network
-    mapping_lr_multiplier: float = 0.01  # learning-rate multiplier of the mapping network
-    w_avg_beta: float = 0.995  # decay of the tracked average W (for truncation), as official StyleGAN2
-    channel_base: int = 32768  # feature maps at resolution r: min(channel_base / r, channel_max)
-    channel_max: int = 512  # upper bound on feature maps per layer
-    num_fp16_res: int = 4  # run the N highest resolutions in float16 (GPU only; float32 on CPU)
-    conv_clamp: Optional[float] = 256  # clamp convolution outputs to +-conv_clamp (null: off)
-    g_architecture: Literal["orig", "skip", "resnet"] = "skip"  # generator: toRGB skips (StyleGAN2 default)
-    d_architecture: Literal["orig", "skip", "resnet"] = "resnet"  # discriminator: residual blocks (default)
-    mbstd_group_size: int = 4  # minibatch standard deviation group size
-    mbstd_num_channels: int = 1  # minibatch standard deviation features (0: off)
-    g_ch: int = 64  # ResNet family: generator base width (block channels = g_ch * multiplier)
-    d_ch: int = 64  # ResNet family: discriminator base width
-    g_ch_mult: Optional[list[int]] = None  # ResNet family: G width multipliers, block inputs then output (null: paper table)
-    d_ch_mult: Optional[list[int]] = None  # ResNet family: D width multipliers per block (null: paper table)
-    bottom_width: int = 4  # ResNet family: size of G's first feature map (resolution = bottom_width * 2^blocks)
-    attn_res: list[int] = field(default_factory=list)  # ResNet family: self-attention at these resolutions in G and D (SAGAN)
-    shared_dim: int = 0  # ResNet family: BigGAN shared class embedding size (0: per-layer class embeddings)
-    hier: bool = False  # ResNet family: BigGAN hierarchical latents (z split across G's blocks)
-    g_sn: bool = False  # ResNet family: spectral norm in G too (SAGAN, BigGAN); D always has it
-    sn_iters: int = 1  # ResNet family: spectral-norm power iterations per training step
-    init: Literal["ortho", "xavier", "default"] = "xavier"  # ResNet family: weight init ('ortho': BigGAN)
-
-    def validate(self, where: str) -> None:
-        if self.kind != "stylegan2":
-            for key in ("g_ch", "d_ch", "bottom_width", "sn_iters"):
-                _positive(getattr(self, key), f"{where}model.{key}")
-            for key in ("g_ch_mult", "d_ch_mult"):
-                if getattr(self, key) is not None and (not getattr(self, key) or min(getattr(self, key)) < 1):
-                    raise UserError(f"{where}model.{key}: must be a non-empty list of positive integers or null")
-            if self.shared_dim < 0:
-                raise UserError(f"{where}model.shared_dim: must be >= 0, got {self.shared_dim}")
-        for key in ("z_dim", "w_dim", "channel_base", "channel_max", "mbstd_group_size"):
-            _positive(getattr(self, key), f"{where}model.{key}")
-        if self.mapping_layers < 1:
-            raise UserError(f"{where}model.mapping_layers: must be at least 1, got {self.mapping_layers}")
-        if self.num_fp16_res < 0 or self.mbstd_num_channels < 0:
-            raise UserError(f"{where}model: num_fp16_res and mbstd_num_channels must be >= 0")
-
-
-@dataclass
-class LossConfig:
-    kind: Literal["stylegan2", "hinge", "bce"] = "stylegan2"  # 'stylegan2': logistic + R1/path length; 'hinge', 'bce': ResNet family
-    r1_gamma: float = 10.0  # R1 regularization weight (gamma); 0 disables
-    r1_interval: int = 16  # lazy regularization: R1 every N minibatches (0 or 1: every step)
-    pl_weight: float = 2.0  # path length regularization weight; 0 disables
-    pl_decay: float = 0.01  # decay of the running path-length mean
-    pl_batch_shrink: int = 2  # path length penalty on batch / shrink images
-    pl_interval: int = 4  # lazy regularization: path length every N minibatches
-    style_mixing_prob: float = 0.9  # probability of style mixing regularization
-    real_target: float = 1.0  # bce: target for reals (one-sided label smoothing, e.g. 0.9)
-    ortho_reg: float = 0.0  # hinge/bce: BigGAN off-diagonal orthogonal regularization of G (1e-4 in the paper)
-
-    def validate(self, where: str) -> None:
-        if not 0 < self.real_target <= 1:
-            raise UserError(f"{where}loss.real_target: must be in (0, 1], got {self.real_target}")
-        if self.ortho_reg < 0:
-            raise UserError(f"{where}loss.ortho_reg: must be >= 0, got {self.ortho_reg}")
-        if not 0 <= self.style_mixing_prob <= 1:
-            raise UserError(f"{where}loss.style_mixing_prob: must be in [0, 1], got {self.style_mixing_prob}")
-        for key in ("r1_gamma", "pl_weight", "pl_decay", "r1_interval", "pl_interval"):
-            if getattr(self, key) < 0:
-                raise UserError(f"{where}loss.{key}: must be >= 0, got {getattr(self, key)}")
-        _positive(self.pl_batch_shrink, f"{where}loss.pl_batch_shrink")
 
 
 @dataclass
@@ -164,59 +94,6 @@ class AugmentConfig:
 
 
 @dataclass
-class TrainConfig:
-    batch: int = 32  # global minibatch size (all GPUs together)
-    batch_gpu: Optional[int] = None  # per-device batch; smaller than batch/gpus means gradient accumulation
-    total_kimg: float = 25000  # training length in thousands of real images shown to D
-    g_lr: float = 0.002  # generator learning rate
-    d_lr: float = 0.002  # discriminator learning rate
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # Adam betas
-    eps: float = 1e-8  # Adam epsilon
-    d_steps: int = 1  # discriminator steps per generator step
-    ema_kimg: float = 10.0  # generator EMA half-life in thousands of images
-    ema_rampup: Optional[float] = 0.05  # EMA ramp-up (half-life <= kimg * rampup); null: none
-    precision: Literal["auto", "fp32", "mixed"] = "auto"  # 'auto': mixed on a GPU, float32 on a CPU
-    seed: int = 0  # random seed of the run
-    snapshot_kimg: float = 200  # write a checkpoint every N kimg (and at the end)
-    image_kimg: float = 50  # write a fake-image grid every N kimg
-    grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # 'auto': the GPU when torch sees one
-    threads: Optional[int] = None  # CPU threads for torch (null: torch's default)
-    ema_decay: Optional[float] = None  # ResNet family: EMA decay per G step (BigGAN 0.9999); null: the ema_kimg half-life
-    ema_start: int = 0  # ResNet family, with ema_decay: G steps before the EMA starts (BigGAN 20000); copied until then
-    lr_ref_batch: Optional[int] = None  # ResNet family: scale g_lr and d_lr by batch / lr_ref_batch (null: as given)
-    d_loss_threshold: Optional[float] = None  # ResNet family (SAGAN option): extra D steps while the D loss is above this
-    d_extra_steps: int = 0  # ResNet family: the most extra D steps per G step under d_loss_threshold
-    standing_stats: int = 0  # ResNet family: batches of standing batch-norm statistics for G_ema at each snapshot (0: off)
-    freeze_d: int = 0  # FreezeD: freeze the first N layers of D, counted from the highest resolution
-
-    def validate(self, where: str) -> None:
-        _positive(self.batch, f"{where}train.batch")
-        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
-            raise UserError(f"{where}train.ema_decay: must be in [0, 1) or null, got {self.ema_decay}")
-        if self.lr_ref_batch is not None:
-            _positive(self.lr_ref_batch, f"{where}train.lr_ref_batch")
-        for key in ("ema_start", "d_extra_steps", "standing_stats"):
-            if getattr(self, key) < 0:
-                raise UserError(f"{where}train.{key}: must be >= 0, got {getattr(self, key)}")
-        if (self.d_loss_threshold is None) != (self.d_extra_steps == 0):
-            raise UserError(f"{where}train.d_loss_threshold and train.d_extra_steps: set both (extra D steps while the "
-                            "D loss is above the threshold) or neither")
-        if self.batch_gpu is not None:
-            _positive(self.batch_gpu, f"{where}train.batch_gpu")
-        for key in ("g_lr", "d_lr", "total_kimg", "snapshot_kimg", "image_kimg"):
-            if getattr(self, key) <= 0:
-                raise UserError(f"{where}train.{key}: must be > 0, got {getattr(self, key)}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise UserError(f"{where}train.betas: must be two numbers in [0, 1), got {self.betas}")
-        _positive(self.d_steps, f"{where}train.d_steps")
-        if self.ema_kimg < 0:
-            raise UserError(f"{where}train.ema_kimg: must be >= 0, got {self.ema_kimg}")
-        if self.freeze_d < 0:
-            raise UserError(f"{where}train.freeze_d: must be >= 0, got {self.freeze_d}")
-
-
-@dataclass
 class DistributedConfig:
     gpus: int = 1  # processes (GPUs) on this machine; torchrun's WORLD_SIZE overrides
     backend: Literal["auto", "nccl", "gloo"] = "auto"  # 'auto': NCCL on GPUs, gloo on CPU
@@ -251,10 +128,10 @@ class Recipe:
     description: str = ""  # what this recipe reproduces
     source: str = ""  # where the settings come from (paper table, official config)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig = field(default_factory=lambda: _default_family().model_config())  # the family's own model section
+    loss: LossConfig = field(default_factory=lambda: _default_family().loss_config())  # the family's own loss section
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: _default_family().train_config())  # common keys + the family's extras
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     ops: Literal["auto", "cuda", "ref"] = "auto"  # low-level kernels: CUDA when it builds, else reference
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -277,15 +154,26 @@ class Recipe:
         if fmt != RECIPE_FORMAT:
             raise UserError(f"{origin}: recipe format {fmt!r} is not supported (this gancli reads format {RECIPE_FORMAT})")
         data.pop("base", None)
-        recipe = _build(cls, data, origin, "", strict)
+        for section in ("model", "loss", "train"):  # absent: the family's own defaults, not another family's
+            data.setdefault(section, {})
+        family = _family_of_data(data, origin)
+        sections = {"model": family.model_config, "loss": family.loss_config, "train": family.train_config}
+        recipe = _build(cls, data, origin, "", strict, sections=sections, family=family)
         recipe.validate(origin)
         return recipe
+
+    @property
+    def family(self):
+        """The `gancli.families.Family` of model.kind."""
+        from gancli.families import get_family
+
+        return get_family(self.model.kind)
 
     def validate(self, origin: str) -> None:
         where = f"{origin}: "
         for section in (self.data, self.model, self.loss, self.augment, self.train, self.distributed, self.metrics):
             section.validate(where)
-        _check_family(self, where)
+        self.family.validate(self, where)
         batch_gpu = self.train.batch_gpu
         gpus = self.distributed.gpus
         if self.train.batch % gpus:
@@ -297,50 +185,33 @@ class Recipe:
             )
 
 
-# Keys that only one network family reads; setting one (to a non-default value) for the other family
-# is an error rather than a silently ignored setting.
-RESNET_FAMILY = ("sngan", "sagan", "biggan")
-STYLE_ONLY = {
-    "model": ("w_dim", "mapping_layers", "mapping_lr_multiplier", "w_avg_beta", "channel_base", "channel_max",
-              "num_fp16_res", "conv_clamp", "g_architecture", "d_architecture", "mbstd_group_size", "mbstd_num_channels"),
-    "loss": ("r1_gamma", "r1_interval", "pl_weight", "pl_decay", "pl_batch_shrink", "pl_interval", "style_mixing_prob"),
-    "train": ("freeze_d",),
-}
-RESNET_ONLY = {
-    "model": ("g_ch", "d_ch", "g_ch_mult", "d_ch_mult", "bottom_width", "attn_res", "shared_dim", "hier", "g_sn",
-              "sn_iters", "init"),
-    "loss": ("real_target", "ortho_reg"),
-    "train": ("ema_decay", "ema_start", "lr_ref_batch", "d_loss_threshold", "d_extra_steps", "standing_stats"),
-}
+def _default_family():
+    from gancli.families import DEFAULT_KIND, get_family
+
+    return get_family(DEFAULT_KIND)
 
 
-def _check_family(recipe: Recipe, where: str) -> None:
-    """Model and loss kinds belong together, and no key of the other family is set."""
-    resnet = recipe.model.kind in RESNET_FAMILY
-    if resnet != (recipe.loss.kind in ("hinge", "bce")):
-        allowed = "hinge or bce" if resnet else "stylegan2"
-        raise UserError(f"{where}loss.kind: {recipe.loss.kind!r} does not train model.kind {recipe.model.kind!r}; "
-                        f"use loss.kind {allowed}")
-    if recipe.loss.kind != "bce" and recipe.loss.real_target != 1.0:
-        raise UserError(f"{where}loss.real_target: applies to loss.kind bce only (got loss.kind {recipe.loss.kind!r})")
-    if resnet:  # the generator grows from bottom_width by doubling; attention goes where a block outputs
-        m, res = recipe.model, recipe.data.resolution
-        sizes = [m.bottom_width * 2**k for k in range(1, 12) if m.bottom_width * 2**k <= res]
-        if res not in sizes:
-            raise UserError(f"{where}model.bottom_width: {m.bottom_width} does not double up to data.resolution {res} "
-                            "(the resolution must be bottom_width * 2^k)")
-        bad = [r for r in m.attn_res if r not in sizes]
-        if bad:
-            raise UserError(f"{where}model.attn_res: no generator block outputs {bad[0]} px (they output "
-                            f"{', '.join(map(str, sizes))} px)")
-    other = STYLE_ONLY if resnet else RESNET_ONLY
-    for section, keys in other.items():
-        cfg, default = getattr(recipe, section), type(getattr(recipe, section))()
-        for key in keys:
-            if getattr(cfg, key) != getattr(default, key):
-                family = "model.kind stylegan2" if resnet else "the ResNet family (model.kind sngan, sagan, biggan)"
-                raise UserError(f"{where}{section}.{key}: applies only to {family}, not to model.kind "
-                                f"{recipe.model.kind!r}; remove it")
+def _family_of_data(data: dict[str, Any], origin: str):
+    """The family that `model.kind` of a recipe dictionary selects (the default kind when absent)."""
+    from gancli.families import DEFAULT_KIND, get_family
+
+    model = data.get("model")
+    kind = model.get("kind", DEFAULT_KIND) if isinstance(model, dict) else DEFAULT_KIND
+    return get_family(kind, f"{origin}: ")
+
+
+def _foreign_key_hint(prefix: str, key: str, family) -> str:
+    """' (it belongs to the X family ...)' when another family's section has this key."""
+    from gancli.families import family_of_key
+
+    section = prefix.rstrip(".")
+    if family is None or section not in ("model", "loss", "train"):
+        return ""
+    other = family_of_key(section, str(key), exclude=family)
+    if other is None:
+        return ""
+    return (f": belongs to the {other.title} family (model.kind {', '.join(other.kinds)}), not to the "
+            f"{family.title} family (model.kind {', '.join(family.kinds)}); remove it")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -362,7 +233,7 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 
-def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True) -> Any:
+def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True, family=None) -> Any:
     """Check `value` against the annotation `tp`; return it converted (int -> float where allowed)."""
     t_origin = typing.get_origin(tp)
     bad = UserError(f"{origin}: {key}: expected {_type_name(tp)}, got {value!r}")
@@ -374,7 +245,7 @@ def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True) ->
             if arg is type(None):
                 continue
             try:
-                return _convert(arg, value, origin, key, strict)
+                return _convert(arg, value, origin, key, strict, family)
             except UserError:
                 pass
         raise bad
@@ -390,7 +261,7 @@ def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True) ->
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise bad
-        return _build(tp, value, origin, key + ".", strict)
+        return _build(tp, value, origin, key + ".", strict, family=family)
     if tp is bool:
         if not isinstance(value, bool):
             raise bad
@@ -410,20 +281,27 @@ def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True) ->
     raise TypeError(f"unsupported recipe field type {tp!r}")  # a bug in the schema, not user input
 
 
-def _build(cls: type, data: dict[str, Any], origin: str, prefix: str, strict: bool = True) -> Any:
-    hints = typing.get_type_hints(cls)
+def _build(cls: type, data: dict[str, Any], origin: str, prefix: str, strict: bool = True, *,
+           sections: dict[str, type] | None = None, family=None) -> Any:
+    """`cls(**data)` with every value checked; `sections` replaces the classes of some fields (the
+    family's own model, loss and train sections)."""
+    hints = dict(typing.get_type_hints(cls))
+    hints.update(sections or {})
     names = [f.name for f in dataclasses.fields(cls)]
     if not strict:
         data = {k: v for k, v in data.items() if k in names}
     for key in data:
         if key not in names:
+            foreign = _foreign_key_hint(prefix, key, family)
+            if foreign:
+                raise UserError(f"{origin}: {prefix}{key}{foreign}")
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             raise UserError(
                 f"{origin}: unknown key {prefix}{key}{hint}; allowed in {prefix.rstrip('.') or 'the top level'}: "
                 + ", ".join(names)
             )
-    kwargs = {k: _convert(hints[k], v, origin, prefix + k, strict) for k, v in data.items()}
+    kwargs = {k: _convert(hints[k], v, origin, prefix + k, strict, family) for k, v in data.items()}
     return cls(**kwargs)
 
 
@@ -544,25 +422,33 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def _check_override_key(keys: list[str], value: Any) -> None:
-    """An override must name a key of the schema; say so in terms of the flag, not of the file."""
+def _check_override_key(keys: list[str], value: Any, family) -> None:
+    """An override must name a key of the schema (of the recipe's family, for model, loss and train);
+    say so in terms of the flag, not of the file."""
     cls: Any = Recipe
+    sections = {"model": family.model_config, "loss": family.loss_config, "train": family.train_config}
     for depth, part in enumerate(keys):
         if not dataclasses.is_dataclass(cls):
             raise UserError(f"--set {'.'.join(keys)}={value}: {'.'.join(keys[:depth])} is not a section")
         names = [f.name for f in dataclasses.fields(cls)]
         if part not in names:
             prefix = ".".join(keys[:depth]) + "." if depth else ""
+            foreign = _foreign_key_hint(prefix, part, family)
+            if foreign:
+                raise UserError(f"--set {'.'.join(keys)}={value}: {prefix}{part}{foreign}")
             close = difflib.get_close_matches(part, names, n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             raise UserError(f"--set {'.'.join(keys)}={value}: unknown key {prefix}{part}{hint}; allowed: {', '.join(names)}")
-        cls = typing.get_type_hints(cls)[part]
+        cls = sections[part] if depth == 0 and part in sections else typing.get_type_hints(cls)[part]
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
     data = deep_merge({}, data)
+    kinds = [value for keys, value in overrides if keys == ["model", "kind"]]  # a new kind changes the schema
+    probe = deep_merge(data, {"model": {"kind": kinds[-1]}}) if kinds and isinstance(data.get("model", {}), dict) else data
+    family = _family_of_data(probe, "--set model.kind")
     for keys, value in overrides:
-        _check_override_key(keys, value)
+        _check_override_key(keys, value, family)
         node = data
         for part in keys[:-1]:
             child = node.get(part)
@@ -575,28 +461,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[list[str], Any]]
     return data
 
 
-def auto_settings(resolution: int, gpus: int) -> dict[str, Any]:
-    """The official StyleGAN2-ADA `auto` configuration for a resolution and GPU count.
-
-    batch = max(min(gpus * min(4096 // res, 32), 64), gpus); minibatch-std group min(batch // gpus, 4);
-    feature maps x1 from 512 px (else x0.5); lr 0.002 at 1024 px (else 0.0025);
-    R1 gamma = 0.0002 * res^2 / batch; EMA half-life batch * 10 / 32 kimg with ramp-up 0.05; 2 mapping layers.
-    """
-    batch = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
-    lr = 0.002 if resolution >= 1024 else 0.0025
-    return {
-        "model": {"mapping_layers": 2, "channel_base": int((1 if resolution >= 512 else 0.5) * 32768),
-                  "channel_max": 512, "mbstd_group_size": min(batch // gpus, 4)},
-        "loss": {"r1_gamma": 0.0002 * resolution**2 / batch},
-        "train": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": batch * 10 / 32, "ema_rampup": 0.05},
-    }
-
-
 def load_recipe(spec: str | Path, overrides: list[tuple[list[str], Any]] | None = None) -> Recipe:
     """Find, read, inherit, override and validate a recipe.
 
-    With `auto: true`, the official auto settings are computed from the (overridden) resolution and
-    GPU count and merged in; explicit command-line overrides still win over them.
+    With `auto: true`, the family's auto settings (`Family.auto_settings`; StyleGAN2: the official
+    `auto` configuration) are computed from the (overridden) resolution and GPU count and merged in;
+    explicit command-line overrides still win over them.
     """
     path = find_recipe(str(spec))
     data = load_recipe_dict(path)
@@ -606,22 +476,31 @@ def load_recipe(spec: str | Path, overrides: list[tuple[list[str], Any]] | None 
         data_cfg, dist_cfg = data.get("data") or {}, data.get("distributed") or {}
         resolution, gpus = data_cfg.get("resolution", DataConfig.resolution), dist_cfg.get("gpus", DistributedConfig.gpus)
         if isinstance(resolution, int) and isinstance(gpus, int) and resolution >= 4 and gpus >= 1:
-            data = apply_overrides(deep_merge(data, auto_settings(resolution, gpus)), overrides or [])
+            family = _family_of_data(data, str(path))
+            auto = family.auto_settings(resolution, gpus)
+            if auto is None:
+                raise UserError(f"{path}: auto: the {family.title} family has no automatic settings; remove `auto: true`")
+            data = apply_overrides(deep_merge(data, auto), overrides or [])
     data.setdefault("name", path.stem)
     return Recipe.from_dict(data, origin=str(path))
 
 
-def field_comments() -> dict[str, str]:
-    """`section.key` -> the comment written beside the field in this file (for docs and --dry-run)."""
+def field_comments(family=None) -> dict[str, str]:
+    """`section.key` -> the comment written beside the field in its dataclass (for docs and --dry-run).
+
+    family: whose model, loss and train sections (None: the default family's)."""
     import inspect
     import re
 
+    family = family or _default_family()
     comments: dict[str, str] = {}
-    section_of = {
-        DataConfig: "data", ModelConfig: "model", LossConfig: "loss", AugmentConfig: "augment",
-        TrainConfig: "train", DistributedConfig: "distributed", MetricsConfig: "metrics", Recipe: "",
-    }
-    for cls, section in section_of.items():
+    section_of: list[tuple[type, str]] = [
+        (DataConfig, "data"), (AugmentConfig, "augment"), (DistributedConfig, "distributed"),
+        (MetricsConfig, "metrics"), (Recipe, ""),
+    ]
+    for section, cls in (("model", family.model_config), ("loss", family.loss_config), ("train", family.train_config)):
+        section_of += [(klass, section) for klass in reversed(cls.__mro__) if dataclasses.is_dataclass(klass)]
+    for cls, section in section_of:
         for line in inspect.getsource(cls).splitlines():
             m = re.match(r"\s+(\w+): .*?#\s*(.+)$", line)
             if m:
@@ -629,19 +508,40 @@ def field_comments() -> dict[str, str]:
     return comments
 
 
+def _rows(section: str, cls: type, values: dict[str, Any], comments: dict[str, str], keep=None) -> list[str]:
+    hints = typing.get_type_hints(cls)
+    return [f"| `{section}.{sub}` | {_type_name(hints[sub])} | `{value!r}` | {comments.get(f'{section}.{sub}', '')} |"
+            for sub, value in values.items() if keep is None or sub in keep]
+
+
 def schema_markdown() -> str:
-    """The recipe reference table (docs/recipes.md embeds it; a test keeps the two equal)."""
+    """The recipe reference tables (docs/recipes.md embeds them; a test keeps the two equal): the
+    sections every recipe has, then each family's own model, loss and train keys."""
+    from gancli.families import all_families
+    from gancli.families.base import LossConfig as CommonLoss
+    from gancli.families.base import ModelConfig as CommonModel
+    from gancli.families.base import TrainConfig as CommonTrain
+
+    common = {"model": CommonModel, "loss": CommonLoss, "train": CommonTrain}
     comments = field_comments()
-    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    lines = ["### Every recipe", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     defaults = Recipe().to_dict()
     defaults.pop("format")
     hints = typing.get_type_hints(Recipe)
     for key, value in defaults.items():
-        if isinstance(value, dict):
-            section_hints = typing.get_type_hints(hints[key])
-            for sub, sub_value in value.items():
-                lines.append(f"| `{key}.{sub}` | {_type_name(section_hints[sub])} | `{sub_value!r}` | "
-                             f"{comments.get(f'{key}.{sub}', '')} |")
+        if key in common:
+            names = [f.name for f in dataclasses.fields(common[key])]
+            lines += _rows(key, common[key], value, comments, keep=names)
+        elif isinstance(value, dict):
+            lines += _rows(key, hints[key], value, comments)
         else:
             lines.append(f"| `{key}` | {_type_name(hints[key])} | `{value!r}` | {comments.get(key, '')} |")
+    for family in all_families():
+        comments = field_comments(family)
+        lines += ["", f"### The {family.title} family (model.kind {', '.join(family.kinds)})", "",
+                  "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for section, cls in (("model", family.model_config), ("loss", family.loss_config), ("train", family.train_config)):
+            base_names = {f.name for f in dataclasses.fields(common[section])} - {"kind"}
+            values = dataclasses.asdict(cls())
+            lines += _rows(section, cls, values, comments, keep=[k for k in values if k not in base_names])
     return "\n".join(lines)

@@ -32,12 +32,12 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    kind = sniff_format(path)
-    return {"safetensors": "gancli-snapshot", "pickle": "nvlabs-pickle"}.get(kind, kind)
+    fmt = sniff_format(path)
+    return {"safetensors": "gancli-snapshot", "pickle": "nvlabs-pickle"}.get(fmt, fmt)
 
 
-def _unsupported(path: Path, kind: str) -> UserError:
-    if kind == "torch-zip":
+def _unsupported(path: Path, fmt: str) -> UserError:
+    if fmt == "torch-zip":
         return UserError(
             f"{path}: is a torch.save zip checkpoint but not a rosinality/stylegan2-pytorch one (no g_ema "
             "generator); allowed: gancli snapshots (.safetensors), official StyleGAN2-ADA .pkl files and "
@@ -64,20 +64,20 @@ def open_network(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]
     from gancli.recipe import Recipe
 
     path = resolve_checkpoint(path)  # a run directory means its latest snapshot
-    kind = detect_format(path)
-    if kind == "gancli-snapshot":
+    fmt = detect_format(path)
+    if fmt == "gancli-snapshot":
         from gancli.train.checkpoint import load_snapshot
 
         snap = load_snapshot(path)
         recipe = Recipe.from_dict(snap.recipe, origin=f"{path} (embedded recipe)", strict=False)
         return snap.modules, recipe, dict(snap.meta)
-    if kind == "nvlabs-pickle":
+    if fmt == "nvlabs-pickle":
         from gancli.convert.nvlabs import open_nvlabs
 
         return open_nvlabs(path)
-    if kind == "torch-zip":
+    if fmt == "torch-zip":
         return _open_torch_zip(path)
-    raise _unsupported(path, kind)
+    raise _unsupported(path, fmt)
 
 
 def convert_to_snapshot(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:

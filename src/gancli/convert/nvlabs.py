@@ -29,8 +29,6 @@ NETWORK_KEYS = ("G_ema", "G", "D")
 __all__ = [
     "NetworkRecord",
     "load_nvlabs_pickle",
-    "generator_from_nvlabs",
-    "discriminator_from_nvlabs",
     "recipe_from_nvlabs_kwargs",
     "open_nvlabs",
 ]
@@ -64,12 +62,12 @@ def _flat_state(obj: PersistentObject, prefix: str, out: dict[str, Any], where: 
 
     st = obj.state
     skip = st.get("_non_persistent_buffers_set") or set()
-    for kind in ("_parameters", "_buffers"):
-        items = st.get(kind) or {}
+    for attr in ("_parameters", "_buffers"):
+        items = st.get(attr) or {}
         if not isinstance(items, dict):
-            raise UserError(f"{where}: is not a valid network pickle ({prefix or 'network'} {kind} is not a dict)")
+            raise UserError(f"{where}: is not a valid network pickle ({prefix or 'network'} {attr} is not a dict)")
         for name, t in items.items():
-            if t is None or (kind == "_buffers" and name in skip):
+            if t is None or (attr == "_buffers" and name in skip):
                 continue
             if not isinstance(t, torch.Tensor):
                 raise UserError(f"{where}: is not a valid network pickle ({prefix}{name} is not a tensor)")
@@ -109,19 +107,6 @@ def load_nvlabs_pickle(path: str | os.PathLike[str]) -> dict[str, NetworkRecord]
 # Building gancli networks from the records
 
 
-def _build(path: Path, rec: NetworkRecord, key: str, expect: str) -> Any:
-    from gancli.nets import stylegan2
-
-    if rec.class_name != expect:
-        raise UserError(f"{path}: {key} is a {rec.class_name!r} network; gancli reads StyleGAN2-ADA {expect} networks")
-    try:
-        net = getattr(stylegan2, expect)(**rec.init_kwargs)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{path}: {key} has constructor arguments gancli's StyleGAN2 {expect} does not take ({e})") from None
-    _load_strict(net, rec.state_dict, f"{path}: {key}")
-    return net.eval().requires_grad_(False)
-
-
 def _load_strict(net: Any, state: dict[str, Any], where: str) -> None:
     mine = net.state_dict()
     missing = sorted(set(mine) - set(state))
@@ -135,24 +120,6 @@ def _load_strict(net: Any, state: dict[str, Any], where: str) -> None:
         if tuple(mine[name].shape) != tuple(t.shape):
             raise UserError(f"{where}: weight {name} has shape {list(t.shape)}, expected {list(mine[name].shape)}")
     net.load_state_dict(state, strict=True)
-
-
-def generator_from_nvlabs(path: str | os.PathLike[str], which: str = "G_ema") -> tuple[Any, dict[str, Any]]:
-    """(gancli StyleGAN2 Generator in eval mode with the file's weights, its official kwargs)."""
-    path = Path(path)
-    recs = load_nvlabs_pickle(path)
-    if which not in recs or which == "D":
-        raise UserError(f"{path}: has no generator {which!r} (it holds {', '.join(recs)})")
-    return _build(path, recs[which], which, "Generator"), recs[which].init_kwargs
-
-
-def discriminator_from_nvlabs(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
-    """(gancli StyleGAN2 Discriminator in eval mode with the file's weights, its official kwargs)."""
-    path = Path(path)
-    recs = load_nvlabs_pickle(path)
-    if "D" not in recs:
-        raise UserError(f"{path}: has no discriminator D (it holds {', '.join(recs)})")
-    return _build(path, recs["D"], "D", "Discriminator"), recs["D"].init_kwargs
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,7 +261,7 @@ def open_nvlabs(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]]
 
     The state dicts are checked to load strictly into the networks the recipe builds.
     """
-    from gancli.models import build_networks
+    from gancli.families.stylegan2.steps import build_networks
 
     path = Path(path)
     recs = load_nvlabs_pickle(path)

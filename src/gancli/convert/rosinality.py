@@ -209,7 +209,7 @@ def _mean_latent(mapping_sd: dict[str, Any], cfg: dict[str, Any]) -> Any:
     """rosinality's mean_latent: the average mapping output over fixed-seed z (for files without latent_avg)."""
     import torch
 
-    from gancli.nets.stylegan2 import MappingNetwork
+    from gancli.families.stylegan2.nets import MappingNetwork
 
     m = MappingNetwork(z_dim=cfg["style_dim"], c_dim=0, w_dim=cfg["style_dim"], num_ws=None,
                        num_layers=cfg["n_mlp"], lr_multiplier=0.01, w_avg_beta=None)
@@ -229,7 +229,7 @@ def open_rosinality(
     """(modules {'G_ema': state_dict}, recipe, meta) for a rosinality/stylegan2-pytorch checkpoint."""
     import torch
 
-    from gancli.models import build_networks
+    from gancli.families.stylegan2.steps import build_networks
 
     path = Path(path)
     where = str(path)

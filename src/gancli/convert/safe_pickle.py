@@ -209,17 +209,17 @@ def safe_load(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    kind = sniff_format(path)
-    if kind == "torch-zip":
+    fmt = sniff_format(path)
+    if fmt == "torch-zip":
         raise UserError(
             f"{path}: is a torch.save zip file, not an NVlabs network pickle; a gancli training state "
             "(state-*.pt) is read by `gancli train --resume` (weights-only), and other projects' torch.save "
             "checkpoints (e.g. rosinality) cannot be imported yet"
         )
-    if kind == "safetensors":
+    if fmt == "safetensors":
         raise UserError(f"{path}: is a safetensors file, not a network pickle; open gancli snapshots with "
                         "`gancli.convert.open_network` or `gancli.models.load_generator`")
-    if kind != "pickle":
+    if fmt != "pickle":
         raise UserError(f"{path}: is not a network pickle (allowed: official StyleGAN2-ADA .pkl files)")
     import warnings
 

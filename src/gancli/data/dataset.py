@@ -343,7 +343,7 @@ def _open_files(
 
     subset = _subset(len(names), max_size)
     stem = os.path.basename(os.path.normpath(src.path))
-    name = stem[:-4] if src.kind == "zip" and stem.lower().endswith(".zip") else stem
+    name = stem[:-4] if src.is_zip and stem.lower().endswith(".zip") else stem
 
     try:
         images = _decode_source(src, names, resolution, allow_resize, subset, cache_root, name)
@@ -382,7 +382,7 @@ def _decode_source(
     expect = resolution or first.shape[1]
 
     cache_path = None
-    if cache_root and src.kind == "zip" and len(names) * first.nbytes <= ZIP_CACHE_MAX_BYTES:
+    if cache_root and src.is_zip and len(names) * first.nbytes <= ZIP_CACHE_MAX_BYTES:
         key = {
             "format": CACHE_FORMAT,
             "kind": "zip",

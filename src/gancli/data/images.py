@@ -67,6 +67,9 @@ def _is_image_name(rel: str) -> bool:
     return rel.lower().endswith(IMAGE_EXTENSIONS) and not _hidden(rel)
 
 
+ZIP_KINDS = frozenset({"zip"})  # SourceSpec.kind of zip archives (the other is 'folder')
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """What a worker process needs to read files: kind ('folder' | 'zip') and absolute path."""
@@ -75,9 +78,13 @@ class SourceSpec:
     path: str
     display: str  # the path as the user wrote it, for messages
 
+    @property
+    def is_zip(self) -> bool:
+        return self.kind in ZIP_KINDS
+
     def describe(self, name: str) -> str:
         """How to name one file of this source in a message."""
-        if self.kind == "zip":
+        if self.is_zip:
             return f"{self.display}:{name}"
         return os.path.join(self.display, *name.split("/"))
 
@@ -91,6 +98,7 @@ class ImageSource:
         self._members = members or {}  # zip only: normalised name -> member name in the archive
 
     kind = property(lambda self: self.spec.kind)
+    is_zip = property(lambda self: self.spec.is_zip)
     path = property(lambda self: self.spec.path)
     display = property(lambda self: self.spec.display)
 
@@ -102,7 +110,7 @@ class ImageSource:
 
     def read_optional(self, name: str) -> bytes | None:
         """Bytes of a non-image file at the root (e.g. `dataset.json`), or None when absent."""
-        if self.kind == "zip":
+        if self.is_zip:
             with zipfile.ZipFile(self.path) as zf:
                 member = _find_member(zf, name)
                 return None if member is None else zf.read(member)
@@ -171,7 +179,7 @@ def open_source(source: str, *, what: str = "dataset") -> ImageSource:
     else:
         raise UserError(f"{what} '{display}' is neither a folder nor a file: {allowed}")
     if not names:
-        where = "zip" if spec.kind == "zip" else "folder"
+        where = "zip" if spec.is_zip else "folder"
         raise UserError(
             f"{what} '{display}' is an empty {where}: it holds no images ({', '.join(IMAGE_EXTENSIONS)})"
         )
@@ -206,7 +214,7 @@ _ZIP_HANDLES: dict[tuple[int, str], zipfile.ZipFile] = {}
 
 
 def read_source_bytes(spec: SourceSpec, name: str) -> bytes:
-    if spec.kind == "zip":
+    if spec.is_zip:
         key = (os.getpid(), spec.path)
         zf = _ZIP_HANDLES.get(key)
         if zf is None:

@@ -111,9 +111,24 @@ class Batches:
         return self
 
     def __next__(self):
+        return self._tensors(self.next_indices())
+
+    def take(self, count: int):
+        """This rank's share of the next `count` samples of the global stream (advances `position`).
+
+        `count` may change from call to call (a step may take several minibatches, or a schedule may
+        change the batch); it must be a multiple of the world size so that every rank gets as many."""
+        count = _int_arg(count, "batch size", 1)
+        if count % self.world_size:
+            raise UserError(f"batch size {count} is not allowed with {self.world_size} processes: use a multiple of it")
+        idx = self.stream.take(self.position, count)[self.rank :: self.world_size]
+        self.position += count
+        return self._tensors(idx)
+
+    def _tensors(self, indices):
         import torch
 
-        images, labels = self.dataset.get_batch(self.next_indices())
+        images, labels = self.dataset.get_batch(indices)
         # Move uint8 (4x smaller) and convert on the device.
         x = torch.from_numpy(images).to(self.device).to(torch.float32).div_(127.5).sub_(1.0)
         c = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)).to(self.device)

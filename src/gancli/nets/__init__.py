@@ -1,1 +1,3 @@
-"""Network architectures, one module per paper family (`stylegan2`, ...), shared pieces in `layers`."""
+"""Network layers shared by several model families (equalized linear/conv, modulated conv, minibatch std).
+
+Each family keeps its own networks in `gancli.families.<name>.nets`."""

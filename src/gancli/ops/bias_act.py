@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gancli.ops import cuda_extension, resolve_impl
+from gancli.ops.dispatch import cuda_extension, resolve_impl
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gancli.ops import cuda_extension, resolve_impl
+from gancli.ops.dispatch import cuda_extension, resolve_impl
 
 Padding = int | Sequence[int]
 

@@ -940,11 +940,12 @@ def describe_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) ->
 
     arch: dict[str, Any] = {}
     if isinstance(recipe.get("model"), dict):
-        from gancli.recipe import RESNET_FAMILY, RESNET_ONLY, STYLE_ONLY
+        from gancli.families import family_name_of, get_family
 
-        model = recipe["model"]  # only the keys of its own network family
-        other = STYLE_ONLY if model.get("kind") in RESNET_FAMILY else RESNET_ONLY
-        arch.update(_flatten_arch({k: v for k, v in model.items() if k not in other["model"]}))
+        model = recipe["model"]  # described by its own family (older files hold every family's keys)
+        kind = model.get("kind", "stylegan2")
+        family = get_family(kind) if isinstance(kind, str) and family_name_of(kind) else None
+        arch.update(_flatten_arch(family.describe(model) if family is not None else model))
     data = recipe.get("data")
     if isinstance(data, dict) and "resolution" in data and "resolution" not in arch:
         arch["resolution"] = data["resolution"]

@@ -134,7 +134,7 @@ def resolve_device(recipe, local_rank: int = 0):
     """The training device of this process: cuda:LOCAL_RANK when training on CUDA, else cpu."""
     import torch
 
-    from gancli.train.loop import resolve_device as single_device
+    from gancli.train.device import resolve_device as single_device
 
     device = single_device(recipe)
     if device.type == "cuda":
@@ -271,8 +271,8 @@ def mean_stats(stats) -> dict[str, float]:
 # Metrics during training: rank 0 runs the metric; every rank generates and embeds a share of the fakes
 
 
-def sharded_fake_features(G, det, detector_path, seeds: list[int], labels, *, psi: float, batch: int, probs: bool,
-                          progress: bool = False):
+def sharded_fake_features(family, G, det, detector_path, seeds: list[int], labels, *, psi: float | None, batch: int,
+                          probs: bool, progress: bool = False):
     """Detector features of G's images for `seeds`, computed by all ranks (rank r: seeds[r::W]).
 
     Called by rank 0 inside `evaluate_generator` while the other ranks are in `serve_metric_jobs`; the
@@ -283,11 +283,11 @@ def sharded_fake_features(G, det, detector_path, seeds: list[int], labels, *, ps
 
     world = _current.world_size
     if not (_current.enabled and _current.is_main and _serving["active"]) or len(seeds) < world:
-        return fake_features(G, det, seeds, labels, psi=psi, batch=batch, probs=probs, progress=progress)
+        return fake_features(family, G, det, seeds, labels, psi=psi, batch=batch, probs=probs, progress=progress)
     job = {"detector_path": None if detector_path is None else str(detector_path), "seeds": seeds, "labels": labels,
-           "psi": psi, "batch": batch, "probs": probs}
+           "psi": psi, "batch": batch, "probs": probs, "family": family.name}
     _broadcast_slow(job)
-    feats, prob = fake_features(G, det, seeds[0::world], None if labels is None else labels[0::world], psi=psi,
+    feats, prob = fake_features(family, G, det, seeds[0::world], None if labels is None else labels[0::world], psi=psi,
                                 batch=batch, probs=probs, progress=progress)
     feats = _gather_rows(feats, len(seeds))
     prob = _gather_rows(prob, len(seeds)) if probs else None
@@ -296,13 +296,15 @@ def sharded_fake_features(G, det, detector_path, seeds: list[int], labels, *, ps
 
 def serve_metric_jobs(G) -> None:
     """Ranks other than 0: compute shares of fakes for rank 0's metrics until rank 0 says it is done."""
+    from gancli.families import all_families
     from gancli.metrics.evaluate import fake_features
 
     rank, world = _current.rank, _current.world_size
     while (job := _broadcast_slow(None)) is not None:
         det = _job_detector(job, G)
         labels = job["labels"]
-        feats, prob = fake_features(G, det, job["seeds"][rank::world], None if labels is None else labels[rank::world],
+        family = next(f for f in all_families() if f.name == job["family"])
+        feats, prob = fake_features(family, G, det, job["seeds"][rank::world], None if labels is None else labels[rank::world],
                                     psi=job["psi"], batch=job["batch"], probs=job["probs"])
         _gather_rows(feats, len(job["seeds"]))
         if job["probs"]:
@@ -416,7 +418,7 @@ def launch(recipe, run_dir: Path, resume: str | None, nprocs: int, console=None,
         spec = Path(tmp) / "job.json"
         spec.write_text(json.dumps({"recipe": recipe.to_dict(), "run_dir": str(run_dir), "resume": resume,
                                     "init": init}))
-        code = [sys.executable, "-c", "from gancli.train.distributed import worker_main; worker_main()", str(spec)]
+        code = [sys.executable, "-c", "from gancli.train.run import worker_main; worker_main()", str(spec)]
         procs = []
         for rank in range(nprocs):
             worker_env = dict(env, RANK=str(rank), LOCAL_RANK=str(rank))
@@ -467,35 +469,6 @@ def _watch(procs, grace: float = 5.0) -> tuple[int, int] | None:
         if all(rc == 0 for rc in codes):
             return None
         time.sleep(0.1)
-
-
-def worker_main() -> None:
-    """Entry point of a worker started by `launch` (argv[1]: the job file)."""
-    from gancli.recipe import Recipe
-    from gancli.train.run import train_from_cli
-
-    _die_with_parent()
-    job = json.loads(Path(sys.argv[1]).read_text())
-    rank = int(os.environ.get("RANK", "0"))
-    try:
-        recipe = Recipe.from_dict(job["recipe"], origin="the launcher's recipe")
-        train_from_cli(recipe, outdir=Path(job["run_dir"]).parent, resume=job["resume"], run_dir=Path(job["run_dir"]),
-                       init=job.get("init"))
-    except UserError as e:
-        if os.environ.get("GANCLI_DEBUG"):
-            raise
-        print(f"error: {e}" if rank == 0 else f"error (rank {rank}): {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print(f"interrupted (rank {rank})", file=sys.stderr)
-        sys.exit(130)
-    except RuntimeError as e:  # a peer died or hung: say so in one line; other errors keep their traceback
-        if os.environ.get("GANCLI_DEBUG") or not _is_communication_error(e):
-            raise
-        print(f"error (rank {rank}): lost contact with another training process ({str(e).splitlines()[0][:300]})",
-              file=sys.stderr)
-        sys.exit(1)
-    sys.exit(0)
 
 
 def _die_with_parent() -> None:

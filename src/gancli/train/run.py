@@ -232,3 +232,34 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     else:
         console.print(f"done: {run_dir}")
     return run_dir
+
+
+def worker_main() -> None:
+    """Entry point of a worker started by `distributed.launch` (argv[1]: the job file)."""
+    import json
+    import os
+
+    from gancli.train.distributed import _die_with_parent, _is_communication_error
+
+    _die_with_parent()
+    job = json.loads(Path(sys.argv[1]).read_text())
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        recipe = Recipe.from_dict(job["recipe"], origin="the launcher's recipe")
+        train_from_cli(recipe, outdir=Path(job["run_dir"]).parent, resume=job["resume"], run_dir=Path(job["run_dir"]),
+                       init=job.get("init"))
+    except UserError as e:
+        if os.environ.get("GANCLI_DEBUG"):
+            raise
+        print(f"error: {e}" if rank == 0 else f"error (rank {rank}): {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print(f"interrupted (rank {rank})", file=sys.stderr)
+        sys.exit(130)
+    except RuntimeError as e:  # a peer died or hung: say so in one line; other errors keep their traceback
+        if os.environ.get("GANCLI_DEBUG") or not _is_communication_error(e):
+            raise
+        print(f"error (rank {rank}): lost contact with another training process ({str(e).splitlines()[0][:300]})",
+              file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)

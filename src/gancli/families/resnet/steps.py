@@ -26,28 +26,45 @@ each round, as in BigGAN's accumulation). Every random draw of step k comes from
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
-from gancli.errors import UserError
+from gancli.families.base import FamilyTraining
 from gancli.losses import BCELoss, HingeLoss, LossStats, add_orthogonal_grad
 from gancli.train import distributed
+from gancli.train.seeding import step_seed
+from gancli.train.updates import half_life_beta, sanitize_grads, update_ema
 
 
-class ResNetSteps:
-    """Optimizers, losses, D and G updates and EMA of a ResNet-family run; the Trainer delegates to it."""
+def build_networks(recipe, c_dim: int, img_channels: int = 3):
+    """(G, D) for a sngan/sagan/biggan recipe, freshly initialised (G first: the order fixes the weights of a seed)."""
+    from gancli.families.resnet.nets import Discriminator, Generator
+
+    m = recipe.model
+    res, attn = recipe.data.resolution, tuple(m.attn_res)
+    G = Generator(z_dim=m.z_dim, c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.g_ch,
+                  ch_mult=m.g_ch_mult, bottom_width=m.bottom_width, attn_res=attn, shared_dim=m.shared_dim,
+                  hier=m.hier, sn=m.g_sn, sn_iters=m.sn_iters, init=m.init)
+    D = Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.d_ch, ch_mult=m.d_ch_mult,
+                      bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init)
+    return G, D
+
+
+class ResNetTraining(FamilyTraining):
+    """G, G_ema, D, their optimizers and losses, the D and G updates and the EMA of a ResNet-family run."""
 
     def __init__(self, trainer):
+        super().__init__(trainer)
         t = trainer.recipe.train
-        self.trainer = trainer
-        if t.precision == "mixed":
-            raise UserError("train.precision: 'mixed' is not implemented for the ResNet family (sngan, sagan, biggan); "
-                            "use auto or fp32 (they train in float32)")
-        if trainer.recipe.augment.kind != "none":
-            raise UserError(f"augment.kind: {trainer.recipe.augment.kind!r} is not wired into the ResNet family "
-                            "(sngan, sagan, biggan) yet; use augment.kind: none")
         scale = t.batch / t.lr_ref_batch if t.lr_ref_batch else 1.0  # linear scaling rule (SAGAN option)
         self.g_lr, self.d_lr = t.g_lr * scale, t.d_lr * scale
-        G, D = trainer.G, trainer.D
+        self.G, self.D = build_networks(trainer.recipe, c_dim=trainer.c_dim, img_channels=trainer.img_channels)
+        self.G.train().requires_grad_(False).to(trainer.device)
+        self.D.train().requires_grad_(False).to(trainer.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        distributed.broadcast_modules(self.G, self.D, self.G_ema)
+        G, D = self.G, self.D
         self.opt_G = torch.optim.Adam(G.parameters(), lr=self.g_lr, betas=tuple(t.betas), eps=t.eps)
         self.opt_D = torch.optim.Adam(D.parameters(), lr=self.d_lr, betas=tuple(t.betas), eps=t.eps)
         loss = trainer.recipe.loss
@@ -55,6 +72,9 @@ class ResNetSteps:
         self.ortho_reg = loss.ortho_reg
         # BigGAN leaves the shared class embedding out of the orthogonal regularization.
         self.ortho_params = [p for n, p in G.named_parameters() if p.ndim >= 2 and not n.startswith("shared.")]
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"G_ema": self.G_ema, "G": self.G, "D": self.D}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}
@@ -69,7 +89,7 @@ class ResNetSteps:
     def d_step(self, reals: torch.Tensor, real_c: torch.Tensor, gen: torch.Generator, stats: LossStats) -> torch.Tensor:
         """One D update on these reals and as many fresh fakes; returns the D loss (a tensor)."""
         tr = self.trainer
-        G, D = tr.G, tr.D
+        G, D = self.G, self.D
         reals, real_c = reals.to(tr.device, non_blocking=True), real_c.to(tr.device)
         z, c = self._latents(gen)
         self.opt_D.zero_grad(set_to_none=True)
@@ -89,7 +109,7 @@ class ResNetSteps:
             total = total + loss.detach() * share
         D.requires_grad_(False)
         distributed.sync_grads(D)
-        _finite_grads(D)
+        sanitize_grads(D)
         self.opt_D.step()
         stats.add("loss/D", total)
         if tr.ddp.world_size > 1:  # every rank must see the same D loss (it decides extra D steps)
@@ -101,12 +121,11 @@ class ResNetSteps:
         """z and fake labels for the global batch (the same on every rank); this rank's rows."""
         tr = self.trainer
         rank, world = tr.ddp.rank, tr.ddp.world_size
-        z = torch.randn([tr.batch, tr.G.z_dim], generator=gen)[rank::world].to(tr.device)
-        return z, tr._fake_labels(tr.batch, gen)[rank::world]
+        z = torch.randn([tr.batch, self.G.z_dim], generator=gen)[rank::world].to(tr.device)
+        return z, tr.fake_labels(tr.batch, gen)[rank::world]
 
     def g_step(self, gen: torch.Generator, stats: LossStats) -> None:
-        tr = self.trainer
-        G, D = tr.G, tr.D
+        G, D = self.G, self.D
         z, c = self._latents(gen)
         self.opt_G.zero_grad(set_to_none=True)
         G.requires_grad_(True)
@@ -118,22 +137,19 @@ class ResNetSteps:
             stats.add("loss/ortho", add_orthogonal_grad(self.ortho_params, self.ortho_reg))
         G.requires_grad_(False)
         distributed.sync_grads(G)
-        _finite_grads(G)
+        sanitize_grads(G)
         self.opt_G.step()
 
-    def train_step(self, reals: torch.Tensor, real_c: torch.Tensor, stats: LossStats) -> None:
+    def train_step(self, stats: LossStats) -> None:
         """d_steps (+ extra) D updates, each on its own reals, then one G update and the EMA."""
-        from gancli.train.loop import step_seed
-
         tr = self.trainer
         t = tr.recipe.train
         step = tr.state.step
         torch.manual_seed(step_seed(t.seed, step))
         gen = torch.Generator().manual_seed(step_seed(t.seed + 1, step))
         d_loss = None
-        for i in range(t.d_steps):
-            if i > 0:
-                reals, real_c = tr.next_batch()
+        for _ in range(t.d_steps):
+            reals, real_c = tr.next_batch()
             d_loss = self.d_step(reals, real_c, gen, stats)
             tr.state.cur_nimg += tr.batch
         extra = 0
@@ -153,28 +169,19 @@ class ResNetSteps:
     def update_ema(self) -> None:
         tr = self.trainer
         t = tr.recipe.train
-        if t.ema_decay is None:
-            tr._update_ema()  # the half-life in images, as StyleGAN2
-            return
-        beta = t.ema_decay if tr.state.step >= t.ema_start else 0.0  # BigGAN: copy until ema_start
-        for p_ema, p in zip(tr.G_ema.parameters(), tr.G.parameters()):
-            p_ema.copy_(p.lerp(p_ema, beta))
-        for b_ema, b in zip(tr.G_ema.buffers(), tr.G.buffers()):
-            b_ema.copy_(b)
+        if t.ema_decay is None:  # the half-life in images, as StyleGAN2
+            beta = half_life_beta(tr.batch, t.ema_kimg, t.ema_rampup, tr.state.cur_nimg)
+        else:
+            beta = t.ema_decay if tr.state.step >= t.ema_start else 0.0  # BigGAN: copy until ema_start
+        update_ema(self.G_ema, self.G, beta)
 
     def before_snapshot(self) -> None:
         """Standing batch-norm statistics for G_ema (train.standing_stats batches), from their own generator."""
-        from gancli.nets.biggan import standing_statistics
-        from gancli.train.loop import step_seed
+        from gancli.families.resnet.nets import standing_statistics
 
         tr = self.trainer
         t = tr.recipe.train
         if t.standing_stats > 0:
             gen = torch.Generator().manual_seed(step_seed(t.seed + 2, tr.state.step))
-            standing_statistics(tr.G_ema, t.standing_stats, tr.batch_gpu, gen, tr.device, tr.real_labels)
+            standing_statistics(self.G_ema, t.standing_stats, tr.batch_gpu, gen, tr.device, tr.real_labels)
 
-
-def _finite_grads(module: torch.nn.Module) -> None:
-    for p in module.parameters():
-        if p.grad is not None:
-            torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)

@@ -52,18 +52,15 @@ def _block_dtype(
     return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else param_dtype
 
 
-# On CPU every block runs in channels-last memory format: oneDNN's convolutions, and above all the
-# depthwise FIR filters and their gradients, are faster in it. Values do not change; set False to compare.
-CPU_CHANNELS_LAST = True
-
-
 def _block_memory_format(
-    fp16_channels_last: bool, dtype: torch.dtype, device: torch.device
+    fp16_channels_last: bool, dtype: torch.dtype, device: torch.device, cpu_channels_last: bool = True
 ) -> torch.memory_format:
-    """channels-last for float16 blocks that ask for it (CUDA) and for every block on CPU."""
+    """channels-last for float16 blocks that ask for it (CUDA) and, unless `cpu_channels_last` is off,
+    for every block on CPU: oneDNN's convolutions, and above all the depthwise FIR filters and their
+    gradients, are faster in it. Values do not change."""
     if dtype == torch.float16 and fp16_channels_last:
         return torch.channels_last
-    if device.type == "cpu" and CPU_CHANNELS_LAST:
+    if device.type == "cpu" and cpu_channels_last:
         return torch.channels_last
     return torch.contiguous_format
 
@@ -378,6 +375,7 @@ class SynthesisBlock(nn.Module):
         use_fp16: bool = False,
         fp16_channels_last: bool = False,
         fused_modconv_default: bool | str | None = None,
+        cpu_channels_last: bool = True,
         **layer_kwargs,
     ):
         """
@@ -394,6 +392,7 @@ class SynthesisBlock(nn.Module):
             conv_clamp:         Clamp convolution outputs to +-this value (None = no clamping).
             use_fp16:           Run this block in float16 (CUDA only).
             fp16_channels_last: Use channels-last memory format when running in float16.
+            cpu_channels_last:  Run the block in channels-last memory format on CPU (faster; same values).
             fused_modconv_default: Default form of the modulated convolution on CUDA: True, False,
                                 'inference_only', or None = decide by speed (see
                                 `_prefer_fused_modconv`). Accepted for the networks of NVlabs
@@ -412,6 +411,7 @@ class SynthesisBlock(nn.Module):
         self.architecture = architecture
         self.use_fp16 = use_fp16
         self.channels_last = use_fp16 and fp16_channels_last
+        self.cpu_channels_last = cpu_channels_last
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         self.num_conv = 0
@@ -489,7 +489,7 @@ class SynthesisBlock(nn.Module):
         """
         device = ws.device
         dtype = _block_dtype(self.use_fp16, force_fp32, device, self.conv1.weight.dtype)
-        memory_format = _block_memory_format(self.channels_last, dtype, device)
+        memory_format = _block_memory_format(self.channels_last, dtype, device, self.cpu_channels_last)
         batch = ws.shape[0]
         if fused_modconv is None and device.type == "cuda" and self.fused_modconv_default is not None:
             fused_modconv = self.fused_modconv_default
@@ -723,6 +723,7 @@ class DiscriminatorBlock(nn.Module):
         use_fp16: bool = False,
         fp16_channels_last: bool = False,
         freeze_layers: int = 0,
+        cpu_channels_last: bool = True,
     ):
         """
         Args:
@@ -738,6 +739,7 @@ class DiscriminatorBlock(nn.Module):
             conv_clamp:         Clamp convolution outputs to +-this value (None = no clamping).
             use_fp16:           Run this block in float16 (CUDA only).
             fp16_channels_last: Use channels-last memory format when running in float16.
+            cpu_channels_last:  Run the block in channels-last memory format on CPU (faster; same values).
             freeze_layers:      Freeze-D: layers with an index below this are not trainable.
         """
         _check_architecture(architecture)
@@ -751,6 +753,7 @@ class DiscriminatorBlock(nn.Module):
         self.architecture = architecture
         self.use_fp16 = use_fp16
         self.channels_last = use_fp16 and fp16_channels_last
+        self.cpu_channels_last = cpu_channels_last
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
 
         self.num_layers = 0
@@ -801,7 +804,7 @@ class DiscriminatorBlock(nn.Module):
         """
         device = (x if x is not None else img).device
         dtype = _block_dtype(self.use_fp16, force_fp32, device, self.conv0.weight.dtype)
-        memory_format = _block_memory_format(self.channels_last, dtype, device)
+        memory_format = _block_memory_format(self.channels_last, dtype, device, self.cpu_channels_last)
 
         if x is not None:
             x = x.to(dtype=dtype, memory_format=memory_format)

@@ -1,0 +1,95 @@
+"""The class-conditional ResNet family: SNGAN, SAGAN and BigGAN (model.kind sngan, sagan, biggan; docs/biggan.md).
+
+Networks (spectral norm, conditional batch norm, self-attention, projection D) in `nets.py`, the
+training step (several D steps per G step, hinge or BCE, orthogonal regularization, BigGAN's EMA and
+standing statistics) in `steps.py`, the recipe sections in `config.py`.
+"""
+
+from __future__ import annotations
+
+from gancli.errors import UserError
+from gancli.families.base import Family
+from gancli.families.resnet.config import ResNetLoss, ResNetModel, ResNetTrain
+
+# Values of --trunc from this one on leave z untouched in practice: no truncation.
+NO_TRUNCATION = 6.0
+
+
+class ResNetFamily(Family):
+    name = "resnet"
+    title = "ResNet"
+    kinds = ("sngan", "sagan", "biggan")
+    model_config = ResNetModel
+    loss_config = ResNetLoss
+    train_config = ResNetTrain
+    capabilities = frozenset({"seeds", "class", "trunc_resample"})
+
+    def validate(self, recipe, where: str) -> None:
+        super().validate(recipe, where)
+        m, res = recipe.model, recipe.data.resolution  # G grows from bottom_width by doubling
+        sizes = [m.bottom_width * 2**k for k in range(1, 12) if m.bottom_width * 2**k <= res]
+        if res not in sizes:
+            raise UserError(f"{where}model.bottom_width: {m.bottom_width} does not double up to data.resolution {res} "
+                            "(the resolution must be bottom_width * 2^k)")
+        bad = [r for r in m.attn_res if r not in sizes]
+        if bad:
+            raise UserError(f"{where}model.attn_res: no generator block outputs {bad[0]} px (they output "
+                            f"{', '.join(map(str, sizes))} px)")
+
+    def plan(self, recipe) -> dict[str, str]:
+        m, loss, t = recipe.model, recipe.loss, recipe.train
+        if t.ema_decay == 0:
+            ema = "no EMA (G_ema is a copy of G)"
+        elif t.ema_decay is not None:
+            ema = f"EMA decay {t.ema_decay:g} from step {t.ema_start}"
+        else:
+            ema = f"EMA half-life {t.ema_kimg:g} kimg"
+        steps = int(t.total_kimg * 1000 // t.batch)
+        return {
+            "model": (f"{m.kind}: ResNet G {m.g_ch} / D {m.d_ch} base channels, z {m.z_dim}"
+                      + (f", shared embedding {m.shared_dim}" if m.shared_dim else "") + (", hierarchical z" if m.hier else "")
+                      + (f", attention at {m.attn_res}" if m.attn_res else "") + (", SN in G and D" if m.g_sn else ", SN in D")),
+            "steps": f"{steps // t.d_steps} G steps ({t.d_steps} D minibatches each)",
+            "optimizer": f"Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, {t.d_steps} D step(s) per G step, {ema}",
+            "loss": f"{loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else ""),
+        }
+
+    def build_networks(self, recipe, c_dim: int, img_channels: int = 3):
+        from gancli.families.resnet.steps import build_networks
+
+        return build_networks(recipe, c_dim, img_channels)
+
+    def build_generator(self, recipe, c_dim: int, img_channels: int = 3):
+        from gancli.families.resnet.steps import build_networks
+
+        return build_networks(recipe, c_dim, img_channels)[0]
+
+    def training(self, trainer):
+        from gancli.families.resnet.steps import ResNetTraining
+
+        return ResNetTraining(trainer)
+
+    # ----------------------------------------------------------------------------------------------
+    # Seeds -> images. --trunc is BigGAN's truncation trick (Brock et al. 2019, Sec. 3.1): entries of z
+    # beyond the threshold are redrawn from the seed's own stream.
+
+    def check_trunc(self, G, trunc: float | None, cutoff: int | None) -> None:
+        if cutoff is not None:
+            raise UserError("--trunc-cutoff: this generator has no mapping network (no layers of W to choose)")
+        if trunc is not None and trunc <= 0:
+            raise UserError(f"--trunc {trunc}: this generator truncates by resampling z beyond a threshold, which must be > 0")
+
+    def default_truncations(self) -> list[float]:
+        return [2.0, 1.0, 0.5, 0.04]  # BigGAN Fig. 2(a): little truncation down to almost z = 0
+
+    def latents(self, seeds, z_dim, device, trunc=None):
+        from gancli.latent import z_from_seeds
+
+        threshold = None if trunc is None or trunc >= NO_TRUNCATION else trunc
+        return z_from_seeds(seeds, z_dim, device, threshold=threshold)
+
+    def from_z(self, G, z, c, *, trunc=None, cutoff=None, noise_mode="const", noise_seeds=None):
+        return G(z, c)
+
+
+FAMILY = ResNetFamily()

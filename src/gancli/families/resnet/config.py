@@ -1,0 +1,76 @@
+"""The recipe sections of the class-conditional ResNet family: model.kind sngan, sagan, biggan (docs/biggan.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from gancli.errors import UserError
+from gancli.families import base
+
+
+@dataclass
+class ResNetModel(base.ModelConfig):
+    kind: Literal["sngan", "sagan", "biggan"] = "biggan"  # SNGAN (Miyato et al. 2018), SAGAN (Zhang et al. 2019), BigGAN (Brock et al. 2019)
+    g_ch: int = 64  # generator base width (block channels = g_ch * multiplier)
+    d_ch: int = 64  # discriminator base width
+    g_ch_mult: Optional[list[int]] = None  # G width multipliers, block inputs then output (null: paper table)
+    d_ch_mult: Optional[list[int]] = None  # D width multipliers per block (null: paper table)
+    bottom_width: int = 4  # size of G's first feature map (resolution = bottom_width * 2^blocks)
+    attn_res: list[int] = field(default_factory=list)  # self-attention at these resolutions in G and D (SAGAN)
+    shared_dim: int = 0  # BigGAN shared class embedding size (0: per-layer class embeddings)
+    hier: bool = False  # BigGAN hierarchical latents (z split across G's blocks)
+    g_sn: bool = False  # spectral norm in G too (SAGAN, BigGAN); D always has it
+    sn_iters: int = 1  # spectral-norm power iterations per training step
+    init: Literal["ortho", "xavier", "default"] = "xavier"  # weight init ('ortho': BigGAN)
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        for key in ("g_ch", "d_ch", "bottom_width", "sn_iters"):
+            base._positive(getattr(self, key), f"{where}model.{key}")
+        for key in ("g_ch_mult", "d_ch_mult"):
+            if getattr(self, key) is not None and (not getattr(self, key) or min(getattr(self, key)) < 1):
+                raise UserError(f"{where}model.{key}: must be a non-empty list of positive integers or null")
+        if self.shared_dim < 0:
+            raise UserError(f"{where}model.shared_dim: must be >= 0, got {self.shared_dim}")
+
+
+@dataclass
+class ResNetLoss(base.LossConfig):
+    kind: Literal["hinge", "bce"] = "hinge"  # 'hinge' (SNGAN, SAGAN, BigGAN) or 'bce' (non-saturating, with label smoothing)
+    real_target: float = 1.0  # bce: target for reals (one-sided label smoothing, e.g. 0.9)
+    ortho_reg: float = 0.0  # BigGAN off-diagonal orthogonal regularization of G (1e-4 in the paper)
+
+    def validate(self, where: str) -> None:
+        if not 0 < self.real_target <= 1:
+            raise UserError(f"{where}loss.real_target: must be in (0, 1], got {self.real_target}")
+        if self.ortho_reg < 0:
+            raise UserError(f"{where}loss.ortho_reg: must be >= 0, got {self.ortho_reg}")
+        if self.kind != "bce" and self.real_target != 1.0:
+            raise UserError(f"{where}loss.real_target: applies to loss.kind bce only (got loss.kind {self.kind!r})")
+
+
+@dataclass
+class ResNetTrain(base.TrainConfig):
+    ema_decay: Optional[float] = None  # EMA decay per G step (BigGAN 0.9999); null: the ema_kimg half-life
+    ema_start: int = 0  # with ema_decay: G steps before the EMA starts (BigGAN 20000); copied until then
+    lr_ref_batch: Optional[int] = None  # scale g_lr and d_lr by batch / lr_ref_batch (null: as given)
+    d_loss_threshold: Optional[float] = None  # (SAGAN option) extra D steps while the D loss is above this
+    d_extra_steps: int = 0  # the most extra D steps per G step under d_loss_threshold
+    standing_stats: int = 0  # batches of standing batch-norm statistics for G_ema at each snapshot (0: off)
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise UserError(f"{where}train.ema_decay: must be in [0, 1) or null, got {self.ema_decay}")
+        if self.lr_ref_batch is not None:
+            base._positive(self.lr_ref_batch, f"{where}train.lr_ref_batch")
+        for key in ("ema_start", "d_extra_steps", "standing_stats"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{where}train.{key}: must be >= 0, got {getattr(self, key)}")
+        if (self.d_loss_threshold is None) != (self.d_extra_steps == 0):
+            raise UserError(f"{where}train.d_loss_threshold and train.d_extra_steps: set both (extra D steps while the "
+                            "D loss is above the threshold) or neither")
+        if self.precision == "mixed":
+            raise UserError(f"{where}train.precision: 'mixed' is not implemented for the ResNet family (sngan, sagan, "
+                            "biggan); use auto or fp32 (they train in float32)")
