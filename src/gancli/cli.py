@@ -673,7 +673,7 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
 def doctor(
     build: bool = typer.Option(True, "--build/--no-build", help="With a GPU: build (or load) the CUDA kernels, check them against the reference ops and time them."),
 ) -> None:
-    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets and metric weights."""
+    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets, metric weights, the built-in recipes, scipy and the optional plugins (MP4, TensorBoard)."""
     from gancli.doctor import run_doctor
 
     raise typer.Exit(run_doctor(_console(), build_kernels=build))
