@@ -161,8 +161,25 @@ def test_mp4_without_plugin_says_what_to_install(cli, ckpt, tmp_path, monkeypatc
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_ffmpeg)
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("the missing plugin must be reported before the checkpoint is loaded and rendered")
+
+    monkeypatch.setattr("gancli.models.load_generator", no_rendering)
     assert_user_error(cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "2", "--out", tmp_path / "w.mp4"),
                       "pip install imageio-ffmpeg")
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("imageio_ffmpeg") is None,
+                    reason="imageio-ffmpeg (a dependency) is not installed here: run make install")
+def test_interpolate_writes_mp4_out_of_the_box(cli, ckpt, tmp_path):
+    out = tmp_path / "walk.mp4"
+    result = cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "3", "--out", out)
+    assert result.code == 0, result
+    import imageio_ffmpeg
+
+    assert out.read_bytes()[4:8] == b"ftyp"  # an ISO media (MP4) file
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 4  # 3 frames from seed 1 to 2, then seed 2
 
 
 def test_info(cli, ckpt):

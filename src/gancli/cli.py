@@ -69,7 +69,7 @@ def _console(stderr: bool = False):
         "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8",
         "gancli train quickstart --set train.batch=16 --set loss.r1_gamma=0.5 --kimg 100",
         "gancli train quickstart --dry-run",
-        "gancli train quickstart --resume runs/quickstart-00003",
+        "gancli train quickstart --resume runs/quickstart-00000",
         "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl",
         "gancli train quickstart-ada --data my-emoji --init runs/quickstart-00000 --set train.freeze_d=4",
     )
@@ -239,9 +239,9 @@ def _read_projected_w(path: Path, loaded):
 
 @app.command(
     epilog=_examples(
-        "gancli sample runs/quickstart-00000/snapshot-000100.safetensors --seeds 0-7,42",
+        "gancli sample runs/quickstart-00000 --seeds 0-7,42",
         "gancli sample ckpt.safetensors --seeds 0-31 --trunc 0.7 --grid 4x8 --outdir out/",
-        "gancli sample ckpt.safetensors --projected-w out/projected_w.npz",
+        "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz --outdir out/face-render",
     )
 )
 def sample(
@@ -290,7 +290,7 @@ def sample(
 @app.command(
     epilog=_examples(
         "gancli mix ckpt.safetensors --rows 85,100,75 --cols 55,821,1789",
-        "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles coarse --trunc 0.8",
+        "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles middle --trunc 0.8 --out mix-middle.png",
     )
 )
 def mix(
@@ -344,12 +344,13 @@ def interpolate(
     """Latent walk between seeds, written as a GIF (or MP4)."""
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import grid_shape, save_animation, save_png, to_uint8
+    from gancli.render import check_animation_writer, grid_shape, save_animation, save_png, to_uint8
 
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: must end in .gif or .mp4")
     if not 1 <= fps <= 100:
         raise UserError(f"--fps {fps}: must be between 1 and 100")
+    check_animation_writer(out)  # before any rendering
     _check_outputs([out] + (sorted(frames_dir.glob("frame*.png"))[:1] if frames_dir and frames_dir.is_dir() else []), force)
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
@@ -404,8 +405,8 @@ def noise(
 @app.command(
     epilog=_examples(
         "gancli truncate ckpt.safetensors --seeds 0-5 --psi -1:1:9",
-        "gancli truncate ckpt.safetensors --seeds 0-3 --psi 1,0.7,0.5,0",
-        "gancli truncate biggan.safetensors --seeds 0-3 --class 207 --psi 2:0.04:8",
+        "gancli truncate ckpt.safetensors --seeds 0-3 --psi 1,0.7,0.5,0 --out truncation-4.png",
+        "gancli truncate biggan.safetensors --seeds 0-3 --class 207 --psi 2:0.04:8 --out truncation-207.png",
     )
 )
 def truncate(
@@ -577,7 +578,7 @@ def evaluate(
 @app.command(
     epilog=_examples(
         "gancli dataset ~/photos photos64.zip --resolution 64",
-        "gancli dataset ~/photos photos64.zip --resolution 64 --transform pad --filter box",
+        "gancli dataset ~/photos photos64-pad.zip --resolution 64 --transform pad --filter box",
         "gancli dataset ~/pets pets128.zip --resolution 128 --labels dirs",
         "gancli dataset emoji emoji32.zip --resolution 32",
     )
@@ -646,7 +647,7 @@ def convert(
         raise typer.Exit(1)
 
 
-@app.command(epilog=_examples("gancli info runs/quickstart-00000/snapshot-000100.safetensors"))
+@app.command(epilog=_examples("gancli info runs/quickstart-00000", "gancli info ckpt.safetensors"))
 def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run directory (its latest snapshot), or an official .pkl.")) -> None:
     """Show a checkpoint's recipe, progress, architecture and parameter counts."""
     from gancli.convert import detect_format, open_network

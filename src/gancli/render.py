@@ -63,6 +63,19 @@ def save_png(image: np.ndarray, path: str | Path) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
+def check_animation_writer(path: str | Path) -> None:
+    """Fail now, before any rendering, when `path`'s format cannot be written here (MP4 without imageio-ffmpeg)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise UserError(f"{path}: writing MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or write a .gif)") from None
+    elif suffix != ".gif":
+        raise UserError(f"{path}: unsupported animation format {suffix or '(none)'}; use .gif or .mp4")
+
+
 def save_animation(frames: list[np.ndarray], path: str | Path, fps: int = 24) -> None:
     """Frames (HWC uint8) to a looping GIF, or to MP4 when imageio's ffmpeg plugin is installed."""
     import io
@@ -78,10 +91,7 @@ def save_animation(frames: list[np.ndarray], path: str | Path, fps: int = 24) ->
         iio.imwrite(buffer, frames, extension=".gif", duration=1000 / fps, loop=0)
         atomic_write_bytes(path, buffer.getvalue())
     elif suffix == ".mp4":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
-            raise UserError(f"{path}: writing MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or write a .gif)") from None
+        check_animation_writer(path)
         tmp = path.with_name(f".{path.name}.tmp.mp4")
         try:
             iio.imwrite(tmp, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
