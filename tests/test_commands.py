@@ -187,6 +187,7 @@ def test_info(cli, ckpt):
     assert result.code == 0, result
     text = " ".join(result.out.split())
     assert "quickstart" in text and "G_ema" in text and "stylegan2" in text
+    assert f"({ckpt.stat().st_size / 1024:.1f} KiB)" in text  # binary units, named as such
 
 
 def test_evaluate_needs_input(cli, ckpt):

@@ -137,6 +137,10 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         from gancli.convert import open_network
 
         modules, net_recipe, meta = open_network(Path(init).expanduser())
+        if "D" not in modules:  # a rosinality .pt: only its generator is imported
+            raise UserError(f"--init {init}: holds only a generator as gancli imports it (rosinality checkpoints give "
+                            "g_ema alone), and a new run needs G and D; start from a gancli run or snapshot or an "
+                            "official .pkl (the file works in sample, mix, interpolate, truncate, noise, project, evaluate)")
         recipe = _adopt_network(recipe, net_recipe, init, console)
         init = (modules, meta, str(init))
     if resume:
