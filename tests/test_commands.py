@@ -298,3 +298,29 @@ def test_evaluate_two_image_sets(cli, tmp_path):
     same = cli("evaluate", "--data", tmp_path / "a", "--against", tmp_path / "a", "--metrics", "kid")
     value = lambda r: float(next(line.split()[1] for line in r.out.splitlines() if line.startswith("kid ")))  # noqa: E731
     assert value(same) < value(result)
+
+
+def test_sample_batch_renders_the_same_seeds_up_to_float_rounding(cli, ckpt, tmp_path):
+    from gancli import explore
+
+    loaded = load_generator(ckpt)
+    seeds = list(range(10))
+    single = explore.sample(loaded, seeds, psi=0.7)
+    batched = explore.sample_batched(loaded, seeds, 4, psi=0.7)  # chunks of 4, 4, 2
+    assert batched.shape == single.shape
+    assert float((batched - single).abs().max()) < 1e-4
+    assert float((batched - explore.sample_batched(loaded, seeds[::-1], 4, psi=0.7).flip(0)).abs().max()) < 1e-4
+    assert cli("sample", ckpt, "--seeds", "0-9", "--batch", "4", "--trunc", "0.7", "--outdir", tmp_path).code == 0
+    from gancli.render import to_uint8
+
+    expected = to_uint8(single).astype(int)
+    for i, s in enumerate(seeds):
+        assert np.abs(png(tmp_path / f"seed{s:04d}.png").astype(int) - expected[i]).max() <= 1, s
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--batch", "0"], ["--batch 0", "at least 1"]),
+    (["--batch", "8", "--noise-mode", "random"], ["--batch 8 with --noise-mode random", "--batch 1"]),
+])
+def test_sample_batch_errors(cli, ckpt, tmp_path, args, fragments):
+    assert_user_error(cli("sample", ckpt, "--outdir", tmp_path, *args), *fragments)

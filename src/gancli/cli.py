@@ -241,6 +241,7 @@ def _read_projected_w(path: Path, loaded):
     epilog=_examples(
         "gancli sample runs/quickstart-00000 --seeds 0-7,42",
         "gancli sample ckpt.safetensors --seeds 0-31 --trunc 0.7 --grid 4x8 --outdir out/",
+        "gancli sample ckpt.safetensors --seeds 0-999 --batch 64 --outdir out/1k",
         "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz --outdir out/face-render",
     )
 )
@@ -254,6 +255,7 @@ def sample(
     outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Write one grid image ROWSxCOLS instead of one PNG per seed."),
     projected_w: Optional[Path] = typer.Option(None, "--projected-w", help="Render a projected latent (.npz)."),
+    batch: int = typer.Option(1, "--batch", help="Seeds per forward pass. 1 (default): each image's bytes never depend on the other seeds; more is faster, and an image may then differ from its batch-1 render by float rounding (docs/commands.md)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
@@ -261,6 +263,8 @@ def sample(
     from gancli.latent import parse_seeds
     from gancli.render import grid_shape, make_grid, save_png, to_uint8
 
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be at least 1")
     loaded = _load(ckpt)
     if projected_w is not None:
         ws, names = _read_projected_w(projected_w, loaded)
@@ -273,8 +277,8 @@ def sample(
         seed_list = parse_seeds(seeds)
         names = [f"seed{s:04d}.png" for s in seed_list]
         _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
-        images = to_uint8(explore.sample(loaded, seed_list, psi=trunc, cutoff=trunc_cutoff, class_idx=class_idx,
-                                         noise_mode=noise_mode))
+        images = to_uint8(explore.sample_batched(loaded, seed_list, batch, psi=trunc, cutoff=trunc_cutoff,
+                                                 class_idx=class_idx, noise_mode=noise_mode))
     _make_outdir(outdir)
     if grid:
         rows, cols = grid_shape(len(images), grid)

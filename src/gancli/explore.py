@@ -138,6 +138,48 @@ def sample(loaded: LoadedGenerator, seeds: list[int], *, psi: float | None = Non
     return synthesize_ws(loaded, ws, seeds, noise_mode)
 
 
+@torch.no_grad()
+def sample_batched(loaded: LoadedGenerator, seeds: list[int], batch: int, *, psi: float | None = None,
+                   cutoff: int | None = None, class_idx: int | None = None, noise_mode: str = "const") -> torch.Tensor:
+    """`sample` with `batch` seeds per forward pass (mapping and synthesis), for throughput.
+
+    Each seed keeps its own latent, but a batched matrix product or convolution rounds differently from
+    a single one, so an image can differ from `sample`'s by float rounding (a few 1e-6, which moves a
+    pixel on a rounding edge by one level; docs/commands.md has the measured figures). batch 1 is
+    `sample` itself. Random noise is drawn per seed only one image at a time, so it needs batch 1.
+    """
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be at least 1")
+    if batch == 1:
+        return sample(loaded, seeds, psi=psi, cutoff=cutoff, class_idx=class_idx, noise_mode=noise_mode)
+    check_noise_mode(noise_mode)
+    if noise_mode == "random":
+        raise UserError(f"--batch {batch} with --noise-mode random: random noise is seeded per seed only one image "
+                        "at a time; use --batch 1, or --noise-mode const or none")
+    check_trunc(loaded, 1.0 if psi is None else psi, cutoff)
+    G = loaded.G
+    device = next(G.parameters()).device
+    class_vector(loaded, class_idx, 0, device)  # the class checks, once
+    from gancli.progress import image_progress
+
+    progress, task = image_progress(len(seeds), "rendering", enabled=_progress["enabled"] and len(seeds) >= 16,
+                                    transient=True)
+    out = []
+    with progress:
+        for start in range(0, len(seeds), batch):
+            chunk = seeds[start: start + batch]
+            c = class_vector(loaded, class_idx, len(chunk), device)
+            if not loaded.is_style_based:
+                threshold = None if psi is None else resampling_threshold(loaded, psi)
+                out.append(G(z_from_seeds(chunk, G.z_dim, device, threshold=threshold), c))
+            else:
+                ws = G.mapping(z_from_seeds(chunk, G.z_dim, device), c, truncation_psi=1.0 if psi is None else psi,
+                               truncation_cutoff=cutoff)
+                out.append(G.synthesis(ws, noise_mode=noise_mode))
+            progress.update(task, advance=len(chunk))
+    return torch.cat(out)
+
+
 def parse_styles(text: str, num_ws: int) -> list[int]:
     """'0-6', '8,9', or a preset (coarse, middle, fine) -> layer indices into W+."""
     if text in STYLE_PRESETS:
