@@ -324,3 +324,23 @@ def test_sample_batch_renders_the_same_seeds_up_to_float_rounding(cli, ckpt, tmp
 ])
 def test_sample_batch_errors(cli, ckpt, tmp_path, args, fragments):
     assert_user_error(cli("sample", ckpt, "--outdir", tmp_path, *args), *fragments)
+
+
+def test_mix_outdir_writes_each_cell_as_its_own_png(cli, ckpt, tmp_path):
+    from gancli import explore
+
+    result = cli("mix", ckpt, "--rows", "1,2", "--cols", "3,4,5", "--out", tmp_path / "mix.png", "--outdir", tmp_path / "cells")
+    assert result.code == 0, result
+    names = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    assert names == sorted(["1-1.png", "2-2.png", "3-3.png", "4-4.png", "5-5.png", "1-3.png", "1-4.png", "1-5.png",
+                            "2-3.png", "2-4.png", "2-5.png"])
+    grid = png(tmp_path / "mix.png")
+    h = grid.shape[0] // 3
+    assert np.array_equal(png(tmp_path / "cells" / "2-4.png"), grid[2 * h: 3 * h, 2 * h: 3 * h])
+    loaded = load_generator(ckpt)
+    from gancli.render import to_uint8
+
+    assert np.array_equal(png(tmp_path / "cells" / "3-3.png"), to_uint8(explore.sample(loaded, [3]))[0])
+    assert not np.array_equal(png(tmp_path / "cells" / "1-3.png"), png(tmp_path / "cells" / "1-1.png"))
+    assert_user_error(cli("mix", ckpt, "--rows", "1", "--cols", "3", "--out", tmp_path / "new.png",
+                          "--outdir", tmp_path / "cells"), "cells/3-3.png", "exists")

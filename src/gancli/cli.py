@@ -295,6 +295,7 @@ def sample(
     epilog=_examples(
         "gancli mix ckpt.safetensors --rows 85,100,75 --cols 55,821,1789",
         "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles middle --trunc 0.8 --out mix-middle.png",
+        "gancli mix ckpt.safetensors --rows 85,100 --cols 55,821 --out mix-cells.png --outdir mix-cells",
     )
 )
 def mix(
@@ -306,20 +307,28 @@ def mix(
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output image."),
+    outdir: Optional[Path] = typer.Option(None, "--outdir", help="Also write each image of the grid as its own PNG here: ROW-COL.png for a mix, SEED-SEED.png for the row and column seeds' own images (as the official style_mixing.py)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Style-mixing grid, as in the StyleGAN paper."""
     from gancli import explore
     from gancli.latent import parse_seeds
 
-    _check_outputs([out], force)
+    row_seeds, col_seeds = parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols")
+    cells = explore.mix_cell_names(row_seeds, col_seeds)
+    _check_outputs([out] + ([outdir / name for name in cells] if outdir else []), force)
     loaded = _load(ckpt)
     explore.require_style(loaded, "mix")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
-    image = explore.style_mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), layers,
-                                   psi=trunc, class_idx=class_idx, noise_mode=noise_mode)
+    image = explore.style_mix_grid(loaded, row_seeds, col_seeds, layers, psi=trunc, class_idx=class_idx,
+                                   noise_mode=noise_mode)
     _save_image(image, out)
-    _console().print(f"wrote {out} (styles {styles}: layers {layers[0]}-{layers[-1]} from the columns)")
+    if outdir is not None:
+        _make_outdir(outdir)
+        for name, tile in cells.items():
+            _save_image(explore.grid_tile(image, tile, len(row_seeds) + 1, len(col_seeds) + 1), outdir / name)
+    _console().print(f"wrote {out} (styles {styles}: layers {layers[0]}-{layers[-1]} from the columns)"
+                     + (f" and {len(cells)} images to {outdir}/" if outdir else ""))
 
 
 @app.command(

@@ -235,6 +235,24 @@ def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], st
     return make_grid(np.concatenate(tiles), len(rows) + 1, len(cols) + 1)
 
 
+def mix_cell_names(rows: list[int], cols: list[int]) -> dict[str, tuple[int, int]]:
+    """File name -> (grid row, grid column) of each image in `style_mix_grid`'s figure, named as the
+    official style_mixing.py names them: ROW-COL.png for a mix, SEED-SEED.png for a seed's own image."""
+    names = {f"{c}-{c}.png": (0, j + 1) for j, c in enumerate(cols)}
+    for i, r in enumerate(rows):
+        names[f"{r}-{r}.png"] = (i + 1, 0)
+        for j, c in enumerate(cols):
+            names[f"{r}-{c}.png"] = (i + 1, j + 1)
+    return names
+
+
+def grid_tile(grid: np.ndarray, tile: tuple[int, int], rows: int, cols: int) -> np.ndarray:
+    """One image (HWC) out of a `make_grid` image of rows x cols equal tiles without padding."""
+    h, w = grid.shape[0] // rows, grid.shape[1] // cols
+    r, c = tile
+    return grid[r * h: (r + 1) * h, c * w: (c + 1) * w]
+
+
 def default_psis(loaded: LoadedGenerator) -> list[float]:
     """The default sweep of `gancli truncate`: psi -1..1 in W for style-based generators; for the others
     the resampling thresholds of BigGAN's Fig. 2(a), from 2.0 (little truncation) down to 0.04 (almost z = 0)."""
