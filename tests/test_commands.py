@@ -344,3 +344,24 @@ def test_mix_outdir_writes_each_cell_as_its_own_png(cli, ckpt, tmp_path):
     assert not np.array_equal(png(tmp_path / "cells" / "1-3.png"), png(tmp_path / "cells" / "1-1.png"))
     assert_user_error(cli("mix", ckpt, "--rows", "1", "--cols", "3", "--out", tmp_path / "new.png",
                           "--outdir", tmp_path / "cells"), "cells/3-3.png", "exists")
+
+
+@pytest.mark.parametrize("filter_name", ["nearest", "lanczos"])
+def test_interpolate_upscale(cli, ckpt, tmp_path, filter_name):
+    small, big = tmp_path / "small.gif", tmp_path / "big.gif"
+    assert cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "2", "--out", small, "--frames-dir", tmp_path / "a").code == 0
+    result = cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "2", "--out", big, "--upscale", "3",
+                 "--upscale-filter", filter_name, "--frames-dir", tmp_path / "b")
+    assert result.code == 0, result
+    a, b = png(tmp_path / "a" / "frame00001.png"), png(tmp_path / "b" / "frame00001.png")
+    assert b.shape == (a.shape[0] * 3, a.shape[1] * 3, a.shape[2])
+    assert iio.imread(big, index=0).shape[:2] == b.shape[:2]
+    if filter_name == "nearest":
+        assert np.array_equal(b[::3, ::3], a) and np.array_equal(b[2::3, 2::3], a)
+    else:
+        assert not np.array_equal(b[::3, ::3], a) and np.abs(b[1::3, 1::3].astype(int) - a).mean() < 20
+
+
+@pytest.mark.parametrize("args, fragment", [(["--upscale", "0"], "--upscale 0"), (["--upscale-filter", "cubic"], "--upscale-filter cubic")])
+def test_upscale_errors(cli, ckpt, tmp_path, args, fragment):
+    assert_user_error(cli("interpolate", ckpt, "--seeds", "1,2", "--out", tmp_path / "w.gif", *args), fragment, "must be")

@@ -51,6 +51,8 @@ EXTRA = {
     "gancli project ckpt.safetensors a.png b.png --space w+ --video": ["--steps", "2"],
     "gancli interpolate ckpt.safetensors --seeds 1,5 --frames 40 --out walk.gif": ["--frames", "2"],
     "gancli interpolate ckpt.safetensors --seeds 1,5,9 --loop --kind slerp --space z --out walk.mp4": ["--frames", "2"],
+    "gancli interpolate ckpt.safetensors --seeds 1,5 --upscale 8 --upscale-filter lanczos --out walk-big.gif": ["--frames", "2"],
+    "gancli project ckpt.safetensors face.png --video --upscale 4 --outdir out/big": ["--steps", "2"],
     "gancli interpolate biggan.safetensors --seeds 3 --classes 207,281 --out dog-to-cat.gif": ["--frames", "2"],
     "gancli evaluate ckpt.safetensors --metrics fid,kid,pr --data ~/ffhq.zip": ["--num", "8", "--num-real", "8"],
 }

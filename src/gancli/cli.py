@@ -335,6 +335,7 @@ def mix(
     epilog=_examples(
         "gancli interpolate ckpt.safetensors --seeds 1,5 --frames 40 --out walk.gif",
         "gancli interpolate ckpt.safetensors --seeds 1,5,9 --loop --kind slerp --space z --out walk.mp4",
+        "gancli interpolate ckpt.safetensors --seeds 1,5 --upscale 8 --upscale-filter lanczos --out walk-big.gif",
         "gancli interpolate biggan.safetensors --seeds 3 --classes 207,281 --out dog-to-cat.gif",
     )
 )
@@ -352,18 +353,22 @@ def interpolate(
     out: Path = typer.Option(Path("walk.gif"), "--out", help="walk.gif or walk.mp4."),
     fps: int = typer.Option(24, "--fps", help="Frames per second."),
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write every frame as PNG here."),
+    upscale: int = typer.Option(1, "--upscale", help="Scale the video (and frames) up K times: a 32 px walk is easier to watch at 8x."),
+    upscale_filter: str = typer.Option("nearest", "--upscale-filter", help="nearest (sharp pixels) or lanczos (smooth)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Latent walk between seeds, written as a GIF (or MP4)."""
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import check_animation_writer, grid_shape, save_animation, save_png, to_uint8
+    from gancli.render import (check_animation_writer, check_upscale, grid_shape, save_animation, save_png, to_uint8,
+                               upscale_frames)
 
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: must end in .gif or .mp4")
     if not 1 <= fps <= 100:
         raise UserError(f"--fps {fps}: must be between 1 and 100")
     check_animation_writer(out)  # before any rendering
+    check_upscale(upscale, upscale_filter)
     _check_outputs([out] + (sorted(frames_dir.glob("frame*.png"))[:1] if frames_dir and frames_dir.is_dir() else []), force)
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
@@ -377,6 +382,7 @@ def interpolate(
                                                          space=space, kind=kind, loop=loop, psi=trunc,
                                                          class_idx=class_idx, classes=class_list)) for i in range(walks)]
     frames_out = explore.animation_grid(all_frames, rows, cols) if grid else list(all_frames[0])
+    frames_out = upscale_frames(frames_out, upscale, upscale_filter)
     _make_outdir(out.parent)
     if frames_dir is not None:
         _make_outdir(frames_dir)
@@ -448,6 +454,7 @@ def truncate(
     epilog=_examples(
         "gancli project ckpt.safetensors face.png --steps 1000",
         "gancli project ckpt.safetensors a.png b.png --space w+ --video",
+        "gancli project ckpt.safetensors face.png --video --upscale 4 --outdir out/big",
         "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz",
     )
 )
@@ -465,6 +472,8 @@ def project(
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="VGG16 LPIPS weights (.pth state_dict or .safetensors) instead of ST-LPIPS."),
     video: bool = typer.Option(False, "--video", help="Also write proj.mp4 (or proj.gif): target and fit side by side during optimization."),
     video_format: str = typer.Option("auto", "--video-format", help="auto (mp4 when imageio-ffmpeg is installed, else gif), mp4 or gif."),
+    upscale: int = typer.Option(1, "--upscale", help="Scale the video up K times."),
+    upscale_filter: str = typer.Option("nearest", "--upscale-filter", help="nearest (sharp pixels) or lanczos (smooth)."),
     outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder: one subfolder per target, named after it."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
@@ -475,11 +484,12 @@ def project(
     import numpy as np
 
     from gancli import project as projection
-    from gancli.render import save_animation, to_uint8
+    from gancli.render import check_upscale, save_animation, to_uint8, upscale_frames
 
     cfg = projection.ProjectConfig(steps=steps, lr=lr, space=space, noise_reg=noise_reg, mse=mse, seed=seed,
                                      noise_init=noise_init).validate()
     fmt, note = projection.video_format(video_format) if video else (None, None)
+    check_upscale(upscale, upscale_filter)
     stems: dict[str, Path] = {}
     for target in targets:
         if target.stem in stems:
@@ -526,7 +536,8 @@ def project(
         projection.save_projected(folder / "projected_w.npz", result.ws[i: i + 1],
                                   {name: m[i: i + 1] for name, m in result.noise.items()})
         if video:  # the last frame is the result itself
-            save_animation(frames[i] + [projection.side_by_side(prepared[i], fits[i])], folder / f"proj.{fmt}", fps=24)
+            save_animation(upscale_frames(frames[i] + [projection.side_by_side(prepared[i], fits[i])], upscale, upscale_filter),
+                           folder / f"proj.{fmt}", fps=24)
         console.print(f"{stems[stem]}: {perceptual.name} {float(final[i]):.4f}, PSNR {projection.psnr(fits[i], prepared[i]):.2f} dB "
                       f"({space.upper()}, {steps} steps) -> {folder}/", markup=False)
     if note:

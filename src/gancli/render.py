@@ -63,6 +63,31 @@ def save_png(image: np.ndarray, path: str | Path) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
+def check_upscale(factor: int, filter_name: str) -> None:
+    if not 1 <= factor <= 16:
+        raise UserError(f"--upscale {factor}: must be between 1 and 16")
+    if filter_name not in ("nearest", "lanczos"):
+        raise UserError(f"--upscale-filter {filter_name}: must be nearest or lanczos")
+
+
+def upscale_frames(frames: list[np.ndarray], factor: int, filter_name: str = "nearest") -> list[np.ndarray]:
+    """Frames (HWC uint8) scaled up by an integer factor with nearest-neighbour (sharp pixels) or Lanczos."""
+    import numpy as np
+    from PIL import Image
+
+    check_upscale(factor, filter_name)
+    if factor == 1:
+        return list(frames)
+    if filter_name == "nearest":
+        return [np.repeat(np.repeat(f, factor, axis=0), factor, axis=1) for f in frames]
+    out = []
+    for f in frames:
+        image = Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f)
+        scaled = np.asarray(image.resize((f.shape[1] * factor, f.shape[0] * factor), Image.Resampling.LANCZOS))
+        out.append(scaled[:, :, None] if scaled.ndim == 2 else scaled)
+    return out
+
+
 def check_animation_writer(path: str | Path) -> None:
     """Fail now, before any rendering, when `path`'s format cannot be written here (MP4 without imageio-ffmpeg)."""
     path = Path(path)
