@@ -179,7 +179,15 @@ def list_recipes() -> None:
 # Latent-space commands: sample, mix, interpolate, noise, truncate; then project and evaluate.
 
 
+def _require_paths(*paths: Path) -> None:
+    """A missing input fails at once, before the seconds of importing torch (each command calls this first)."""
+    for path in paths:
+        if not Path(path).expanduser().exists():
+            raise UserError(f"{path}: no such file")
+
+
 def _load(ckpt: Path):
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.models import load_generator
 
@@ -259,6 +267,7 @@ def sample(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
     from gancli.render import grid_shape, make_grid, save_png, to_uint8
@@ -311,6 +320,7 @@ def mix(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Style-mixing grid, as in the StyleGAN paper."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
 
@@ -358,6 +368,7 @@ def interpolate(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Latent walk between seeds, written as a GIF (or MP4)."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
     from gancli.render import (check_animation_writer, check_upscale, grid_shape, save_animation, save_png, to_uint8,
@@ -411,6 +422,7 @@ def noise(
 
     One row per seed: the constant-noise image, several fresh noise draws, their per-pixel standard deviation (dark = varies), no noise, and noise only in the coarse or only in the fine layers.
     """
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
 
@@ -438,6 +450,7 @@ def truncate(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators)."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
 
@@ -481,6 +494,7 @@ def project(
 
     Writes OUTDIR/<target name>/target.png (the resized target), proj.png (the fit), projected_w.npz ('w' [1, num_ws, w_dim] and the optimized noise maps; `gancli sample --projected-w` renders it back to proj.png) and, with --video, proj.mp4/.gif. Several targets are projected in one batch, each as if alone.
     """
+    _require_paths(ckpt, *targets)
     import numpy as np
 
     from gancli import project as projection
@@ -567,6 +581,8 @@ def evaluate(
 
     Fakes are quantized to uint8 before the detector and resized to 299 with NVlabs-style bilinear sampling. Reference statistics are cached. Each result, with its full protocol, is appended to metrics.jsonl beside the checkpoint.
     """
+    if ckpt is not None:
+        _require_paths(ckpt)
     from gancli.metrics import evaluate_folders, evaluate_generator, parse_metrics
     from gancli.metrics.evaluate import append_result
 
@@ -674,6 +690,7 @@ def convert(
 @app.command(epilog=_examples("gancli info runs/quickstart-00000", "gancli info ckpt.safetensors"))
 def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run directory (its latest snapshot), or an official .pkl.")) -> None:
     """Show a checkpoint's recipe, progress, architecture and parameter counts."""
+    _require_paths(ckpt)
     from gancli.convert import detect_format, open_network
     from gancli.models import resolve_checkpoint
     from gancli.train.checkpoint import describe_checkpoint, render_info
