@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[1]
 SDIST_MUST_HAVE = ["Makefile", "MANIFEST.in", "setup.py", "pyproject.toml", "README.md", "docs/commands.md",
                    "docs/images/grid.png", "tests/conftest.py", "tests/helpers.py", "tests/fixtures/rosinality-sg2-32.pt",
@@ -132,8 +131,8 @@ def test_editable_install_finds_the_recipes_beside_src():
 def test_every_runtime_import_is_a_declared_dependency():
     """Each third-party module that gancli imports is in pyproject's dependencies (or is checked before use)."""
     import ast
-    import tomllib
 
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {d.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower().replace("-", "_")
              for d in declared}

@@ -371,8 +371,15 @@ def interpolate(
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import (check_animation_writer, check_upscale, grid_shape, save_animation, save_png, to_uint8,
-                               upscale_frames)
+    from gancli.render import (
+        check_animation_writer,
+        check_upscale,
+        grid_shape,
+        save_animation,
+        save_png,
+        to_uint8,
+        upscale_frames,
+    )
 
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: must end in .gif or .mp4")
