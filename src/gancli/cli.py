@@ -179,11 +179,11 @@ def list_recipes() -> None:
 # Latent-space commands: sample, mix, interpolate, noise, truncate; then project and evaluate.
 
 
-def _require_paths(*paths: Path) -> None:
+def _require_paths(*paths: Path, missing: str = "no such file") -> None:
     """A missing input fails at once, before the seconds of importing torch (each command calls this first)."""
     for path in paths:
         if not Path(path).expanduser().exists():
-            raise UserError(f"{path}: no such file")
+            raise UserError(f"{path}: {missing}")
 
 
 def _load(ckpt: Path):
@@ -501,7 +501,8 @@ def project(
 
     Writes OUTDIR/<target name>/target.png (the resized target), proj.png (the fit), projected_w.npz ('w' [1, num_ws, w_dim] and the optimized noise maps; `gancli sample --projected-w` renders it back to proj.png) and, with --video, proj.mp4/.gif. Several targets are projected in one batch, each as if alone.
     """
-    _require_paths(ckpt, *targets)
+    _require_paths(ckpt)
+    _require_paths(*targets, missing="not found (target image)")
     import numpy as np
 
     from gancli import project as projection
