@@ -9,6 +9,8 @@
 - `ops`: bench/bench_ops.py: CUDA kernels vs reference vs the best pure-PyTorch formulation per op,
   generator and training speed with `ops: cuda` and `ops: ref`, first-build and cached start-up time
   of the kernels (GPU entries say `skipped` with the reason on a CPU).
+- `sample`: bench/bench_sample.py, `gancli sample --batch N` images/s at batch 1, 8 and 64 on the
+  quick-start generator, and how far batched images differ from batch-1 ones (float and uint8).
 - `ddp`: bench/bench_ddp.py, data-parallel scaling from 1 to 2 processes (torch.distributed, one
   thread each on CPU): images/s and efficiency = rate_2 / (2 rate_1), with the load average.
 - `reference`: the official implementation's figures on a 2-core CPU (float32, reference ops), as
@@ -126,6 +128,9 @@ def main() -> None:
             value = measured[key]
             if args.device == "cpu":
                 result.setdefault("ratio_vs_official_cpu", {}).setdefault(name, {})[key] = round(value / REFERENCE[name][key], 2)
+    result["sample"] = json.loads(subprocess.run(
+        [sys.executable, str(HERE / "bench_sample.py"), "--device", args.device, "--threads", str(args.threads)],
+        check=True, capture_output=True, text=True).stdout)
     result["ddp"] = json.loads(subprocess.run(
         [sys.executable, str(HERE / "bench_ddp.py"), "--device", args.device], check=True, capture_output=True,
         text=True).stdout)

@@ -161,8 +161,25 @@ def test_mp4_without_plugin_says_what_to_install(cli, ckpt, tmp_path, monkeypatc
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_ffmpeg)
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("the missing plugin must be reported before the checkpoint is loaded and rendered")
+
+    monkeypatch.setattr("gancli.models.load_generator", no_rendering)
     assert_user_error(cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "2", "--out", tmp_path / "w.mp4"),
                       "pip install imageio-ffmpeg")
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("imageio_ffmpeg") is None,
+                    reason="imageio-ffmpeg (a dependency) is not installed here: run make install")
+def test_interpolate_writes_mp4_out_of_the_box(cli, ckpt, tmp_path):
+    out = tmp_path / "walk.mp4"
+    result = cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "3", "--out", out)
+    assert result.code == 0, result
+    import imageio_ffmpeg
+
+    assert out.read_bytes()[4:8] == b"ftyp"  # an ISO media (MP4) file
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 4  # 3 frames from seed 1 to 2, then seed 2
 
 
 def test_info(cli, ckpt):
@@ -170,6 +187,7 @@ def test_info(cli, ckpt):
     assert result.code == 0, result
     text = " ".join(result.out.split())
     assert "quickstart" in text and "G_ema" in text and "stylegan2" in text
+    assert f"({ckpt.stat().st_size / 1024:.1f} KiB)" in text  # binary units, named as such
 
 
 def test_evaluate_needs_input(cli, ckpt):
@@ -283,3 +301,70 @@ def test_evaluate_two_image_sets(cli, tmp_path):
     same = cli("evaluate", "--data", tmp_path / "a", "--against", tmp_path / "a", "--metrics", "kid")
     value = lambda r: float(next(line.split()[1] for line in r.out.splitlines() if line.startswith("kid ")))  # noqa: E731
     assert value(same) < value(result)
+
+
+def test_sample_batch_renders_the_same_seeds_up_to_float_rounding(cli, ckpt, tmp_path):
+    from gancli import explore
+
+    loaded = load_generator(ckpt)
+    seeds = list(range(10))
+    single = explore.sample(loaded, seeds, psi=0.7)
+    batched = explore.sample_batched(loaded, seeds, 4, psi=0.7)  # chunks of 4, 4, 2
+    assert batched.shape == single.shape
+    assert float((batched - single).abs().max()) < 1e-4
+    assert float((batched - explore.sample_batched(loaded, seeds[::-1], 4, psi=0.7).flip(0)).abs().max()) < 1e-4
+    assert cli("sample", ckpt, "--seeds", "0-9", "--batch", "4", "--trunc", "0.7", "--outdir", tmp_path).code == 0
+    from gancli.render import to_uint8
+
+    expected = to_uint8(single).astype(int)
+    for i, s in enumerate(seeds):
+        assert np.abs(png(tmp_path / f"seed{s:04d}.png").astype(int) - expected[i]).max() <= 1, s
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--batch", "0"], ["--batch 0", "at least 1"]),
+    (["--batch", "8", "--noise-mode", "random"], ["--batch 8 with --noise-mode random", "--batch 1"]),
+])
+def test_sample_batch_errors(cli, ckpt, tmp_path, args, fragments):
+    assert_user_error(cli("sample", ckpt, "--outdir", tmp_path, *args), *fragments)
+
+
+def test_mix_outdir_writes_each_cell_as_its_own_png(cli, ckpt, tmp_path):
+    from gancli import explore
+
+    result = cli("mix", ckpt, "--rows", "1,2", "--cols", "3,4,5", "--out", tmp_path / "mix.png", "--outdir", tmp_path / "cells")
+    assert result.code == 0, result
+    names = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    assert names == sorted(["1-1.png", "2-2.png", "3-3.png", "4-4.png", "5-5.png", "1-3.png", "1-4.png", "1-5.png",
+                            "2-3.png", "2-4.png", "2-5.png"])
+    grid = png(tmp_path / "mix.png")
+    h = grid.shape[0] // 3
+    assert np.array_equal(png(tmp_path / "cells" / "2-4.png"), grid[2 * h: 3 * h, 2 * h: 3 * h])
+    loaded = load_generator(ckpt)
+    from gancli.render import to_uint8
+
+    assert np.array_equal(png(tmp_path / "cells" / "3-3.png"), to_uint8(explore.sample(loaded, [3]))[0])
+    assert not np.array_equal(png(tmp_path / "cells" / "1-3.png"), png(tmp_path / "cells" / "1-1.png"))
+    assert_user_error(cli("mix", ckpt, "--rows", "1", "--cols", "3", "--out", tmp_path / "new.png",
+                          "--outdir", tmp_path / "cells"), "cells/3-3.png", "exists")
+
+
+@pytest.mark.parametrize("filter_name", ["nearest", "lanczos"])
+def test_interpolate_upscale(cli, ckpt, tmp_path, filter_name):
+    small, big = tmp_path / "small.gif", tmp_path / "big.gif"
+    assert cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "2", "--out", small, "--frames-dir", tmp_path / "a").code == 0
+    result = cli("interpolate", ckpt, "--seeds", "1,2", "--frames", "2", "--out", big, "--upscale", "3",
+                 "--upscale-filter", filter_name, "--frames-dir", tmp_path / "b")
+    assert result.code == 0, result
+    a, b = png(tmp_path / "a" / "frame00001.png"), png(tmp_path / "b" / "frame00001.png")
+    assert b.shape == (a.shape[0] * 3, a.shape[1] * 3, a.shape[2])
+    assert iio.imread(big, index=0).shape[:2] == b.shape[:2]
+    if filter_name == "nearest":
+        assert np.array_equal(b[::3, ::3], a) and np.array_equal(b[2::3, 2::3], a)
+    else:
+        assert not np.array_equal(b[::3, ::3], a) and np.abs(b[1::3, 1::3].astype(int) - a).mean() < 20
+
+
+@pytest.mark.parametrize("args, fragment", [(["--upscale", "0"], "--upscale 0"), (["--upscale-filter", "cubic"], "--upscale-filter cubic")])
+def test_upscale_errors(cli, ckpt, tmp_path, args, fragment):
+    assert_user_error(cli("interpolate", ckpt, "--seeds", "1,2", "--out", tmp_path / "w.gif", *args), fragment, "must be")

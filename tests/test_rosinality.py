@@ -193,3 +193,11 @@ def test_mismatched_args_and_odd_weights_are_refused(tmp_path):
     torch.save({"g_ema": sd}, bad)
     with pytest.raises(UserError, match="extra.weight"):
         open_network(bad)
+
+
+def test_init_from_a_rosinality_checkpoint_says_it_holds_only_a_generator(cli, tmp_path):
+    from helpers import assert_user_error
+
+    result = cli("train", "quickstart", "--init", CKPT, "--outdir", tmp_path / "runs", "--kimg", "0.004")
+    assert_user_error(result, f"--init {CKPT}", "has no G, D weights", "needs G_ema, G, D")
+    assert not (tmp_path / "runs").exists()

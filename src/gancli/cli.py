@@ -69,7 +69,7 @@ def _console(stderr: bool = False):
         "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8",
         "gancli train quickstart --set train.batch=16 --set loss.r1_gamma=0.5 --kimg 100",
         "gancli train quickstart --dry-run",
-        "gancli train quickstart --resume runs/quickstart-00003",
+        "gancli train quickstart --resume runs/quickstart-00000",
         "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl",
         "gancli train quickstart-ada --data my-emoji --init runs/quickstart-00000 --set train.freeze_d=4",
     )
@@ -166,10 +166,18 @@ def list_recipes() -> None:
 # Latent-space commands: sample, mix, interpolate, noise, truncate; then project and evaluate.
 
 
+def _require_paths(*paths: Path, missing: str = "no such file") -> None:
+    """A missing input fails at once, before the seconds of importing torch (each command calls this first)."""
+    for path in paths:
+        if not Path(path).expanduser().exists():
+            raise UserError(f"{path}: {missing}")
+
+
 def _load(ckpt: Path, command: str = "", *needs: str):
     """The checkpoint's generator, after checking once that its family has what `command` needs
     (one line naming the command, the kind and what it lacks, e.g. "mix: a biggan generator has no
     per-layer styles")."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.models import load_generator
 
@@ -231,9 +239,10 @@ def _read_projected_w(path: Path, loaded):
 
 @app.command(
     epilog=_examples(
-        "gancli sample runs/quickstart-00000/snapshot-000100.safetensors --seeds 0-7,42",
+        "gancli sample runs/quickstart-00000 --seeds 0-7,42",
         "gancli sample ckpt.safetensors --seeds 0-31 --trunc 0.7 --grid 4x8 --outdir out/",
-        "gancli sample ckpt.safetensors --projected-w out/projected_w.npz",
+        "gancli sample ckpt.safetensors --seeds 0-999 --batch 64 --outdir out/1k",
+        "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz --outdir out/face-render",
     )
 )
 def sample(
@@ -246,13 +255,17 @@ def sample(
     outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Write one grid image ROWSxCOLS instead of one PNG per seed."),
     projected_w: Optional[Path] = typer.Option(None, "--projected-w", help="Render a projected latent (.npz)."),
+    batch: int = typer.Option(1, "--batch", help="Seeds per forward pass. 1 (default): each image's bytes never depend on the other seeds; more is faster, and an image may then differ from its batch-1 render by float rounding (docs/commands.md)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
     from gancli.render import grid_shape, make_grid, save_png, to_uint8
 
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be at least 1")
     loaded = _load(ckpt, "sample", "seeds")
     if projected_w is not None:
         ws, names = _read_projected_w(projected_w, loaded)
@@ -265,8 +278,8 @@ def sample(
         seed_list = parse_seeds(seeds)
         names = [f"seed{s:04d}.png" for s in seed_list]
         _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
-        images = to_uint8(explore.sample(loaded, seed_list, psi=trunc, cutoff=trunc_cutoff, class_idx=class_idx,
-                                         noise_mode=noise_mode))
+        images = to_uint8(explore.sample_batched(loaded, seed_list, batch, psi=trunc, cutoff=trunc_cutoff,
+                                                 class_idx=class_idx, noise_mode=noise_mode))
     _make_outdir(outdir)
     if grid:
         rows, cols = grid_shape(len(images), grid)
@@ -282,7 +295,8 @@ def sample(
 @app.command(
     epilog=_examples(
         "gancli mix ckpt.safetensors --rows 85,100,75 --cols 55,821,1789",
-        "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles coarse --trunc 0.8",
+        "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles middle --trunc 0.8 --out mix-middle.png",
+        "gancli mix ckpt.safetensors --rows 85,100 --cols 55,821 --out mix-cells.png --outdir mix-cells",
     )
 )
 def mix(
@@ -294,25 +308,35 @@ def mix(
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output image."),
+    outdir: Optional[Path] = typer.Option(None, "--outdir", help="Also write each image of the grid as its own PNG here: ROW-COL.png for a mix, SEED-SEED.png for the row and column seeds' own images (as the official style_mixing.py)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Style-mixing grid, as in the StyleGAN paper."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
 
-    _check_outputs([out], force)
+    row_seeds, col_seeds = parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols")
+    cells = explore.mix_cell_names(row_seeds, col_seeds)
+    _check_outputs([out] + ([outdir / name for name in cells] if outdir else []), force)
     loaded = _load(ckpt, "mix", "w")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
-    image = explore.style_mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), layers,
-                                   psi=trunc, class_idx=class_idx, noise_mode=noise_mode)
+    image = explore.style_mix_grid(loaded, row_seeds, col_seeds, layers, psi=trunc, class_idx=class_idx,
+                                   noise_mode=noise_mode)
     _save_image(image, out)
-    _console().print(f"wrote {out} (styles {styles}: layers {layers[0]}-{layers[-1]} from the columns)")
+    if outdir is not None:
+        _make_outdir(outdir)
+        for name, tile in cells.items():
+            _save_image(explore.grid_tile(image, tile, len(row_seeds) + 1, len(col_seeds) + 1), outdir / name)
+    _console().print(f"wrote {out} (styles {styles}: layers {layers[0]}-{layers[-1]} from the columns)"
+                     + (f" and {len(cells)} images to {outdir}/" if outdir else ""))
 
 
 @app.command(
     epilog=_examples(
         "gancli interpolate ckpt.safetensors --seeds 1,5 --frames 40 --out walk.gif",
         "gancli interpolate ckpt.safetensors --seeds 1,5,9 --loop --kind slerp --space z --out walk.mp4",
+        "gancli interpolate ckpt.safetensors --seeds 1,5 --upscale 8 --upscale-filter lanczos --out walk-big.gif",
         "gancli interpolate biggan.safetensors --seeds 3 --classes 207,281 --out dog-to-cat.gif",
     )
 )
@@ -330,17 +354,30 @@ def interpolate(
     out: Path = typer.Option(Path("walk.gif"), "--out", help="walk.gif or walk.mp4."),
     fps: int = typer.Option(24, "--fps", help="Frames per second."),
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write every frame as PNG here."),
+    upscale: int = typer.Option(1, "--upscale", help="Scale the video (and frames) up K times: a 32 px walk is easier to watch at 8x."),
+    upscale_filter: str = typer.Option("nearest", "--upscale-filter", help="nearest (sharp pixels) or lanczos (smooth)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Latent walk between seeds, written as a GIF (or MP4)."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import grid_shape, save_animation, save_png, to_uint8
+    from gancli.render import (
+        check_animation_writer,
+        check_upscale,
+        grid_shape,
+        save_animation,
+        save_png,
+        to_uint8,
+        upscale_frames,
+    )
 
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: must end in .gif or .mp4")
     if not 1 <= fps <= 100:
         raise UserError(f"--fps {fps}: must be between 1 and 100")
+    check_animation_writer(out)  # before any rendering
+    check_upscale(upscale, upscale_filter)
     _check_outputs([out] + (sorted(frames_dir.glob("frame*.png"))[:1] if frames_dir and frames_dir.is_dir() else []), force)
     loaded = _load(ckpt, "interpolate", "seeds")
     seed_list = parse_seeds(seeds)
@@ -354,6 +391,7 @@ def interpolate(
                                                          space=space, kind=kind, loop=loop, psi=trunc,
                                                          class_idx=class_idx, classes=class_list)) for i in range(walks)]
     frames_out = explore.animation_grid(all_frames, rows, cols) if grid else list(all_frames[0])
+    frames_out = upscale_frames(frames_out, upscale, upscale_filter)
     _make_outdir(out.parent)
     if frames_dir is not None:
         _make_outdir(frames_dir)
@@ -382,6 +420,7 @@ def noise(
 
     One row per seed: the constant-noise image, several fresh noise draws, their per-pixel standard deviation (dark = varies), no noise, and noise only in the coarse or only in the fine layers.
     """
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
 
@@ -395,8 +434,8 @@ def noise(
 @app.command(
     epilog=_examples(
         "gancli truncate ckpt.safetensors --seeds 0-5 --psi -1:1:9",
-        "gancli truncate ckpt.safetensors --seeds 0-3 --psi 1,0.7,0.5,0",
-        "gancli truncate biggan.safetensors --seeds 0-3 --class 207 --psi 2:0.04:8",
+        "gancli truncate ckpt.safetensors --seeds 0-3 --psi 1,0.7,0.5,0 --out truncation-4.png",
+        "gancli truncate biggan.safetensors --seeds 0-3 --class 207 --psi 2:0.04:8 --out truncation-207.png",
     )
 )
 def truncate(
@@ -409,6 +448,7 @@ def truncate(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators)."""
+    _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
 
@@ -425,6 +465,7 @@ def truncate(
     epilog=_examples(
         "gancli project ckpt.safetensors face.png --steps 1000",
         "gancli project ckpt.safetensors a.png b.png --space w+ --video",
+        "gancli project ckpt.safetensors face.png --video --upscale 4 --outdir out/big",
         "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz",
     )
 )
@@ -442,6 +483,8 @@ def project(
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="VGG16 LPIPS weights (.pth state_dict or .safetensors) instead of ST-LPIPS."),
     video: bool = typer.Option(False, "--video", help="Also write proj.mp4 (or proj.gif): target and fit side by side during optimization."),
     video_format: str = typer.Option("auto", "--video-format", help="auto (mp4 when imageio-ffmpeg is installed, else gif), mp4 or gif."),
+    upscale: int = typer.Option(1, "--upscale", help="Scale the video up K times."),
+    upscale_filter: str = typer.Option("nearest", "--upscale-filter", help="nearest (sharp pixels) or lanczos (smooth)."),
     outdir: Path = typer.Option(Path("out"), "--outdir", help="Output folder: one subfolder per target, named after it."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
@@ -449,14 +492,17 @@ def project(
 
     Writes OUTDIR/<target name>/target.png (the resized target), proj.png (the fit), projected_w.npz ('w' [1, num_ws, w_dim] and the optimized noise maps; `gancli sample --projected-w` renders it back to proj.png) and, with --video, proj.mp4/.gif. Several targets are projected in one batch, each as if alone.
     """
+    _require_paths(ckpt)
+    _require_paths(*targets, missing="not found (target image)")
     import numpy as np
 
     from gancli import project as projection
-    from gancli.render import save_animation, to_uint8
+    from gancli.render import check_upscale, save_animation, to_uint8, upscale_frames
 
     cfg = projection.ProjectConfig(steps=steps, lr=lr, space=space, noise_reg=noise_reg, mse=mse, seed=seed,
                                      noise_init=noise_init).validate()
     fmt, note = projection.video_format(video_format) if video else (None, None)
+    check_upscale(upscale, upscale_filter)
     stems: dict[str, Path] = {}
     for target in targets:
         if target.stem in stems:
@@ -503,7 +549,8 @@ def project(
         projection.save_projected(folder / "projected_w.npz", result.ws[i: i + 1],
                                   {name: m[i: i + 1] for name, m in result.noise.items()})
         if video:  # the last frame is the result itself
-            save_animation(frames[i] + [projection.side_by_side(prepared[i], fits[i])], folder / f"proj.{fmt}", fps=24)
+            save_animation(upscale_frames(frames[i] + [projection.side_by_side(prepared[i], fits[i])], upscale, upscale_filter),
+                           folder / f"proj.{fmt}", fps=24)
         console.print(f"{stems[stem]}: {perceptual.name} {float(final[i]):.4f}, PSNR {projection.psnr(fits[i], prepared[i]):.2f} dB "
                       f"({space.upper()}, {steps} steps) -> {folder}/", markup=False)
     if note:
@@ -533,6 +580,8 @@ def evaluate(
 
     Fakes are quantized to uint8 before the detector and resized to 299 with NVlabs-style bilinear sampling. Reference statistics are cached. Each result, with its full protocol, is appended to metrics.jsonl beside the checkpoint.
     """
+    if ckpt is not None:
+        _require_paths(ckpt)
     from gancli.metrics import evaluate_folders, evaluate_generator, parse_metrics
     from gancli.metrics.evaluate import append_result
 
@@ -568,7 +617,7 @@ def evaluate(
 @app.command(
     epilog=_examples(
         "gancli dataset ~/photos photos64.zip --resolution 64",
-        "gancli dataset ~/photos photos64.zip --resolution 64 --transform pad --filter box",
+        "gancli dataset ~/photos photos64-pad.zip --resolution 64 --transform pad --filter box",
         "gancli dataset ~/pets pets128.zip --resolution 128 --labels dirs",
         "gancli dataset emoji emoji32.zip --resolution 32",
     )
@@ -637,9 +686,10 @@ def convert(
         raise typer.Exit(1)
 
 
-@app.command(epilog=_examples("gancli info runs/quickstart-00000/snapshot-000100.safetensors"))
+@app.command(epilog=_examples("gancli info runs/quickstart-00000", "gancli info ckpt.safetensors"))
 def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run directory (its latest snapshot), or an official .pkl.")) -> None:
     """Show a checkpoint's recipe, progress, architecture and parameter counts."""
+    _require_paths(ckpt)
     from gancli.convert import detect_format, open_network
     from gancli.models import resolve_checkpoint
     from gancli.train.checkpoint import describe_checkpoint, render_info
@@ -664,7 +714,7 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
 def doctor(
     build: bool = typer.Option(True, "--build/--no-build", help="With a GPU: build (or load) the CUDA kernels, check them against the reference ops and time them."),
 ) -> None:
-    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets and metric weights."""
+    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets, metric weights, the built-in recipes, scipy and the optional plugins (MP4, TensorBoard)."""
     from gancli.doctor import run_doctor
 
     raise typer.Exit(run_doctor(_console(), build_kernels=build))

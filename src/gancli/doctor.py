@@ -131,6 +131,44 @@ def checks(console=None, build_kernels: bool = True) -> list[tuple[str, bool, st
     stlpips = package_file("stlpips_pytorch", "weights", "vST0.0", "vgg_shift_tolerant.pth")
     rows.append(("ST-LPIPS weights", stlpips is not None, str(stlpips) if stlpips else "stlpips-pytorch is not installed",
                  "" if stlpips else "pip install --no-deps stlpips-pytorch"))
+    rows.extend(package_rows())
+    return rows
+
+
+def package_rows() -> list[tuple[str, bool, str, str]]:
+    """The built-in recipes, the dependencies that only some commands import, and the optional plugins."""
+    from importlib import metadata
+
+    from gancli.recipe import builtin_recipe_dir, builtin_recipes
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    rows = []
+    names = builtin_recipes()
+    rows.append(("recipes", bool(names), f"{len(names)} built-in recipes in {builtin_recipe_dir()}",
+                 "" if names else "reinstall gancli: its package has no recipes/ (`gancli train NAME` needs them)"))
+    scipy = version("scipy") if importlib.util.find_spec("scipy") else None
+    rows.append(("scipy", scipy is not None, scipy or "not installed (needed by `gancli evaluate` for FID and IS)",
+                 "" if scipy else "pip install scipy"))
+    ffmpeg, detail, fix = None, "imageio-ffmpeg is not installed", "pip install imageio-ffmpeg"
+    if importlib.util.find_spec("imageio_ffmpeg") is not None:
+        try:
+            import imageio_ffmpeg
+
+            ffmpeg = f"imageio-ffmpeg {version('imageio-ffmpeg')}: {imageio_ffmpeg.get_ffmpeg_exe()}"
+        except (RuntimeError, OSError) as e:  # installed, but its ffmpeg binary is missing or broken
+            detail = f"imageio-ffmpeg is installed but has no usable ffmpeg ({e})"
+            fix = "pip install --force-reinstall imageio-ffmpeg"
+    rows.append(("MP4 writer", ffmpeg is not None, ffmpeg or detail,
+                 "" if ffmpeg else f"{fix} (MP4 in interpolate and project --video; GIF works without it)"))
+    tensorboard = version("tensorboard") if importlib.util.find_spec("tensorboard") else None
+    rows.append(("TensorBoard (optional)", True, f"tensorboard {tensorboard}: runs also write TensorBoard events"
+                 if tensorboard else "not installed: runs log to stats.jsonl only",
+                 "" if tensorboard else "pip install tensorboard to also get TensorBoard event files"))
     return rows
 
 

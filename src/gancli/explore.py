@@ -115,6 +115,23 @@ def sample(loaded: LoadedGenerator, seeds: list[int], *, psi: float | None = Non
                            progress=_progress["enabled"])
 
 
+def sample_batched(loaded: LoadedGenerator, seeds: list[int], batch: int, *, psi: float | None = None,
+                   cutoff: int | None = None, class_idx: int | None = None, noise_mode: str = "const") -> torch.Tensor:
+    """`sample` with `batch` seeds per forward pass (mapping and synthesis), for throughput.
+
+    Each seed keeps its own latent, but a batched matrix product or convolution rounds differently from
+    a single one, so an image can differ from `sample`'s by float rounding (a few 1e-6, which moves a
+    pixel on a rounding edge by one level; docs/commands.md has the measured figures). batch 1 is
+    `sample` itself. Random noise is drawn per seed only one image at a time, so it needs batch 1.
+    """
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be at least 1")
+    if batch > 1 and noise_mode == "random":
+        raise UserError(f"--batch {batch} with --noise-mode random: random noise is seeded per seed only one image "
+                        "at a time; use --batch 1, or --noise-mode const or none")
+    return sample(loaded, seeds, psi=psi, cutoff=cutoff, class_idx=class_idx, noise_mode=noise_mode, batch=batch)
+
+
 def parse_styles(text: str, num_ws: int) -> list[int]:
     """'0-6', '8,9', or a preset (coarse, middle, fine) -> layer indices into W+."""
     if text in STYLE_PRESETS:
@@ -168,6 +185,24 @@ def style_mix_grid(loaded: LoadedGenerator, rows: list[int], cols: list[int], st
         tiles.append(base[i: i + 1])
         tiles.append(cells[i * len(cols): (i + 1) * len(cols)])
     return make_grid(np.concatenate(tiles), len(rows) + 1, len(cols) + 1)
+
+
+def mix_cell_names(rows: list[int], cols: list[int]) -> dict[str, tuple[int, int]]:
+    """File name -> (grid row, grid column) of each image in `style_mix_grid`'s figure, named as the
+    official style_mixing.py names them: ROW-COL.png for a mix, SEED-SEED.png for a seed's own image."""
+    names = {f"{c}-{c}.png": (0, j + 1) for j, c in enumerate(cols)}
+    for i, r in enumerate(rows):
+        names[f"{r}-{r}.png"] = (i + 1, 0)
+        for j, c in enumerate(cols):
+            names[f"{r}-{c}.png"] = (i + 1, j + 1)
+    return names
+
+
+def grid_tile(grid: np.ndarray, tile: tuple[int, int], rows: int, cols: int) -> np.ndarray:
+    """One image (HWC) out of a `make_grid` image of rows x cols equal tiles without padding."""
+    h, w = grid.shape[0] // rows, grid.shape[1] // cols
+    r, c = tile
+    return grid[r * h: (r + 1) * h, c * w: (c + 1) * w]
 
 
 def default_psis(loaded: LoadedGenerator) -> list[float]:

@@ -63,6 +63,44 @@ def save_png(image: np.ndarray, path: str | Path) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
+def check_upscale(factor: int, filter_name: str) -> None:
+    if not 1 <= factor <= 16:
+        raise UserError(f"--upscale {factor}: must be between 1 and 16")
+    if filter_name not in ("nearest", "lanczos"):
+        raise UserError(f"--upscale-filter {filter_name}: must be nearest or lanczos")
+
+
+def upscale_frames(frames: list[np.ndarray], factor: int, filter_name: str = "nearest") -> list[np.ndarray]:
+    """Frames (HWC uint8) scaled up by an integer factor with nearest-neighbour (sharp pixels) or Lanczos."""
+    import numpy as np
+    from PIL import Image
+
+    check_upscale(factor, filter_name)
+    if factor == 1:
+        return list(frames)
+    if filter_name == "nearest":
+        return [np.repeat(np.repeat(f, factor, axis=0), factor, axis=1) for f in frames]
+    out = []
+    for f in frames:
+        image = Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f)
+        scaled = np.asarray(image.resize((f.shape[1] * factor, f.shape[0] * factor), Image.Resampling.LANCZOS))
+        out.append(scaled[:, :, None] if scaled.ndim == 2 else scaled)
+    return out
+
+
+def check_animation_writer(path: str | Path) -> None:
+    """Fail now, before any rendering, when `path`'s format cannot be written here (MP4 without imageio-ffmpeg)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise UserError(f"{path}: writing MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or write a .gif)") from None
+    elif suffix != ".gif":
+        raise UserError(f"{path}: unsupported animation format {suffix or '(none)'}; use .gif or .mp4")
+
+
 def save_animation(frames: list[np.ndarray], path: str | Path, fps: int = 24) -> None:
     """Frames (HWC uint8) to a looping GIF, or to MP4 when imageio's ffmpeg plugin is installed."""
     import io
@@ -78,10 +116,7 @@ def save_animation(frames: list[np.ndarray], path: str | Path, fps: int = 24) ->
         iio.imwrite(buffer, frames, extension=".gif", duration=1000 / fps, loop=0)
         atomic_write_bytes(path, buffer.getvalue())
     elif suffix == ".mp4":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
-            raise UserError(f"{path}: writing MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or write a .gif)") from None
+        check_animation_writer(path)
         tmp = path.with_name(f".{path.name}.tmp.mp4")
         try:
             iio.imwrite(tmp, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)

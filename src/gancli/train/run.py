@@ -137,6 +137,12 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         from gancli.convert import open_network
 
         modules, net_recipe, meta = open_network(Path(init).expanduser())
+        missing = [name for name in net_recipe.family.modules if name not in modules]
+        if missing:  # e.g. a rosinality .pt: only its generator is imported
+            raise UserError(f"--init {init}: has no {', '.join(missing)} weights as gancli imports it (rosinality "
+                            f"checkpoints give g_ema alone), and a new {net_recipe.model.kind} run needs "
+                            f"{', '.join(net_recipe.family.modules)}; start from a gancli run or snapshot or an official "
+                            ".pkl (the file works in sample, mix, interpolate, truncate, noise, project, evaluate)")
         recipe = _adopt_network(recipe, net_recipe, init, console)
         init = (modules, meta, str(init))
     if resume:
