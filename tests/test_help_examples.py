@@ -81,7 +81,7 @@ def _zip_of(folder: Path, dest: Path) -> None:
 
 
 def _biggan_1000_classes(dest: Path) -> None:
-    from gancli.nets.biggan import standing_statistics
+    from gancli.families.resnet.nets import standing_statistics
 
     from gancli.models import build_networks
     from gancli.recipe import load_recipe, parse_override
