@@ -75,7 +75,7 @@ def _console(stderr: bool = False):
     )
 )
 def train(
-    recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a built-in recipe (see `gancli recipes`)."),
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML file, or the name of a built-in recipe (see `gancli recipes`); not needed with --resume RUN."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset: 'emoji', an image folder or a training zip (data.source)."),
     resolution: Optional[int] = typer.Option(None, "--resolution", help="Training resolution (data.resolution)."),
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped copies of the data (data.xflip)."),
@@ -106,16 +106,31 @@ def train(
         "train.seed": seed, "distributed.gpus": gpus, "ops": ops, "train.device": device,
     }
     overrides += [(key.split("."), value) for key, value in flags.items() if value is not None]
-    resolved = recipes.load_recipe(recipe, overrides)
-    if dry_run:
-        _print_plan(resolved, outdir, resume)
-        return
     from gancli.train import run as training
 
+    if init is not None and resume:
+        raise UserError(f"--init {init} and --resume {resume}: give one (--init starts a new run from a network's "
+                        "weights, --resume continues a run exactly)")
+    notes: list[str] = []
+    if resume and not training.is_official_network(resume):  # continue the run's own recipe
+        plan = training.plan_resume(resume, overrides)
+        resolved, notes = plan.recipe, training.resume_notes(plan)
+        if recipe is not None and Path(recipe).stem != resolved.name:
+            notes.append(f"the recipe argument {recipe} is not read: the run continues its own recipe {resolved.name}")
+    elif recipe is None:
+        raise UserError("gancli train: give a recipe (a YAML file or a built-in name, see `gancli recipes`), "
+                        "or --resume RUN to continue a run")
+    else:
+        resolved = recipes.load_recipe(recipe, overrides)
+    if dry_run:
+        _print_plan(resolved, outdir, resume, notes)
+        return
+    for note in notes[1:]:  # the first ("resuming ...") is said by the trainer
+        _console(stderr=True).print(f"note: {note}", markup=False)
     training.train_from_cli(resolved, outdir=outdir, resume=resume, init=init)
 
 
-def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
+def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[list[str]] = None) -> None:
     import yaml
 
     console = _console()
@@ -157,8 +172,9 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
         lines[3] = f"optimizer  Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, {t.d_steps} D step(s) per G step, {ema}"
         lines[2] = lines[2].replace(f"= {steps} steps", f"= {steps // t.d_steps} G steps ({t.d_steps} D minibatches each)")
         lines[4] = f"loss       {loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else "")
+    lines += [f"resume     {note}" for note in notes or []]
     for line in lines:
-        console.print(line)
+        console.print(line, markup=False)
     if recipe.description:
         console.print(f"[dim]{recipe.description}[/dim]")
     console.print("[dim]dry run: nothing was trained or written[/dim]")
@@ -650,10 +666,9 @@ def convert(
 def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run directory (its latest snapshot), or an official .pkl.")) -> None:
     """Show a checkpoint's recipe, progress, architecture and parameter counts."""
     from gancli.convert import detect_format, open_network
-    from gancli.models import resolve_checkpoint
-    from gancli.train.checkpoint import describe_checkpoint, render_info
+    from gancli.train.checkpoint import describe_checkpoint, render_info, resolve_checkpoint
 
-    path = resolve_checkpoint(ckpt)
+    path = resolve_checkpoint(ckpt).snapshot
     console = _console()
     kind = detect_format(path) if path.is_file() else ""
     if kind in ("nvlabs-pickle", "torch-zip"):

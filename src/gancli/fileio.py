@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
+    "kill_point",
 ]
 
 _TEXT_MODES = ("w", "wt")
@@ -86,9 +87,33 @@ def _make_temp(path: Path) -> tuple[int, Path]:
 
 
 def _commit(tmp: Path, path: Path) -> None:
+    kill_point()  # the temporary file is complete, the target not yet replaced
     os.chmod(tmp, _final_mode(path))
     os.replace(tmp, path)
     _fsync_dir(path.parent if str(path.parent) else Path("."))
+    kill_point()  # the new file is in place
+
+
+_kill_count = 0
+
+
+def kill_point() -> None:
+    """Crash-test hook: with GANCLI_TEST_KILL_AFTER_WRITE=k in the environment, the process kills
+    itself (SIGKILL: no cleanup, no atexit) at the k-th write step, counted from 1.
+
+    Write steps are the two moments of every atomic write (temporary file complete; renamed into
+    place) and each file a checkpoint rotation removes. Tests use it to crash at every moment of a
+    checkpoint write without relying on timing; unset (always, outside tests), it does nothing.
+    """
+    global _kill_count
+    target = os.environ.get("GANCLI_TEST_KILL_AFTER_WRITE")
+    if not target:
+        return
+    _kill_count += 1
+    if _kill_count == int(target):
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _discard(tmp: Path) -> None:

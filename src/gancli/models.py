@@ -66,19 +66,6 @@ class LoadedGenerator:
         return hasattr(self.G, "mapping") and hasattr(self.G, "synthesis")
 
 
-def resolve_checkpoint(spec: str | Path) -> Path:
-    """A snapshot file, or a run directory (its latest snapshot)."""
-    from gancli.train.checkpoint import latest_checkpoint
-
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise UserError(f"{path}: no complete snapshot-*.safetensors checkpoint in this run directory")
-        return found.snapshot
-    return path
-
-
 def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") -> LoadedGenerator:
     """Build the generator a network file describes and load its weights (EMA weights by default).
 
@@ -86,8 +73,9 @@ def load_generator(spec: str | Path, device: str = "cpu", which: str = "G_ema") 
     network pickle, read without running any code from it (`gancli.convert`).
     """
     from gancli.convert import open_network
+    from gancli.train.checkpoint import resolve_checkpoint
 
-    path = resolve_checkpoint(spec)
+    path = resolve_checkpoint(spec).snapshot
     modules, recipe, meta = open_network(path)
     G = build_generator(recipe, c_dim=int(meta.get("c_dim", 0)), img_channels=int(meta.get("img_channels", 3)))
     state = modules.get(which)

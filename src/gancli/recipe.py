@@ -178,6 +178,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "mixed"] = "auto"  # 'auto': mixed on a GPU, float32 on a CPU
     seed: int = 0  # random seed of the run
     snapshot_kimg: float = 200  # write a checkpoint every N kimg (and at the end)
+    keep_snapshots: int = 0  # keep only the N newest checkpoints, removing older ones after each save (0: keep all)
     image_kimg: float = 50  # write a fake-image grid every N kimg
     grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # 'auto': the GPU when torch sees one
@@ -196,7 +197,7 @@ class TrainConfig:
             raise UserError(f"{where}train.ema_decay: must be in [0, 1) or null, got {self.ema_decay}")
         if self.lr_ref_batch is not None:
             _positive(self.lr_ref_batch, f"{where}train.lr_ref_batch")
-        for key in ("ema_start", "d_extra_steps", "standing_stats"):
+        for key in ("ema_start", "d_extra_steps", "standing_stats", "keep_snapshots"):
             if getattr(self, key) < 0:
                 raise UserError(f"{where}train.{key}: must be >= 0, got {getattr(self, key)}")
         if (self.d_loss_threshold is None) != (self.d_extra_steps == 0):

@@ -353,8 +353,9 @@ class Trainer:
             "buffers": {name: [k for k, _ in m.named_buffers()] for name, m in
                         (("G_ema", self.G_ema), ("G", self.G), ("D", self.D))},
         }
-        pair = save_checkpoint(self.run_dir, self.state.cur_nimg // 1000, modules=self.snapshot_modules(),
-                               recipe=self.recipe.to_dict(), meta=meta, state=self.training_state())
+        pair = save_checkpoint(self.run_dir, self.state.cur_nimg // 1000, step=self.state.step,
+                               modules=self.snapshot_modules(), recipe=self.recipe.to_dict(), meta=meta,
+                               state=self.training_state(), keep=self.recipe.train.keep_snapshots)
         return pair.snapshot
 
     def evaluate_metrics(self, snapshot: Path | None, log=None) -> dict:
