@@ -84,6 +84,7 @@ __all__ = [
     "load_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
+    "remove_older_checkpoints",
     "resolve_checkpoint",
     "describe_checkpoint",
     "info_lines",
@@ -159,24 +160,26 @@ def save_checkpoint(
     remove all but the `keep` newest pairs (0: keep every pair).
 
     `meta['kimg']` defaults to `kimg`, `meta['step']` to `step`. A checkpoint of the same kimg and
-    step that exists already is never overwritten (ValueError): it was finished by an earlier save.
+    step whose snapshot and state both exist is never overwritten (ValueError): an earlier save
+    finished it. A snapshot alone (a save killed before its state was written) is replaced.
     """
     _check_count(keep, "keep")
     meta_d = {"kimg": kimg, "step": step, **_to_plain_dict(meta, "meta")}
     snap, st = snapshot_path(run_dir, kimg, step), state_path(run_dir, kimg, step)
-    for path in (snap, st):
-        if path.exists():
-            raise ValueError(f"{path}: exists already; a finished checkpoint is never overwritten")
+    if snap.exists() and st.exists():
+        raise ValueError(f"{snap}: exists already with its state; a finished checkpoint is never overwritten")
     digest = save_snapshot(snap, modules, recipe, meta_d)
     save_training_state(st, state, snapshot_sha256=digest)
     new = CheckpointPair(snapshot=snap, state=st, kimg=kimg, step=step)
     if keep:
-        _remove_older(Path(run_dir), new, keep)
+        remove_older_checkpoints(run_dir, new, keep)
     return new
 
 
-def _remove_older(run_dir: Path, new: CheckpointPair, keep: int) -> None:
-    """Remove every checkpoint file older than the `keep` newest complete pairs (`new` among them)."""
+def remove_older_checkpoints(run_dir: str | os.PathLike[str], new: CheckpointPair, keep: int) -> None:
+    """Remove every checkpoint file older than the `keep` newest complete pairs, `new` among them
+    (nothing when `new` is not the newest complete pair)."""
+    run_dir = Path(run_dir)
     complete = [p for p in list_checkpoints(run_dir) if p.state is not None and p.state.is_file()]
     kept = [p for p in complete if p.order <= new.order][-keep:]
     if new not in kept:  # never remove anything on behalf of a pair that is not the newest one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ def plan_resume(spec: str, overrides: list[tuple[list[str], Any]]) -> ResumePlan
     stored_d, meta = read_snapshot_header(pair.snapshot, verify=False)  # the hash is checked when loading
     origin = f"{pair.snapshot} (embedded recipe)"
     stored = Recipe.from_dict(stored_d, origin=origin, strict=False).to_dict()
-    asked = Recipe.from_dict(apply_overrides(stored, overrides), origin=f"--resume {spec} with the command line").to_dict()
+    asked = Recipe.from_dict(apply_overrides(copy.deepcopy(stored), overrides),
+                             origin=f"--resume {spec} with the command line").to_dict()
     changed, ignored = [], []
     for section, values in asked.items():
         if not isinstance(values, dict):
@@ -175,16 +177,27 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         distributed.shutdown()
 
 
-def _tidy_for_resume(run_dir: Path, snapshot, state: dict, console) -> None:
-    """Before a resumed run writes: remove the temporary files a killed writer left in the run, and cut
+def _tidy_for_resume(run_dir: Path, snapshot, state: dict, keep: int, console) -> None:
+    """Before a resumed run writes: remove the temporary files and lone snapshots a killed writer left in
+    the run, and the older pairs a killed save had no time to remove (train.keep_snapshots); cut
     stats.jsonl back to the checkpoint's step, so the log reads as one run that never stopped."""
+    from gancli.train.checkpoint import list_checkpoints, remove_older_checkpoints
     from gancli.train.rundir import remove_leftover_temp_files, trim_jsonl
 
     removed = remove_leftover_temp_files(run_dir)
+    resumed = Path(snapshot.path)
+    order = next((p.order for p in list_checkpoints(run_dir) if p.snapshot.name == resumed.name), None)
+    for pair in list_checkpoints(run_dir):  # snapshots a killed save left without their state
+        if order is not None and pair.order > order and not pair.state.exists():
+            removed.append((pair.snapshot, pair.snapshot.stat().st_size))
+            pair.snapshot.unlink()
+    current = next((p for p in list_checkpoints(run_dir) if p.snapshot.name == resumed.name), None)
+    if keep and current is not None:
+        remove_older_checkpoints(run_dir, current, keep)
     if removed:
         size = sum(n for _, n in removed)
-        console.print(f"removed {len(removed)} temporary file(s) ({size / 1e6:.1f} MB) left in {run_dir} by an "
-                      f"interrupted write: {', '.join(p.name for p, _ in removed)}")
+        console.print(f"removed {len(removed)} file(s) ({size / 1e6:.1f} MB) left in {run_dir} by an "
+                      f"interrupted write: {', '.join(p.name for p, _ in removed)}", markup=False, soft_wrap=True)
     step, nimg = int(state.get("step", snapshot.meta.get("step", 0))), int(state.get("cur_nimg", 0))
     trim_jsonl(run_dir / "stats.jsonl", step=step, kimg=nimg / 1000)
 
@@ -219,7 +232,7 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     if not resume and run_dir is None:  # only rank 0 creates the run directory; the others learn its path
         run_dir = distributed.broadcast_object(_new_run_dir(recipe, outdir) if distributed.is_main() else None)
     if snapshot is not None and distributed.is_main():
-        _tidy_for_resume(run_dir, snapshot, state, console)
+        _tidy_for_resume(run_dir, snapshot, state, recipe.train.keep_snapshots, console)
     show = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
     trainer = Trainer(recipe, dataset, run_dir, device=device, console=console, progress=show)
     if init is not None:
