@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -122,6 +123,8 @@ def train(
                         "or --resume RUN to continue a run")
     else:
         resolved = recipes.load_recipe(recipe, overrides)
+    if not resume:
+        _check_outdir(outdir)
     if dry_run:
         _print_plan(resolved, outdir, resume, notes)
         return
@@ -218,10 +221,27 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _check_outdir(path: Path, option: str = "--outdir") -> None:
+    """Refuse, before any work, a folder that cannot be created (it, or a parent, is a file)."""
+    from gancli.fileio import blocking_file
+
+    blocker = blocking_file(path)
+    if blocker is not None:
+        what = "exists and is not a directory" if blocker == path else f"cannot be created: {blocker} is a file"
+        raise UserError(f"{option} {path}: {what}")
+
+
 def _make_outdir(path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: exists and is not a directory")
+    _check_outdir(path)
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _png_out(out: Path, force: bool) -> None:
+    """An --out image: must be a .png the writer produces, not existing (unless --force), creatable."""
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: must end in .png (this command writes a PNG image)")
+    _check_outputs([out], force)
+    _check_outdir(out.parent, "--out")
 
 
 def _save_image(image, out: Path) -> None:
@@ -275,8 +295,9 @@ def sample(
     """Generate images for seeds: one PNG per seed (seed0042.png) or one grid."""
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import grid_shape, make_grid, save_png, to_uint8
+    from gancli.render import check_grid_size, grid_shape, make_grid, save_png, to_uint8
 
+    _check_outdir(outdir)
     loaded = _load(ckpt)
     if projected_w is not None:
         ws, names = _read_projected_w(projected_w, loaded)
@@ -288,7 +309,22 @@ def sample(
     else:
         seed_list = parse_seeds(seeds)
         names = [f"seed{s:04d}.png" for s in seed_list]
+        if grid:  # a grid holds every image at once: it must fit in one image
+            res = loaded.G.img_resolution
+            check_grid_size(*grid_shape(len(seed_list), grid), res, what=f"--seeds {seeds}" + (f" --grid {grid}" if grid else ""))
         _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
+        if trunc is not None or trunc_cutoff is not None:
+            explore.check_trunc(loaded, 1.0 if trunc is None else trunc, trunc_cutoff)
+        if not grid:  # one PNG per seed, rendered and written a chunk at a time: memory stays bounded
+            _make_outdir(outdir)
+            for start in range(0, len(seed_list), 64):
+                chunk = seed_list[start: start + 64]
+                images = to_uint8(explore.sample(loaded, chunk, psi=trunc, cutoff=trunc_cutoff, class_idx=class_idx,
+                                                 noise_mode=noise_mode))
+                for image, name in zip(images, names[start: start + 64]):
+                    save_png(image, outdir / name)
+            _console().print(f"wrote {len(seed_list)} images to {outdir}/")
+            return
         images = to_uint8(explore.sample(loaded, seed_list, psi=trunc, cutoff=trunc_cutoff, class_idx=class_idx,
                                          noise_mode=noise_mode))
     _make_outdir(outdir)
@@ -323,12 +359,16 @@ def mix(
     """Style-mixing grid, as in the StyleGAN paper."""
     from gancli import explore
     from gancli.latent import parse_seeds
+    from gancli.render import check_grid_size
 
-    _check_outputs([out], force)
+    _png_out(out, force)
     loaded = _load(ckpt)
     explore.require_style(loaded, "mix")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
-    image = explore.style_mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), layers,
+    row_seeds, col_seeds = parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols")
+    check_grid_size(len(row_seeds) + 1, len(col_seeds) + 1, loaded.G.img_resolution, what="--rows x --cols")
+    explore.check_finite(trunc)
+    image = explore.style_mix_grid(loaded, row_seeds, col_seeds, layers,
                                    psi=trunc, class_idx=class_idx, noise_mode=noise_mode)
     _save_image(image, out)
     _console().print(f"wrote {out} (styles {styles}: layers {layers[0]}-{layers[-1]} from the columns)")
@@ -364,6 +404,7 @@ def interpolate(
 
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: must end in .gif or .mp4")
+    _check_outdir(out.parent, "--out")
     if not 1 <= fps <= 100:
         raise UserError(f"--fps {fps}: must be between 1 and 100")
     _check_outputs([out] + (sorted(frames_dir.glob("frame*.png"))[:1] if frames_dir and frames_dir.is_dir() else []), force)
@@ -409,10 +450,14 @@ def noise(
     """
     from gancli import explore
     from gancli.latent import parse_seeds
+    from gancli.render import check_grid_size
 
-    _check_outputs([out], force)
+    _png_out(out, force)
     loaded = _load(ckpt)
-    image, titles = explore.noise_grid(loaded, parse_seeds(seeds), draws=draws, psi=trunc, class_idx=class_idx)
+    seed_list = parse_seeds(seeds)
+    check_grid_size(len(seed_list), draws + 5, loaded.G.img_resolution, what="--seeds x --draws")
+    explore.check_finite(trunc)
+    image, titles = explore.noise_grid(loaded, seed_list, draws=draws, psi=trunc, class_idx=class_idx)
     _save_image(image, out)
     _console().print(f"wrote {out} (columns: {', '.join(titles)})")
 
@@ -436,11 +481,14 @@ def truncate(
     """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators)."""
     from gancli import explore
     from gancli.latent import parse_seeds
+    from gancli.render import check_grid_size
 
-    _check_outputs([out], force)
+    _png_out(out, force)
+    psis = explore.parse_psi(psi) if psi is not None else None  # a bad --psi fails before loading
     loaded = _load(ckpt)
     seed_list = parse_seeds(seeds)
-    psis = explore.parse_psi(psi) if psi is not None else explore.default_psis(loaded)
+    psis = psis if psis is not None else explore.default_psis(loaded)
+    check_grid_size(len(seed_list), len(psis), loaded.G.img_resolution, what="--seeds x --psi")
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
     _save_image(image, out)
     _console().print(f"wrote {out} ({len(seed_list)} seeds x psi " + ", ".join(f"{p:g}" for p in psis) + ")")
@@ -574,6 +622,9 @@ def evaluate(
     else:
         if ckpt is None:
             raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
+        from gancli.explore import check_finite
+
+        check_finite(trunc)
         loaded = _load(ckpt)
         result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
                                     detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
@@ -702,6 +753,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     # typer >= 0.2x vendors click as typer._click; older versions use the click package.
     click = getattr(typer, "_click", None) or __import__("click")
     command = typer.main.get_command(app)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(command, argv, click)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (a skipped checkpoint, ...) as one line each, without the source line Python adds."""
+    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
+def _run(command, argv, click) -> int:
     try:
         result = command.main(args=argv, prog_name="gancli", standalone_mode=False)
         return result if isinstance(result, int) else 0

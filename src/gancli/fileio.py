@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "kill_point",
+    "blocking_file",
 ]
 
 _TEXT_MODES = ("w", "wt")
@@ -92,6 +93,16 @@ def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     _fsync_dir(path.parent if str(path.parent) else Path("."))
     kill_point()  # the new file is in place
+
+
+def blocking_file(directory: str | os.PathLike[str]) -> Path | None:
+    """The existing non-directory (`directory` itself or an ancestor) that stops `directory` from being
+    created, or None when nothing does (`out.txt/runs` -> `out.txt`)."""
+    path = Path(directory)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 _kill_count = 0

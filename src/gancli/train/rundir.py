@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gancli.errors import UserError
-from gancli.fileio import json_value
+from gancli.fileio import blocking_file, json_value
 
 __all__ = ["create_run_dir", "JsonlLogger", "read_jsonl", "trim_jsonl", "remove_leftover_temp_files", "RUN_NAME_RE"]
 
@@ -51,8 +51,10 @@ def create_run_dir(root: str | os.PathLike[str] = "runs", name: str = "quickstar
             f"run name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
             "(starting with a letter or digit)"
         )
-    if root.exists() and not root.is_dir():
-        raise UserError(f"{root}: exists and is not a directory; choose another runs directory")
+    blocker = blocking_file(root)
+    if blocker is not None:
+        what = "exists and is not a directory" if blocker == root else f"cannot be created: {blocker} is a file"
+        raise UserError(f"{root}: {what}; choose another runs directory (--outdir)")
     try:
         root.mkdir(parents=True, exist_ok=True)
         index = max(_run_indices(root), default=-1) + 1
