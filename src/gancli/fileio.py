@@ -87,10 +87,22 @@ def _make_temp(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def _commit(tmp: Path, path: Path) -> None:
+def _commit(tmp: Path, path: Path, exclusive: bool = False) -> None:
     kill_point()  # the temporary file is complete, the target not yet replaced
     os.chmod(tmp, _final_mode(path))
-    os.replace(tmp, path)
+    if exclusive:  # never replace a file, even one that appeared while we wrote
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: the best check it allows
+            if os.path.lexists(path):
+                raise FileExistsError(path) from None
+            os.replace(tmp, path)
+        else:
+            os.unlink(tmp)
+    else:
+        os.replace(tmp, path)
     _fsync_dir(path.parent if str(path.parent) else Path("."))
     kill_point()  # the new file is in place
 
@@ -169,11 +181,13 @@ def atomic_write(
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Like `atomic_write`, for writers that insist on a file *name* (e.g. safetensors).
+def atomic_path(path: str | os.PathLike[str], *, exclusive: bool = False) -> Iterator[Path]:
+    """Like `atomic_write`, for writers that insist on a file *name* (e.g. safetensors, zipfile).
 
     Yields the path of an empty temporary file beside `path`; write it by name inside the block.
     On success it is fsynced and renamed over `path`; on an exception it is removed.
+    exclusive: never replace an existing `path` (FileExistsError, the temporary file removed), even
+    one created by another process while the block ran.
     """
     path = Path(path)
     fd, tmp = _make_temp(path)
@@ -185,7 +199,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _commit(tmp, path)
+        _commit(tmp, path, exclusive)
     except BaseException:
         _discard(tmp)
         raise

@@ -20,7 +20,6 @@ import datetime
 import io
 import json
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from gancli.data.images import (
     read_source_bytes,
 )
 from gancli.errors import UserError
+from gancli.fileio import atomic_path
 
 TRANSFORMS = ("center-crop", "pad", "stretch")
 RESIZE_FILTERS = tuple(RESAMPLE)
@@ -234,22 +234,16 @@ def convert_dataset(
         if classes is not None:
             classes = classes[:max_images]
 
-    # Convert and write to a temporary zip beside dest.
+    # Convert and write to a temporary zip beside dest (gancli.fileio: atomic, never replaces a file).
     os.makedirs(os.path.dirname(dest_path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(dest_path), prefix="." + os.path.basename(dest_path) + ".", suffix=".tmp"
-    )
-    os.close(fd)
     settings = _Settings(resolution, transform, resize_filter)
     skipped: list[str] = []
     out_labels: list[list] = []
     count = 0
     try:
-        umask = os.umask(0o22)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should be an ordinary file
         # The pool forks before the zip is opened and before the progress thread starts.
-        with parallel_map(partial(_convert_one, spec, settings), names, min_items=64) as results:
+        with parallel_map(partial(_convert_one, spec, settings), names, min_items=64) as results, \
+                atomic_path(dest_path, exclusive=True) as tmp:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
                 bar, task = _progress(
                     progress, len(names), f"converting {os.path.basename(os.path.normpath(source))}"
@@ -288,12 +282,10 @@ def convert_dataset(
                     info["credit"] = _emoji.EMOJI_CREDIT
                 meta = {"labels": out_labels if classes is not None else None, "gancli": info}
                 zf.writestr(_member("dataset.json"), json.dumps(meta, indent=1))
-        _publish(tmp, dest_path, dest)
-        tmp = None
+    except FileExistsError:
+        raise UserError(f"output '{dest}' exists; choose another path or delete it") from None
     finally:
         close_zip_handles()
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
     return {
         "dest": dest_path,
@@ -309,20 +301,6 @@ def convert_dataset(
         "label_source": label_source,
         "seconds": round(time.monotonic() - t0, 3),
     }
-
-
-def _publish(tmp: str, dest_path: str, display: str) -> None:
-    """Move the finished zip into place without ever replacing a file that appeared meanwhile."""
-    try:
-        os.link(tmp, dest_path)  # fails if dest exists: no overwrite even in a race
-    except FileExistsError:
-        raise UserError(f"output '{display}' exists; choose another path or delete it") from None
-    except OSError:  # filesystems without hard links
-        if os.path.lexists(dest_path):
-            raise UserError(f"output '{display}' exists; choose another path or delete it") from None
-        os.replace(tmp, dest_path)
-        return
-    os.unlink(tmp)
 
 
 def _version() -> str:
