@@ -301,3 +301,63 @@ def test_huge_requests_are_refused_before_any_work(tmp_path, ckpt, args, fragmen
     assert all(f in lines[0] for f in fragments), lines[0]
     assert rss < 500, f"{rss:.0f} MB"
     assert snapshot_bytes(tmp_path) == before
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height pixels (its data could never fill them)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_zip_bomb_member_is_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        good = rgb(tmp_path / "g.png").read_bytes()
+        for i in range(3):
+            zf.writestr(f"a{i}.png", good)
+        with zf.open("huge.png", "w", force_zip64=True) as member:  # 1 GiB of zeros, about 1 MB stored
+            block = bytes(2**20)
+            for _ in range(1024):
+                member.write(block)
+    assert bomb.stat().st_size < 8 * 2**20
+    before = snapshot_bytes(tmp_path)
+    proc, rss = _peak_rss_mb("dataset", str(bomb), str(tmp_path / "out.zip"), "--resolution", "16")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "huge.png" in lines[0] and "1,024 MiB" in lines[0] and "at most 256 MiB" in lines[0], lines
+    assert rss < 500, f"{rss:.0f} MB"
+    assert snapshot_bytes(tmp_path) == before
+
+
+def test_image_header_claiming_huge_size_is_refused(cli, tmp_path):
+    src = good_folder(tmp_path / "src")
+    (src / "claims.png").write_bytes(_png_claiming(9000, 8000))
+    assert_user_error(cli("dataset", src, tmp_path / "o.zip", "--resolution", "16"), "claims.png", "9000x8000",
+                      "megapixels")
+    assert not (tmp_path / "o.zip").exists()
+    assert_user_error(train_dry(cli, src), "claims.png", "9000x8000")
+
+
+def test_every_skipped_zip_member_is_counted(cli, tmp_path):
+    archive = tmp_path / "src.zip"
+    good = rgb(tmp_path / "g.png").read_bytes()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"a{i}.png", good)
+        zf.writestr("../evil.png", good)  # a path-traversal name: never used, but counted
+        zf.writestr("/abs.png", good)
+        zf.writestr("bad.png", b"not a png")
+    result = cli("dataset", archive, tmp_path / "o.zip", "--resolution", "16", "--skip-bad")
+    assert result.code == 0, result
+    assert "3 images" in result.err + result.out and "3 skipped (1 unreadable, 2 with hidden or unsafe names)" in (
+        result.err + result.out), result
+    with zipfile.ZipFile(tmp_path / "o.zip") as zf:
+        info = json.loads(zf.read("dataset.json"))["gancli"]
+        assert info["count"] == 3 and info["skipped"] == 3
+        assert not any(".." in n for n in zf.namelist())

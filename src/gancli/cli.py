@@ -669,7 +669,8 @@ def dataset(
     _console().print(
         f"wrote {dest}: {summary['count']} images at {resolution}x{resolution}"
         + (f", {summary.get('num_classes')} classes" if summary.get("labels") else "")
-        + (f", {summary['skipped']} unreadable images skipped" if summary.get("skipped") else "")
+        + (f", {summary['skipped']} skipped ({len(summary['skipped_images'])} unreadable, "
+           f"{len(summary['ignored_members'])} with hidden or unsafe names)" if summary.get("skipped") else "")
     )
 
 

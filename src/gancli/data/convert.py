@@ -32,7 +32,9 @@ from gancli.data import labels as _labels
 from gancli.data.images import (
     RESAMPLE,
     ImageProblem,
+    ImageTooLarge,
     SourceSpec,
+    check_image_header,
     check_resolution,
     close_zip_handles,
     composite_rgb,
@@ -92,10 +94,15 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | Im
     label = spec.describe(name)
     try:
         data = read_source_bytes(spec, name)
+    except ImageTooLarge as e:
+        return ImageProblem(f"image '{label}' is too large ({e}); delete it or pass --skip-bad")
     except OSError as e:
         return ImageProblem(f"cannot read image '{label}' ({e.strerror or e}): check its permissions")
     try:
         img = Image.open(io.BytesIO(data))
+        too_big = check_image_header(img)
+        if too_big:
+            return ImageProblem(f"image '{label}' is too large ({too_big}); delete it or pass --skip-bad")
         if img.format == "JPEG" and min(img.size) > 4 * settings.resolution:
             # DCT-domain downscaling (fast), still leaving >= 2x the target for the resize filter.
             img.draft("RGB", (2 * settings.resolution, 2 * settings.resolution))
@@ -196,6 +203,7 @@ def convert_dataset(
     else:
         src = open_source(source, what="source")
         spec, names = src.spec, list(src.names)
+    ignored = list(src.ignored) if src is not None else []
 
     # Labels (checked against the full listing, before any work).
     mapping, class_names, label_source, where = None, None, None, ""
@@ -271,7 +279,7 @@ def convert_dataset(
                     "transform": transform,
                     "resize_filter": resize_filter,
                     "count": count,
-                    "skipped": len(skipped),
+                    "skipped": len(skipped) + len(ignored),
                     "labels": label_source,
                     "num_classes": num_classes if classes is not None else None,
                     "class_names": class_names,
@@ -294,8 +302,9 @@ def convert_dataset(
         "resolution": resolution,
         "transform": transform,
         "resize_filter": resize_filter,
-        "skipped": len(skipped),
+        "skipped": len(skipped) + len(ignored),
         "skipped_images": skipped,
+        "ignored_members": ignored,  # image members of a zip left out for their names (hidden, '..', absolute)
         "labels": num_classes if classes is not None else None,
         "num_classes": num_classes if classes is not None else None,
         "label_source": label_source,
