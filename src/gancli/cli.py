@@ -70,7 +70,7 @@ def _console(stderr: bool = False):
         "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8",
         "gancli train quickstart --set train.batch=16 --set loss.r1_gamma=0.5 --kimg 100",
         "gancli train quickstart --dry-run",
-        "gancli train quickstart --resume runs/quickstart-00003",
+        "gancli train --resume runs/quickstart-00003",
         "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl",
         "gancli train quickstart-ada --data my-emoji --init runs/quickstart-00000 --set train.freeze_d=4",
     )
