@@ -400,7 +400,7 @@ def test_init_starts_a_new_run_from_a_snapshot(cli, tiny_data, tmp_path):
     """--init: weights from a gancli run (any recipe with ADA and FreezeD on top), counters and optimizers fresh."""
     from helpers import assert_user_error
 
-    from gancli.train.checkpoint import load_snapshot
+    from gancli.train.checkpoint import latest_checkpoint, load_snapshot
 
     base = ["train", "quickstart", "--data", str(tiny_data)] + [a for s in TINY for a in ("--set", s)]
     assert cli(*base, "--kimg", "0.008", "--outdir", tmp_path / "pre").code == 0
@@ -411,9 +411,9 @@ def test_init_starts_a_new_run_from_a_snapshot(cli, tiny_data, tmp_path):
     assert "fine-tuning" in result.err
     run = _run(tmp_path / "fine")
     assert run != source
-    snap = load_snapshot(run / "snapshot-000000.safetensors")
+    snap = load_snapshot(run / "snapshot-000000-step00000001.safetensors")
     assert snap.meta["step"] == 1  # a new run: counters start at zero
-    original = load_snapshot(source / "snapshot-000000.safetensors").modules
+    original = load_snapshot(latest_checkpoint(source).snapshot).modules
     for name in ("G", "D"):
         diffs = {k: float((snap.modules[name][k] - original[name][k]).abs().max()) for k in original[name]}
         assert 0 < max(diffs.values()) < 0.1, name  # one small step away from the source weights

@@ -353,7 +353,7 @@ def biggan_ckpt(tmp_path_factory) -> Path:
     modules = {"G_ema": G.state_dict(), "G": G.state_dict(), "D": D.state_dict()}
     meta = {"step": 0, "cur_nimg": 0, "c_dim": 3, "img_channels": 3, "resolution": 16}
     run = tmp_path_factory.mktemp("bigganrun")
-    return save_checkpoint(run, 0, modules=modules, recipe=recipe.to_dict(), meta=meta, state={"step": 0}).snapshot
+    return save_checkpoint(run, 0, step=0, modules=modules, recipe=recipe.to_dict(), meta=meta, state={"step": 0}).snapshot
 
 
 def _png(path: Path) -> np.ndarray:

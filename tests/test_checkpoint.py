@@ -594,22 +594,30 @@ def test_atomic_write_keeps_permissions(tmp_path):
 
 
 def test_paths():
+    assert ck.snapshot_path("runs/x", 12, 3000) == Path("runs/x/snapshot-000012-step00003000.safetensors")
+    assert ck.state_path("runs/x", 12, 3000) == Path("runs/x/state-000012-step00003000.pt")
+    # the names of runs written before steps were in the name
     assert ck.snapshot_path("runs/x", 12) == Path("runs/x/snapshot-000012.safetensors")
     assert ck.state_path("runs/x", 1234567) == Path("runs/x/state-1234567.pt")
     with pytest.raises(ValueError):
         ck.snapshot_path("runs/x", -1)
     with pytest.raises(ValueError):
         ck.snapshot_path("runs/x", 1.5)
+    with pytest.raises(ValueError):
+        ck.snapshot_path("runs/x", 1, -2)
 
 
-def _save(run: Path, kimg: int) -> ck.CheckpointPair:
+def _save(run: Path, kimg: int, step: int | None = None, keep: int = 0) -> ck.CheckpointPair:
+    step = kimg * 10 if step is None else step
     return ck.save_checkpoint(
         run,
         kimg,
-        modules={"G": {"w": torch.full((2,), float(kimg))}},
+        step=step,
+        modules={"G": {"w": torch.full((2,), float(step))}},
         recipe=RECIPE,
-        meta={"step": kimg * 10},
-        state={"cur_nimg": kimg * 1000},
+        meta={},
+        state={"cur_nimg": step * 100},
+        keep=keep,
     )
 
 
@@ -620,25 +628,94 @@ def test_latest_checkpoint_and_load(tmp_path):
     for kimg in (0, 4, 8):
         _save(run, kimg)
     pair = ck.latest_checkpoint(run)
-    assert pair == ck.CheckpointPair(run / "snapshot-000008.safetensors", run / "state-000008.pt", 8)
+    assert pair == ck.CheckpointPair(run / "snapshot-000008-step00000080.safetensors",
+                                     run / "state-000008-step00000080.pt", 8, 80)
     snap, state = ck.load_checkpoint(pair)
     assert snap.meta["kimg"] == 8 and snap.meta["step"] == 80 and state == {"cur_nimg": 8000}
-    assert torch.equal(snap.modules["G"]["w"], torch.full((2,), 8.0))
+    assert torch.equal(snap.modules["G"]["w"], torch.full((2,), 80.0))
+
+
+def test_checkpoints_within_one_kimg_get_their_own_names(tmp_path):
+    """Two saves less than 1 kimg apart used to share a name and replace each other."""
+    run = tmp_path / "run"
+    first, second = _save(run, 0, step=3), _save(run, 0, step=7)
+    assert first.snapshot != second.snapshot and first.snapshot.is_file() and first.state.is_file()
+    assert ck.latest_checkpoint(run) == second
+    with pytest.raises(ValueError, match="never overwritten"):
+        _save(run, 0, step=7)  # a finished checkpoint stays as it was
+    assert ck.load_checkpoint(second)[1] == {"cur_nimg": 700}
+
+
+def test_old_kimg_names_still_load_and_sort_before_new_ones(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    digest = ck.save_snapshot(run / "snapshot-000080.safetensors", {"G": {"w": torch.ones(2)}}, RECIPE, {"kimg": 80})
+    ck.save_training_state(run / "state-000080.pt", {"cur_nimg": 80000}, snapshot_sha256=digest)
+    old = ck.latest_checkpoint(run)
+    assert old == ck.CheckpointPair(run / "snapshot-000080.safetensors", run / "state-000080.pt", 80, None)
+    assert ck.resolve_checkpoint(run / "snapshot-000080.safetensors", with_state=True) == old
+    new = _save(run, 80, step=20001)  # the same run continued by this version
+    assert ck.latest_checkpoint(run) == new
+    assert [p.snapshot.name for p in ck.list_checkpoints(run)] == [
+        "snapshot-000080.safetensors", "snapshot-000080-step00020001.safetensors"]
+
+
+def test_keep_removes_older_pairs_only_after_the_new_one_is_written(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    for step in (1, 2, 3):
+        _save(run, 0, step=step, keep=2)
+    assert sorted(p.name for p in run.iterdir()) == [
+        "snapshot-000000-step00000002.safetensors", "snapshot-000000-step00000003.safetensors",
+        "state-000000-step00000002.pt", "state-000000-step00000003.pt"]
+    # a failing write of the new pair removes nothing
+    from gancli.train import checkpoint as pairs
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pairs, "save_training_state", broken)
+    with pytest.raises(OSError):
+        _save(run, 0, step=4, keep=1)
+    assert ck.latest_checkpoint(run).step == 3
+    assert (run / "state-000000-step00000002.pt").is_file()
+
+
+def test_resolve_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    first, second = _save(run, 0, step=1), _save(run, 1, step=2)
+    assert ck.resolve_checkpoint(run) == second
+    assert ck.resolve_checkpoint(second.snapshot, with_state=True) == second
+    # an earlier snapshot of a run with later ones: resuming from it would rewrite them
+    with pytest.raises(UserError, match="later checkpoints"):
+        ck.resolve_checkpoint(first.snapshot, with_state=True, option="--resume")
+    assert ck.resolve_checkpoint(first.snapshot) == first  # reading it is fine
+    other = tmp_path / "network.pkl"
+    other.write_bytes(b"x")
+    assert ck.resolve_checkpoint(other) == ck.CheckpointPair(other, None, 0)
+    with pytest.raises(UserError, match="--resume .*network.pkl.*without its training state"):
+        ck.resolve_checkpoint(other, with_state=True, option="--resume")
+    second.state.unlink()
+    with pytest.raises(UserError, match="training state .* is missing"):
+        ck.resolve_checkpoint(second.snapshot, with_state=True)
+    with pytest.raises(UserError, match="no such file"):
+        ck.resolve_checkpoint(tmp_path / "nope.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no complete checkpoint"):
+        ck.resolve_checkpoint(tmp_path / "empty")
 
 
 def test_latest_checkpoint_skips_incomplete_pairs(tmp_path):
     run = tmp_path / "run"
-    for kimg in (0, 4, 8, 12, 16, 20):
-        _save(run, kimg)
-    (run / "state-000020.pt").unlink()  # crash between snapshot and state
-    raw = (run / "state-000016.pt").read_bytes()
-    (run / "state-000016.pt").write_bytes(raw[: len(raw) // 2])  # damaged state
-    # state written for another snapshot (a re-save at the same kimg that died half-way)
-    ck.save_snapshot(run / "snapshot-000012.safetensors", {"G": {"w": torch.zeros(2)}}, RECIPE, {})
+    pairs = {kimg: _save(run, kimg) for kimg in (0, 4, 8, 12, 16, 20)}
+    pairs[20].state.unlink()  # crash between snapshot and state
+    raw = pairs[16].state.read_bytes()
+    pairs[16].state.write_bytes(raw[: len(raw) // 2])  # damaged state
+    # state written for another snapshot
+    ck.save_snapshot(pairs[12].snapshot, {"G": {"w": torch.zeros(2)}}, RECIPE, {})
     # damaged snapshot
-    raw = (run / "snapshot-000008.safetensors").read_bytes()
-    (run / "snapshot-000008.safetensors").write_bytes(raw[:-3])
-    (run / "state-000099.pt").write_bytes(b"orphan state without snapshot")
+    raw = pairs[8].snapshot.read_bytes()
+    pairs[8].snapshot.write_bytes(raw[:-3])
+    (run / "state-000099-step00000990.pt").write_bytes(b"orphan state without snapshot")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

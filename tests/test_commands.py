@@ -29,7 +29,7 @@ def make_checkpoint(run_dir: Path, c_dim: int = 0) -> Path:
             p.add_(torch.randn_like(p) * 0.2)
     modules = {"G_ema": G.state_dict(), "G": G.state_dict(), "D": D.state_dict()}
     meta = {"step": 0, "cur_nimg": 0, "c_dim": c_dim, "img_channels": 3, "resolution": 16}
-    pair = save_checkpoint(run_dir, 0, modules=modules, recipe=recipe.to_dict(), meta=meta, state={"step": 0})
+    pair = save_checkpoint(run_dir, 0, step=0, modules=modules, recipe=recipe.to_dict(), meta=meta, state={"step": 0})
     return pair.snapshot
 
 
@@ -143,7 +143,7 @@ def test_class_conditional_checks(cli, cond_ckpt, ckpt, tmp_path):
     (["interpolate", "{ckpt}", "--seeds", "1,2", "--out", "{tmp}/w.avi"], ["w.avi", ".gif or .mp4"]),
     (["interpolate", "{ckpt}", "--seeds", "1,2", "--kind", "bezier", "--out", "{tmp}/w.gif"], ["--kind bezier"]),
     (["sample", "{tmp}/missing.safetensors"], ["missing.safetensors"]),
-    (["sample", "{tmp}"], ["no complete snapshot"]),
+    (["sample", "{tmp}"], ["no complete checkpoint"]),
 ])
 def test_latent_command_errors(cli, ckpt, tmp_path, args, fragments):
     args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
@@ -224,9 +224,9 @@ def test_outputs_are_never_overwritten_without_force(cli, ckpt, tmp_path):
     assert target.read_bytes() != b"mine"
     for command, extra in (("mix", ["--rows", "1", "--cols", "2"]), ("truncate", ["--seeds", "1"]),
                            ("interpolate", ["--seeds", "1,2"]), ("noise", ["--seeds", "1"])):
-        out = tmp_path / f"{command}.gif"
+        out = tmp_path / f"{command}.{'gif' if command == 'interpolate' else 'png'}"
         out.write_bytes(b"mine")
-        assert_user_error(cli(command, ckpt, *extra, "--out", out), f"{command}.gif", "--force")
+        assert_user_error(cli(command, ckpt, *extra, "--out", out), out.name, "--force")
         assert out.read_bytes() == b"mine"
 
 

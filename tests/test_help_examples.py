@@ -42,7 +42,7 @@ EXTRA = {
     "gancli train quickstart": SHORT_TRAINING,
     "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8": ["--dry-run"],  # 8 GPUs, FFHQ
     "gancli train quickstart --set train.batch=16 --set loss.r1_gamma=0.5 --kimg 100": SHORT_TRAINING,
-    "gancli train quickstart --resume runs/quickstart-00000": ["--kimg", "0.016"],
+    "gancli train --resume runs/quickstart-00000": ["--kimg", "0.016"],
     "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl": ["--kimg", "0.004", "--set", "train.batch=4",
                                                                                  "--set", "train.image_kimg=1000"],
     "gancli train quickstart-ada --data my-emoji --init runs/quickstart-00000 --set train.freeze_d=4": SHORT_TRAINING,
@@ -82,7 +82,6 @@ def _zip_of(folder: Path, dest: Path) -> None:
 
 def _biggan_1000_classes(dest: Path) -> None:
     from gancli.families.resnet.nets import standing_statistics
-
     from gancli.models import build_networks
     from gancli.recipe import load_recipe, parse_override
     from gancli.train.checkpoint import save_checkpoint
@@ -95,7 +94,7 @@ def _biggan_1000_classes(dest: Path) -> None:
     standing_statistics(G, 4, 8, torch.Generator().manual_seed(1))
     meta = {"step": 0, "cur_nimg": 0, "c_dim": 1000, "img_channels": 3, "resolution": 16}
     run = dest.parent / "biggan-run"
-    pair = save_checkpoint(run, 0, modules={"G_ema": G.state_dict(), "G": G.state_dict(), "D": D.state_dict()},
+    pair = save_checkpoint(run, 0, step=0, modules={"G_ema": G.state_dict(), "G": G.state_dict(), "D": D.state_dict()},
                            recipe=recipe.to_dict(), meta=meta, state={"step": 0})
     shutil.copy(pair.snapshot, dest)
 

@@ -44,7 +44,7 @@ def test_base_inheritance_merges_sections(tmp_path):
 
 
 def test_builtin_base_by_name(tmp_path):
-    child = write(tmp_path / "mine.yaml", "base: stylegan2-ffhq256.yaml\ndata: {resolution: 128}\n")
+    child = write(tmp_path / "mine.yaml", "base: stylegan2-ffhq256\ndata: {resolution: 128}\n")
     recipe = load_recipe(str(child))
     assert recipe.data.resolution == 128 and recipe.model.channel_base == 16384 and recipe.train.batch == 64
 

@@ -47,12 +47,13 @@ def test_train_writes_run_directory(cli, tiny_data, tmp_path):
     assert result.code == 0, result
     (run,) = run_dirs(tmp_path)
     assert run.name == "quickstart-00000"
-    for name in ("reals.png", "fakes-000000.png", "recipe.yaml", "stats.jsonl", "snapshot-000000.safetensors", "state-000000.pt"):
+    for name in ("reals.png", "fakes-000000.png", "recipe.yaml", "stats.jsonl", "snapshot-000000-step00000004.safetensors",
+                 "state-000000-step00000004.pt"):
         assert (run / name).is_file(), name
     records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert records[-1]["event"] == "snapshot"
     assert any("loss/G" in r and np.isfinite(r["loss/G"]) for r in records)
-    snap = load_snapshot(run / "snapshot-000000.safetensors")
+    snap = load_snapshot(run / "snapshot-000000-step00000004.safetensors")
     assert snap.meta["step"] == 4 and snap.meta["cur_nimg"] == 16
     assert Recipe.from_dict(snap.recipe).data.resolution == 16
     # a second run never reuses the directory
@@ -135,7 +136,7 @@ def test_batch_accumulation_runs_same_steps(cli, tiny_data, tmp_path):
     result = cli(*tiny_args(tiny_data, "train.total_kimg=0.008", "train.batch_gpu=2"), "--outdir", tmp_path)
     assert result.code == 0, result
     (run,) = run_dirs(tmp_path)
-    assert load_snapshot(run / "snapshot-000000.safetensors").meta["step"] == 2
+    assert load_snapshot(run / "snapshot-000000-step00000002.safetensors").meta["step"] == 2
 
 
 def test_metrics_during_training(cli, tiny_data, tmp_path):
@@ -147,7 +148,7 @@ def test_metrics_during_training(cli, tiny_data, tmp_path):
     assert [json.loads(line)["kimg"] for line in lines] == [0.004, 0.008]  # every 4 images, and at the end
     assert json.loads(lines[0])["snapshot"] is None
     record = json.loads(lines[-1])
-    assert record["snapshot"] == "snapshot-000000.safetensors"
+    assert record["snapshot"] == "snapshot-000000-step00000002.safetensors"
     assert record["protocol"]["n_fake"] == 6 and record["protocol"]["n_real"] == 12
     assert record["results"]["fid"] > 0
     assert any('"event": "metrics"' in line for line in (run / "stats.jsonl").read_text().splitlines())
@@ -186,7 +187,7 @@ def test_fine_tune_from_official_pickle(cli, tmp_path):
     assert result.code == 0, result
     assert "fine-tuning sg2-uncond-32-nosrc.pkl" in result.err
     (run,) = run_dirs(tmp_path / "runs")
-    snap = load_snapshot(run / "snapshot-000000.safetensors")
+    snap = load_snapshot(run / "snapshot-000000-step00000001.safetensors")
     assert snap.meta["step"] == 1 and Recipe.from_dict(snap.recipe).model.z_dim == 64
     original, _, _ = open_network(pkl)
     for name in ("G", "D"):
@@ -238,7 +239,7 @@ def test_class_conditional_training(cli, tmp_path):
     result = cli(*tiny_args(data, "train.total_kimg=0.008", "data.use_labels=true"), "--outdir", tmp_path / "runs")
     assert result.code == 0, result
     (run,) = run_dirs(tmp_path / "runs")
-    snap = load_snapshot(run / "snapshot-000000.safetensors")
+    snap = load_snapshot(run / "snapshot-000000-step00000002.safetensors")
     assert snap.meta["c_dim"] == 2 and snap.meta["step"] == 2
     assert cli("sample", run, "--seeds", "0", "--class", "1", "--outdir", tmp_path / "out").code == 0
     assert (tmp_path / "out" / "seed0000.png").is_file()

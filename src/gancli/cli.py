@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -69,13 +70,13 @@ def _console(stderr: bool = False):
         "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8",
         "gancli train quickstart --set train.batch=16 --set loss.r1_gamma=0.5 --kimg 100",
         "gancli train quickstart --dry-run",
-        "gancli train quickstart --resume runs/quickstart-00000",
+        "gancli train --resume runs/quickstart-00000",
         "gancli train quickstart --data faces32.zip --resume network-snapshot.pkl",
         "gancli train quickstart-ada --data my-emoji --init runs/quickstart-00000 --set train.freeze_d=4",
     )
 )
 def train(
-    recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a built-in recipe (see `gancli recipes`)."),
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML file, or the name of a built-in recipe (see `gancli recipes`); not needed with --resume RUN."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset: 'emoji', an image folder or a training zip (data.source)."),
     resolution: Optional[int] = typer.Option(None, "--resolution", help="Training resolution (data.resolution)."),
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped copies of the data (data.xflip)."),
@@ -106,16 +107,33 @@ def train(
         "train.seed": seed, "distributed.gpus": gpus, "ops": ops, "train.device": device,
     }
     overrides += [(key.split("."), value) for key, value in flags.items() if value is not None]
-    resolved = recipes.load_recipe(recipe, overrides)
-    if dry_run:
-        _print_plan(resolved, outdir, resume)
-        return
     from gancli.train import run as training
 
+    if init is not None and resume:
+        raise UserError(f"--init {init} and --resume {resume}: give one (--init starts a new run from a network's "
+                        "weights, --resume continues a run exactly)")
+    notes: list[str] = []
+    if resume and not training.is_official_network(resume):  # continue the run's own recipe
+        plan = training.plan_resume(resume, overrides)
+        resolved, notes = plan.recipe, training.resume_notes(plan)
+        if recipe is not None and Path(recipe).stem != resolved.name:
+            notes.append(f"the recipe argument {recipe} is not read: the run continues its own recipe {resolved.name}")
+    elif recipe is None:
+        raise UserError("gancli train: give a recipe (a YAML file or a built-in name, see `gancli recipes`), "
+                        "or --resume RUN to continue a run")
+    else:
+        resolved = recipes.load_recipe(recipe, overrides)
+    if not resume:
+        _check_outdir(outdir)
+    if dry_run:
+        _print_plan(resolved, outdir, resume, notes)
+        return
+    for note in notes[1:]:  # the first ("resuming ...") is said by the trainer
+        _console(stderr=True).print(f"note: {note}", markup=False)
     training.train_from_cli(resolved, outdir=outdir, resume=resume, init=init)
 
 
-def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
+def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[list[str]] = None) -> None:
     import yaml
 
     console = _console()
@@ -144,8 +162,9 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str]) -> None:
         f"ops        {recipe.ops}, device {t.device}",
     ]
     lines += [f"{key:10} {value}" for key, value in plan.items() if key not in ("model", "steps", "optimizer", "loss", "augment_note")]
+    lines += [f"resume     {note}" for note in notes or []]
     for line in lines:
-        console.print(line)
+        console.print(line, markup=False)
     if recipe.description:
         console.print(f"[dim]{recipe.description}[/dim]")
     console.print("[dim]dry run: nothing was trained or written[/dim]")
@@ -203,10 +222,27 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _check_outdir(path: Path, option: str = "--outdir") -> None:
+    """Refuse, before any work, a folder that cannot be created (it, or a parent, is a file)."""
+    from gancli.fileio import blocking_file
+
+    blocker = blocking_file(path)
+    if blocker is not None:
+        what = "exists and is not a directory" if blocker == path else f"cannot be created: {blocker} is a file"
+        raise UserError(f"{option} {path}: {what}")
+
+
 def _make_outdir(path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: exists and is not a directory")
+    _check_outdir(path)
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _png_out(out: Path, force: bool) -> None:
+    """An --out image: must be a .png the writer produces, not existing (unless --force), creatable."""
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: must end in .png (this command writes a PNG image)")
+    _check_outputs([out], force)
+    _check_outdir(out.parent, "--out")
 
 
 def _save_image(image, out: Path) -> None:
@@ -262,10 +298,11 @@ def sample(
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
-    from gancli.render import grid_shape, make_grid, save_png, to_uint8
+    from gancli.render import check_grid_size, grid_shape, make_grid, save_png, to_uint8
 
     if batch < 1:
         raise UserError(f"--batch {batch}: must be at least 1")
+    _check_outdir(outdir)
     loaded = _load(ckpt, "sample", "seeds")
     if projected_w is not None:
         ws, names = _read_projected_w(projected_w, loaded)
@@ -277,7 +314,22 @@ def sample(
     else:
         seed_list = parse_seeds(seeds)
         names = [f"seed{s:04d}.png" for s in seed_list]
+        if grid:  # a grid holds every image at once: it must fit in one image
+            res = loaded.G.img_resolution
+            check_grid_size(*grid_shape(len(seed_list), grid), res, what=f"--seeds {seeds}" + (f" --grid {grid}" if grid else ""))
         _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)
+        if trunc is not None or trunc_cutoff is not None:
+            explore.check_trunc(loaded, trunc, trunc_cutoff)
+        if not grid:  # one PNG per seed, rendered and written a chunk at a time: memory stays bounded
+            _make_outdir(outdir)
+            for start in range(0, len(seed_list), 64):
+                chunk = seed_list[start: start + 64]
+                images = to_uint8(explore.sample_batched(loaded, chunk, batch, psi=trunc, cutoff=trunc_cutoff,
+                                                         class_idx=class_idx, noise_mode=noise_mode))
+                for image, name in zip(images, names[start: start + 64]):
+                    save_png(image, outdir / name)
+            _console().print(f"wrote {len(seed_list)} images to {outdir}/")
+            return
         images = to_uint8(explore.sample_batched(loaded, seed_list, batch, psi=trunc, cutoff=trunc_cutoff,
                                                  class_idx=class_idx, noise_mode=noise_mode))
     _make_outdir(outdir)
@@ -315,12 +367,16 @@ def mix(
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
+    from gancli.render import check_grid_size
 
     row_seeds, col_seeds = parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols")
-    cells = explore.mix_cell_names(row_seeds, col_seeds)
-    _check_outputs([out] + ([outdir / name for name in cells] if outdir else []), force)
+    _png_out(out, force)
     loaded = _load(ckpt, "mix", "w")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
+    check_grid_size(len(row_seeds) + 1, len(col_seeds) + 1, loaded.G.img_resolution, what="--rows x --cols")
+    cells = explore.mix_cell_names(row_seeds, col_seeds) if outdir else {}
+    _check_outputs([outdir / name for name in cells] if outdir else [], force)
+    explore.check_finite(trunc)
     image = explore.style_mix_grid(loaded, row_seeds, col_seeds, layers, psi=trunc, class_idx=class_idx,
                                    noise_mode=noise_mode)
     _save_image(image, out)
@@ -374,6 +430,7 @@ def interpolate(
 
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: must end in .gif or .mp4")
+    _check_outdir(out.parent, "--out")
     if not 1 <= fps <= 100:
         raise UserError(f"--fps {fps}: must be between 1 and 100")
     check_animation_writer(out)  # before any rendering
@@ -423,10 +480,14 @@ def noise(
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
+    from gancli.render import check_grid_size
 
-    _check_outputs([out], force)
+    _png_out(out, force)
     loaded = _load(ckpt, "noise", "noise")
-    image, titles = explore.noise_grid(loaded, parse_seeds(seeds), draws=draws, psi=trunc, class_idx=class_idx)
+    seed_list = parse_seeds(seeds)
+    check_grid_size(len(seed_list), draws + 5, loaded.G.img_resolution, what="--seeds x --draws")
+    explore.check_finite(trunc)
+    image, titles = explore.noise_grid(loaded, seed_list, draws=draws, psi=trunc, class_idx=class_idx)
     _save_image(image, out)
     _console().print(f"wrote {out} (columns: {', '.join(titles)})")
 
@@ -451,11 +512,14 @@ def truncate(
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
+    from gancli.render import check_grid_size
 
-    _check_outputs([out], force)
+    _png_out(out, force)
+    psis = explore.parse_psi(psi) if psi is not None else None  # a bad --psi fails before loading
     loaded = _load(ckpt, "truncate")
     seed_list = parse_seeds(seeds)
-    psis = explore.parse_psi(psi) if psi is not None else explore.default_psis(loaded)
+    psis = psis if psis is not None else explore.default_psis(loaded)
+    check_grid_size(len(seed_list), len(psis), loaded.G.img_resolution, what="--seeds x --psi")
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
     _save_image(image, out)
     _console().print(f"wrote {out} ({len(seed_list)} seeds x psi " + ", ".join(f"{p:g}" for p in psis) + ")")
@@ -598,6 +662,10 @@ def evaluate(
     else:
         if ckpt is None:
             raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
+        from gancli.explore import check_finite
+
+        if trunc is not None:
+            check_finite(trunc)
         loaded = _load(ckpt, "evaluate", "seeds")
         result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
                                     detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
@@ -642,7 +710,8 @@ def dataset(
     _console().print(
         f"wrote {dest}: {summary['count']} images at {resolution}x{resolution}"
         + (f", {summary.get('num_classes')} classes" if summary.get("labels") else "")
-        + (f", {summary['skipped']} unreadable images skipped" if summary.get("skipped") else "")
+        + (f", {summary['skipped']} skipped ({len(summary['skipped_images'])} unreadable, "
+           f"{len(summary['ignored_members'])} with hidden or unsafe names)" if summary.get("skipped") else "")
     )
 
 
@@ -691,10 +760,9 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
     """Show a checkpoint's recipe, progress, architecture and parameter counts."""
     _require_paths(ckpt)
     from gancli.convert import detect_format, open_network
-    from gancli.models import resolve_checkpoint
-    from gancli.train.checkpoint import describe_checkpoint, render_info
+    from gancli.train.checkpoint import describe_checkpoint, render_info, resolve_checkpoint
 
-    path = resolve_checkpoint(ckpt)
+    path = resolve_checkpoint(ckpt).snapshot
     console = _console()
     fmt = detect_format(path) if path.is_file() else ""
     if fmt in ("nvlabs-pickle", "torch-zip"):
@@ -728,6 +796,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     # typer >= 0.2x vendors click as typer._click; older versions use the click package.
     click = getattr(typer, "_click", None) or __import__("click")
     command = typer.main.get_command(app)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(command, argv, click)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (a skipped checkpoint, ...) as one line each, without the source line Python adds."""
+    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
+def _run(command, argv, click) -> int:
     try:
         result = command.main(args=argv, prog_name="gancli", standalone_mode=False)
         return result if isinstance(result, int) else 0

@@ -10,6 +10,7 @@ which moves pixels that sit on a rounding edge by one level.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,8 +53,20 @@ def check_noise_mode(mode: str) -> str:
     return mode
 
 
+MAX_PSI_COUNT = 1000  # columns of a truncation sweep; more could never be shown in one image
+
+
+def check_finite(value: float, option: str = "--trunc") -> float:
+    """NaN or inf psi would render black images: refuse it in one line."""
+    if not math.isfinite(value):
+        raise UserError(f"{option} {value}: must be a finite number")
+    return value
+
+
 def check_trunc(loaded: LoadedGenerator, psi: float | None, cutoff: int | None) -> None:
     """The family's own limits on --trunc and --trunc-cutoff (psi in W, or a resampling threshold)."""
+    if psi is not None:
+        check_finite(psi)
     loaded.family.check_trunc(loaded.G, psi, cutoff)
 
 
@@ -97,6 +110,7 @@ def synthesize_ws(loaded: LoadedGenerator, ws: torch.Tensor, seeds: list[int] | 
 
 @torch.no_grad()
 def seed_ws(loaded: LoadedGenerator, seeds: list[int], psi: float, cutoff: int | None, c: torch.Tensor) -> torch.Tensor:
+    check_finite(psi)
     z = z_from_seeds(seeds, loaded.G.z_dim, c.device)
     return _one_by_one(lambda zi, ci: loaded.G.mapping(zi, ci, truncation_psi=psi, truncation_cutoff=cutoff), z, c)
 
@@ -220,13 +234,24 @@ def parse_psi(text: str) -> list[float]:
             n = int(count)
             if n < 1:
                 raise ValueError
-            return [float(v) for v in np.linspace(float(start), float(stop), n)]
-        values = [float(v) for v in text.split(",") if v.strip()]
-        if not values:
-            raise ValueError
-        return values
+            if n > MAX_PSI_COUNT:
+                raise UserError(f"--psi {text}: {n} values; a sweep has at most {MAX_PSI_COUNT} columns")
+            bounds = [float(start), float(stop)]
+            values = None
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+            if not values:
+                raise ValueError
+            bounds = values
     except ValueError:
         raise UserError(f"--psi {text}: expected START:STOP:COUNT (e.g. -1:1:9) or a list (e.g. 1,0.7,0.5)") from None
+    for value in bounds:
+        check_finite(value, f"--psi {text}: psi")
+    if values is None:
+        values = [float(v) for v in np.linspace(bounds[0], bounds[1], n)]
+    if len(values) > MAX_PSI_COUNT:
+        raise UserError(f"--psi: {len(values)} values; a sweep has at most {MAX_PSI_COUNT} columns")
+    return values
 
 
 @torch.no_grad()

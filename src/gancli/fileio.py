@@ -28,6 +28,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
+    "kill_point",
+    "blocking_file",
 ]
 
 _TEXT_MODES = ("w", "wt")
@@ -85,10 +87,56 @@ def _make_temp(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def _commit(tmp: Path, path: Path) -> None:
+def _commit(tmp: Path, path: Path, exclusive: bool = False) -> None:
+    kill_point()  # the temporary file is complete, the target not yet replaced
     os.chmod(tmp, _final_mode(path))
-    os.replace(tmp, path)
+    if exclusive:  # never replace a file, even one that appeared while we wrote
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: the best check it allows
+            if os.path.lexists(path):
+                raise FileExistsError(path) from None
+            os.replace(tmp, path)
+        else:
+            os.unlink(tmp)
+    else:
+        os.replace(tmp, path)
     _fsync_dir(path.parent if str(path.parent) else Path("."))
+    kill_point()  # the new file is in place
+
+
+def blocking_file(directory: str | os.PathLike[str]) -> Path | None:
+    """The existing non-directory (`directory` itself or an ancestor) that stops `directory` from being
+    created, or None when nothing does (`out.txt/runs` -> `out.txt`)."""
+    path = Path(directory)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+_kill_count = 0
+
+
+def kill_point() -> None:
+    """Crash-test hook: with GANCLI_TEST_KILL_AFTER_WRITE=k in the environment, the process kills
+    itself (SIGKILL: no cleanup, no atexit) at the k-th write step, counted from 1.
+
+    Write steps are the two moments of every atomic write (temporary file complete; renamed into
+    place) and each file a checkpoint rotation removes. Tests use it to crash at every moment of a
+    checkpoint write without relying on timing; unset (always, outside tests), it does nothing.
+    """
+    global _kill_count
+    target = os.environ.get("GANCLI_TEST_KILL_AFTER_WRITE")
+    if not target:
+        return
+    _kill_count += 1
+    if _kill_count == int(target):
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _discard(tmp: Path) -> None:
@@ -133,11 +181,13 @@ def atomic_write(
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Like `atomic_write`, for writers that insist on a file *name* (e.g. safetensors).
+def atomic_path(path: str | os.PathLike[str], *, exclusive: bool = False) -> Iterator[Path]:
+    """Like `atomic_write`, for writers that insist on a file *name* (e.g. safetensors, zipfile).
 
     Yields the path of an empty temporary file beside `path`; write it by name inside the block.
     On success it is fsynced and renamed over `path`; on an exception it is removed.
+    exclusive: never replace an existing `path` (FileExistsError, the temporary file removed), even
+    one created by another process while the block ran.
     """
     path = Path(path)
     fd, tmp = _make_temp(path)
@@ -149,7 +199,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _commit(tmp, path)
+        _commit(tmp, path, exclusive)
     except BaseException:
         _discard(tmp)
         raise

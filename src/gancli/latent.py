@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
 MAX_SEED = 2**32 - 1
+MAX_SEEDS = 1_000_000  # seeds in one command: the list is checked before it is built
 
 
 def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
@@ -30,9 +31,14 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
                     raise UserError(f"{option} {text}: range {part} goes backwards")
+                if len(seeds) + hi_i - lo_i + 1 > MAX_SEEDS:
+                    raise UserError(f"{option} {text}: {len(seeds) + hi_i - lo_i + 1} seeds; at most {MAX_SEEDS:,} "
+                                    "in one command (split the range over several runs)")
                 seeds.extend(range(lo_i, hi_i + 1))
             else:
                 seeds.append(int(part))
+                if len(seeds) > MAX_SEEDS:
+                    raise UserError(f"{option}: more than {MAX_SEEDS:,} seeds; at most {MAX_SEEDS:,} in one command")
         except ValueError:
             raise UserError(f"{option} {text}: {part!r} is not a seed; use integers and ranges like 0-7,42") from None
     if not seeds:

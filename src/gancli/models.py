@@ -65,19 +65,6 @@ class LoadedGenerator:
                                     batch=batch, progress=progress)
 
 
-def resolve_checkpoint(spec: str | Path) -> Path:
-    """A snapshot file, or a run directory (its latest snapshot)."""
-    from gancli.train.checkpoint import latest_checkpoint
-
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise UserError(f"{path}: no complete snapshot-*.safetensors checkpoint in this run directory")
-        return found.snapshot
-    return path
-
-
 def load_generator(spec: str | Path, device: str = "cpu", which: str | None = None) -> LoadedGenerator:
     """Build the generator a network file describes and load its weights (the family's inference
     module by default: the EMA weights `G_ema`).
@@ -86,8 +73,9 @@ def load_generator(spec: str | Path, device: str = "cpu", which: str | None = No
     network pickle, read without running any code from it (`gancli.convert`).
     """
     from gancli.convert import open_network
+    from gancli.train.checkpoint import resolve_checkpoint
 
-    path = resolve_checkpoint(spec)
+    path = resolve_checkpoint(spec).snapshot
     modules, recipe, meta = open_network(path)
     from gancli.families import get_family
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +243,8 @@ def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True, fa
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        if isinstance(value, float) and not math.isfinite(value) and float in args:
+            return _convert(float, value, origin, key, strict)  # say "finite", not "expected a number"
         for arg in args:
             if arg is type(None):
                 continue
@@ -273,6 +277,8 @@ def _convert(tp: Any, value: Any, origin: str, key: str, strict: bool = True, fa
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):  # .nan / .inf in YAML, `--kimg nan` on the command line
+            raise UserError(f"{origin}: {key}: must be a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -333,24 +339,59 @@ def builtin_recipes() -> list[str]:
 
 
 def find_recipe(spec: str, relative_to: Path | None = None) -> Path:
-    """A recipe path: as given, relative to `relative_to`, or the name of a built-in recipe."""
+    """A recipe path: as given, relative to `relative_to`, or the name of a built-in recipe.
+
+    Only a bare name (no '/', no .yaml) means a built-in recipe; a path is a path, and a missing one is
+    an error, never silently replaced by the built-in recipe of the same file name.
+    """
     candidates = []
     path = Path(spec).expanduser()
+    bare_name = not spec.endswith((".yaml", ".yml")) and "/" not in spec and os.sep not in spec
     if relative_to is not None and not path.is_absolute():
         candidates.append(relative_to / path)
-    candidates.append(path)
-    if not spec.endswith((".yaml", ".yml")) and "/" not in spec:
+    if relative_to is None or path.is_absolute():
+        candidates.append(path)
+    if bare_name:
         candidates.append(builtin_recipe_dir() / f"{spec}.yaml")
-    else:
-        candidates.append(builtin_recipe_dir() / path.name)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
         if candidate.exists():
             raise UserError(f"{candidate}: is a {'directory' if candidate.is_dir() else 'special file'}, expected a recipe YAML file")
+    if not bare_name:
+        where = f" (looked for {candidates[0]})" if relative_to is not None and not path.is_absolute() else ""
+        raise UserError(f"{spec}: recipe file not found{where}; a path is only a path: built-in recipes are "
+                        f"given by bare name, without .yaml ({', '.join(builtin_recipes())})")
     raise UserError(
         f"{spec}: recipe not found (give a path to a .yaml file or a built-in recipe: {', '.join(builtin_recipes())})"
     )
+
+
+class _AliasRefused(Exception):
+    def __init__(self, mark: Any, what: str):
+        super().__init__(what)
+        self.mark, self.what = mark, what
+
+
+def _yaml_load(text: str) -> Any:
+    """yaml.safe_load, refusing anchors and aliases (`&a`, `*a`): not part of the recipe format, and an
+    alias bomb (billion laughs) would expand a small file into gigabytes."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                raise _AliasRefused(event.start_mark, f"alias *{event.anchor}")
+            if getattr(event, "anchor", None) is not None:
+                raise _AliasRefused(event.start_mark, f"anchor &{event.anchor}")
+            return super().compose_node(parent, index)
+
+    loader = NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -363,7 +404,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise UserError(f"{path}: cannot read recipe ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _yaml_load(text)
+    except _AliasRefused as e:
+        raise UserError(f"{path}: YAML {e.what} at line {e.mark.line + 1}: anchors and aliases are not allowed "
+                        "in recipes; write the values out") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -416,7 +460,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise UserError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. --set train.batch=16")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml_load(raw) if raw.strip() else ""
+    except _AliasRefused as e:
+        raise UserError(f"--set {text}: YAML {e.what}: anchors and aliases are not allowed in values") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value

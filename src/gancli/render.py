@@ -37,6 +37,18 @@ def grid_shape(count: int, spec: str | None = None) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
+MAX_GRID_PIXELS = 16384 * 16384  # one grid image; more could not be written or viewed
+
+
+def check_grid_size(rows: int, cols: int, height: int, width: int | None = None, what: str = "grid") -> None:
+    """Refuse, before any image is rendered, a grid whose image could never be made."""
+    pixels = rows * cols * height * (width or height)
+    if pixels > MAX_GRID_PIXELS:
+        raise UserError(f"{what}: {rows}x{cols} images of {width or height}x{height} pixels make a "
+                        f"{pixels / 1e6:,.0f}-megapixel image; at most {MAX_GRID_PIXELS / 1e6:,.0f} megapixels "
+                        "(16384x16384) fit in one grid")
+
+
 def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 0, fill: int = 255) -> np.ndarray:
     """NHWC uint8 images -> one HWC uint8 grid, filled row by row (empty cells get `fill`)."""
     import numpy as np

@@ -60,10 +60,10 @@ def _open_torch_zip(path: Path) -> tuple[dict[str, dict[str, Any]], Any, dict[st
 
 def open_network(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], Any, dict[str, Any]]:
     """(modules {name: state_dict}, recipe: gancli.recipe.Recipe, meta: dict) for a network file."""
-    from gancli.models import resolve_checkpoint
     from gancli.recipe import Recipe
+    from gancli.train.checkpoint import resolve_checkpoint
 
-    path = resolve_checkpoint(path)  # a run directory means its latest snapshot
+    path = resolve_checkpoint(path).snapshot  # a run directory means its latest snapshot
     fmt = detect_format(path)
     if fmt == "gancli-snapshot":
         from gancli.train.checkpoint import load_snapshot

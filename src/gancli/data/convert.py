@@ -20,7 +20,6 @@ import datetime
 import io
 import json
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -33,7 +32,9 @@ from gancli.data import labels as _labels
 from gancli.data.images import (
     RESAMPLE,
     ImageProblem,
+    ImageTooLarge,
     SourceSpec,
+    check_image_header,
     check_resolution,
     close_zip_handles,
     composite_rgb,
@@ -42,6 +43,7 @@ from gancli.data.images import (
     read_source_bytes,
 )
 from gancli.errors import UserError
+from gancli.fileio import atomic_path
 
 TRANSFORMS = ("center-crop", "pad", "stretch")
 RESIZE_FILTERS = tuple(RESAMPLE)
@@ -92,10 +94,15 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | Im
     label = spec.describe(name)
     try:
         data = read_source_bytes(spec, name)
+    except ImageTooLarge as e:
+        return ImageProblem(f"image '{label}' is too large ({e}); delete it or pass --skip-bad")
     except OSError as e:
         return ImageProblem(f"cannot read image '{label}' ({e.strerror or e}): check its permissions")
     try:
         img = Image.open(io.BytesIO(data))
+        too_big = check_image_header(img)
+        if too_big:
+            return ImageProblem(f"image '{label}' is too large ({too_big}); delete it or pass --skip-bad")
         if img.format == "JPEG" and min(img.size) > 4 * settings.resolution:
             # DCT-domain downscaling (fast), still leaving >= 2x the target for the resize filter.
             img.draft("RGB", (2 * settings.resolution, 2 * settings.resolution))
@@ -196,6 +203,7 @@ def convert_dataset(
     else:
         src = open_source(source, what="source")
         spec, names = src.spec, list(src.names)
+    ignored = list(src.ignored) if src is not None else []
 
     # Labels (checked against the full listing, before any work).
     mapping, class_names, label_source, where = None, None, None, ""
@@ -234,22 +242,16 @@ def convert_dataset(
         if classes is not None:
             classes = classes[:max_images]
 
-    # Convert and write to a temporary zip beside dest.
+    # Convert and write to a temporary zip beside dest (gancli.fileio: atomic, never replaces a file).
     os.makedirs(os.path.dirname(dest_path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(dest_path), prefix="." + os.path.basename(dest_path) + ".", suffix=".tmp"
-    )
-    os.close(fd)
     settings = _Settings(resolution, transform, resize_filter)
     skipped: list[str] = []
     out_labels: list[list] = []
     count = 0
     try:
-        umask = os.umask(0o22)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should be an ordinary file
         # The pool forks before the zip is opened and before the progress thread starts.
-        with parallel_map(partial(_convert_one, spec, settings), names, min_items=64) as results:
+        with parallel_map(partial(_convert_one, spec, settings), names, min_items=64) as results, \
+                atomic_path(dest_path, exclusive=True) as tmp:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
                 bar, task = _progress(
                     progress, len(names), f"converting {os.path.basename(os.path.normpath(source))}"
@@ -277,7 +279,7 @@ def convert_dataset(
                     "transform": transform,
                     "resize_filter": resize_filter,
                     "count": count,
-                    "skipped": len(skipped),
+                    "skipped": len(skipped) + len(ignored),
                     "labels": label_source,
                     "num_classes": num_classes if classes is not None else None,
                     "class_names": class_names,
@@ -288,12 +290,10 @@ def convert_dataset(
                     info["credit"] = _emoji.EMOJI_CREDIT
                 meta = {"labels": out_labels if classes is not None else None, "gancli": info}
                 zf.writestr(_member("dataset.json"), json.dumps(meta, indent=1))
-        _publish(tmp, dest_path, dest)
-        tmp = None
+    except FileExistsError:
+        raise UserError(f"output '{dest}' exists; choose another path or delete it") from None
     finally:
         close_zip_handles()
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
     return {
         "dest": dest_path,
@@ -302,27 +302,14 @@ def convert_dataset(
         "resolution": resolution,
         "transform": transform,
         "resize_filter": resize_filter,
-        "skipped": len(skipped),
+        "skipped": len(skipped) + len(ignored),
         "skipped_images": skipped,
+        "ignored_members": ignored,  # image members of a zip left out for their names (hidden, '..', absolute)
         "labels": num_classes if classes is not None else None,
         "num_classes": num_classes if classes is not None else None,
         "label_source": label_source,
         "seconds": round(time.monotonic() - t0, 3),
     }
-
-
-def _publish(tmp: str, dest_path: str, display: str) -> None:
-    """Move the finished zip into place without ever replacing a file that appeared meanwhile."""
-    try:
-        os.link(tmp, dest_path)  # fails if dest exists: no overwrite even in a race
-    except FileExistsError:
-        raise UserError(f"output '{display}' exists; choose another path or delete it") from None
-    except OSError:  # filesystems without hard links
-        if os.path.lexists(dest_path):
-            raise UserError(f"output '{display}' exists; choose another path or delete it") from None
-        os.replace(tmp, dest_path)
-        return
-    os.unlink(tmp)
 
 
 def _version() -> str:

@@ -26,6 +26,14 @@ from gancli.errors import UserError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIN_RESOLUTION = 4
 CONVERT_HINT = "`gancli dataset SRC DEST.zip --resolution N`"
+# Limits checked before an image is decoded: its stored (for a zip: declared uncompressed) size, and the
+# pixel count in its header. A 1 MB zip can declare a 1 GiB member; a tiny PNG can claim 100k x 100k.
+MAX_IMAGE_BYTES = 256 * 2**20
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+class ImageTooLarge(OSError):
+    """An image file larger than MAX_IMAGE_BYTES (found before it is read)."""
 
 # Modes that hold RGB colour without alpha (palette images without transparency are expanded).
 _GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -92,10 +100,12 @@ class SourceSpec:
 class ImageSource:
     """A folder or a zip of images, listed once (sorted relative POSIX paths)."""
 
-    def __init__(self, spec: SourceSpec, names: list[str], members: dict[str, str] | None = None):
+    def __init__(self, spec: SourceSpec, names: list[str], members: dict[str, str] | None = None,
+                 ignored: list[str] | None = None):
         self.spec = spec
         self.names = names  # image files, sorted
         self._members = members or {}  # zip only: normalised name -> member name in the archive
+        self.ignored = ignored or []  # zip only: image members left out for their name (hidden, '..', absolute)
 
     kind = property(lambda self: self.spec.kind)
     is_zip = property(lambda self: self.spec.is_zip)
@@ -167,13 +177,16 @@ def open_source(source: str, *, what: str = "dataset") -> ImageSource:
             raise UserError(
                 f"{what} '{display}' is not a readable zip file ({e}): give a zip made by `gancli dataset` or any zip of images"
             ) from None
-        members = {}
+        members, ignored = {}, []
         for info in infos:
             if info.is_dir():
                 continue
             rel = info.filename.replace("\\", "/")
-            if _is_image_name(rel):
+            unsafe = rel.startswith("/") or ".." in rel.split("/") or ":" in rel.split("/")[0]
+            if _is_image_name(rel) and not unsafe:
                 members[rel] = info.filename
+            elif rel.lower().endswith(IMAGE_EXTENSIONS):
+                ignored.append(info.filename)
         names = sorted(members)
         spec = SourceSpec("zip", path, display)
     else:
@@ -183,7 +196,7 @@ def open_source(source: str, *, what: str = "dataset") -> ImageSource:
         raise UserError(
             f"{what} '{display}' is an empty {where}: it holds no images ({', '.join(IMAGE_EXTENSIONS)})"
         )
-    return ImageSource(spec, names, members)
+    return ImageSource(spec, names, members, ignored if spec.is_zip else None)
 
 
 def _list_folder(path: str, display: str, what: str) -> list[str]:
@@ -220,14 +233,31 @@ def read_source_bytes(spec: SourceSpec, name: str) -> bytes:
         if zf is None:
             zf = _ZIP_HANDLES[key] = zipfile.ZipFile(spec.path)
         try:
-            return zf.read(name)
+            info = zf.getinfo(name)
         except KeyError:
             member = _find_member(zf, name)
             if member is None:
                 raise
-            return zf.read(member)
-    with open(os.path.join(spec.path, *name.split("/")), "rb") as f:
+            info = zf.getinfo(member)
+        _check_image_bytes(info.file_size, "declares")  # zipfile never inflates more than the declared size
+        return zf.read(info)
+    path = os.path.join(spec.path, *name.split("/"))
+    _check_image_bytes(os.path.getsize(path), "has")
+    with open(path, "rb") as f:
         return f.read()
+
+
+def _check_image_bytes(size: int, verb: str) -> None:
+    if size > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"it {verb} {size / 2**20:,.0f} MiB; an image may have at most {MAX_IMAGE_BYTES // 2**20} MiB")
+
+
+def check_image_header(img: Image.Image) -> str | None:
+    """Why an opened (not yet decoded) image must not be decoded, or None."""
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        return f"its header says {width}x{height} pixels; at most {MAX_IMAGE_PIXELS // 2**20} megapixels are decoded"
+    return None
 
 
 def close_zip_handles() -> None:
@@ -249,6 +279,9 @@ class ImageProblem:
 def _open_loaded(data: bytes, label: str) -> Image.Image | ImageProblem:
     try:
         img = Image.open(io.BytesIO(data))
+        too_big = check_image_header(img)
+        if too_big:
+            return ImageProblem(f"image '{label}' is too large ({too_big}); resize or delete it")
         img.load()
         return img
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, zlib errors ...
@@ -298,6 +331,8 @@ def decode_training_image(
     label = spec.describe(name)
     try:
         data = read_source_bytes(spec, name)
+    except ImageTooLarge as e:
+        return ImageProblem(f"image '{label}' is too large ({e}); resize or delete it")
     except OSError as e:
         return ImageProblem(f"cannot read image '{label}' ({e.strerror or e}): check its permissions")
     img = _open_loaded(data, label)

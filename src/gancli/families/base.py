@@ -96,6 +96,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "mixed"] = "auto"  # 'auto': mixed on a GPU, float32 on a CPU
     seed: int = 0  # random seed of the run
     snapshot_kimg: float = 200  # write a checkpoint every N kimg (and at the end)
+    keep_snapshots: int = 0  # keep only the N newest checkpoints, removing older ones after each save (0: keep all)
     image_kimg: float = 50  # write a fake-image grid every N kimg
     grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # 'auto': the GPU when torch sees one
@@ -115,6 +116,8 @@ class TrainConfig:
             raise UserError(f"{where}train.ema_kimg: must be >= 0, got {self.ema_kimg}")
         if self.grid_seeds is not None:
             _positive(self.grid_seeds, f"{where}train.grid_seeds")
+        if self.keep_snapshots < 0:
+            raise UserError(f"{where}train.keep_snapshots: must be >= 0, got {self.keep_snapshots}")
 
 
 def _positive(value: int, key: str) -> None:

@@ -1,67 +1,64 @@
-"""Checkpoints: snapshot files (safetensors) and training-state files (weights-only torch.save).
+"""Checkpoints: a snapshot and the training state written with it, as a pair in a run directory.
 
-Loading never runs code from a file. That is the whole point of this module.
-
-Snapshot file (`snapshot-000012.safetensors`, what users pass to `gancli sample`)
---------------------------------------------------------------------------------
-A plain safetensors file. Tensors are named `<module>.<name>` (module names such as `G_ema`, `G`,
-`D` contain no dot; `<name>` is the state-dict key). The safetensors metadata (all strings) holds:
-
-  format          'gancli-snapshot'
-  format_version  '1' (a reader refuses a larger number: written by a newer gancli)
-  gancli_version  version of gancli that wrote the file
-  modules         JSON list of module names (so an empty module survives a round trip)
-  recipe          JSON: the resolved recipe, so the file needs nothing else to be used
-  meta            JSON: kimg, step, created (ISO-8601 UTC), architecture info, ... Optional key
-                  `buffers`: {module: [state-dict keys that are buffers]}, used by `gancli info`
-                  to count parameters without buffers.
-  content_sha256  SHA-256 hex digest, defined below.
-
-content_sha256 covers everything else in the file, so a changed weight, shape, dtype, recipe or
-meta is detected. With field(b) = 8-byte little-endian length of b, then b:
-
-  sha256( b"gancli-snapshot-content-v1\\n"
-          + for key in sorted(metadata keys except content_sha256): field(key) + field(value)
-          + for name in sorted(tensor names):
-                field(name) + field(dtype code, e.g. b"F32") + field(JSON shape, e.g. b"[3,4]")
-                + field(raw little-endian tensor bytes) )
-
-The reader computes it by streaming the file's data section, without torch.
-
-Training state (`state-000012.pt`, beside the snapshot)
--------------------------------------------------------
-`torch.save` (zip format) of {'format': 'gancli-training-state', 'format_version': 1,
-'gancli_version', 'created', 'snapshot_sha256', 'state': <caller's dict>}, read back with
-`torch.load(weights_only=True)` only. `snapshot_sha256` is the content hash of the snapshot
-written with it, so a state file is never paired with the wrong weights. Values in the state are
-restricted to what a weights-only load accepts (tensors, numbers, strings, bytes, None, dtypes,
-devices, torch.Size and dicts/lists/tuples/sets of those); numpy arrays become tensors and numpy
-scalars become Python numbers on save. Anything else raises TypeError at save time, so a state that
-cannot be loaded back is never written.
+The file formats are elsewhere: the snapshot (weights + resolved recipe, safetensors) in
+`gancli.train.snapshot`, the training state (optimizers, counters, RNG states; weights-only
+torch.save) in `gancli.train.state`. This module names the pair, writes it, finds the newest
+complete one, and resolves what a user typed (a run directory or a snapshot file) to a checkpoint.
+Its names are re-exported here, so `from gancli.train.checkpoint import load_snapshot` keeps working.
 
 Names in a run directory
 ------------------------
-Files are numbered by **kimg** (thousands of real images shown to D, an integer, as the official
-tools do): `snapshot-{kimg:06d}.safetensors` and `state-{kimg:06d}.pt`. Two saves within the same
-kimg replace each other (atomically); the pairing hash keeps snapshot and state consistent.
+A pair is named by kimg (thousands of real images shown to D, as the official tools do) *and* by
+optimizer step, so two checkpoints never share a name, however close together they are written:
+
+    snapshot-{kimg:06d}-step{step:08d}.safetensors    state-{kimg:06d}-step{step:08d}.pt
+
+Runs written by older gancli versions have `snapshot-{kimg:06d}.safetensors` + `state-{kimg:06d}.pt`;
+they are read the same way (ordered by kimg, before any new name of the same kimg).
+
+Writing: the new snapshot, then its state (each atomic, `gancli.fileio`), and only then, when the run
+keeps fewer checkpoints (`train.keep_snapshots`), the older pairs are removed, snapshot before state.
+A crash at any moment leaves the previous complete pair, or the new one, or both. A finished
+checkpoint is never overwritten. Reading: `latest_checkpoint` takes the newest pair whose snapshot is
+intact and whose state names that snapshot's content hash, and skips the others with a
+`CheckpointWarning`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 import os
 import re
-import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gancli import __version__ as _GANCLI_VERSION
 from gancli.errors import UserError
-from gancli.fileio import atomic_path, atomic_write, json_value
+from gancli.fileio import kill_point
+from gancli.train.snapshot import (
+    SNAPSHOT_FORMAT,
+    SNAPSHOT_FORMAT_VERSION,
+    CheckpointWarning,
+    Snapshot,
+    _parse_snapshot,
+    _to_plain_dict,
+    _verify,
+    describe_checkpoint,
+    info_lines,
+    load_snapshot,
+    read_snapshot_header,
+    render_info,
+    save_snapshot,
+)
+from gancli.train.state import (
+    TRAINING_STATE_FORMAT,
+    TRAINING_STATE_FORMAT_VERSION,
+    _load_state_payload,
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -76,6 +73,7 @@ __all__ = [
     "CheckpointPair",
     "save_snapshot",
     "load_snapshot",
+    "read_snapshot_header",
     "save_training_state",
     "load_training_state",
     "capture_rng_state",
@@ -85,753 +83,127 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
+    "list_checkpoints",
+    "remove_older_checkpoints",
+    "resolve_checkpoint",
     "describe_checkpoint",
     "info_lines",
     "render_info",
 ]
 
-SNAPSHOT_FORMAT = "gancli-snapshot"
-SNAPSHOT_FORMAT_VERSION = 1
-TRAINING_STATE_FORMAT = "gancli-training-state"
-TRAINING_STATE_FORMAT_VERSION = 1
-
-_HASH_DOMAIN = b"gancli-snapshot-content-v1\n"
-_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
-_HASH_CHUNK = 16 * 1024 * 1024
-
-# safetensors dtype code -> bytes per element, for the dtypes gancli writes.
-_DTYPE_SIZES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
-
-_PICKLE_HINT = (
-    "this looks like a pickle / torch.save file: gancli never unpickles network files; "
-    "import official networks with `gancli convert`"
-)
-
-_SNAPSHOT_RE = re.compile(r"^snapshot-(\d{6,})\.safetensors$")
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint was skipped or only partly restored (shown, not fatal)."""
-
-
-@dataclass
-class Snapshot:
-    """A loaded snapshot file."""
-
-    modules: dict[str, dict[str, torch.Tensor]]  # {'G_ema': state_dict, 'G': ..., 'D': ...}
-    recipe: dict[str, Any]  # the resolved recipe the network was trained with
-    meta: dict[str, Any]  # kimg, step, created, architecture info, ...
-    path: Path
-    content_sha256: str = ""
-    format_version: int = SNAPSHOT_FORMAT_VERSION
-    gancli_version: str = ""
+SNAPSHOT_RE = re.compile(r"^snapshot-(\d{6,})(?:-step(\d{8,}))?\.safetensors$")
 
 
 @dataclass(frozen=True)
 class CheckpointPair:
-    """A snapshot and the training state written with it."""
+    """A snapshot and the training state written with it (state None: a snapshot file on its own)."""
 
     snapshot: Path
-    state: Path
+    state: Path | None
     kimg: int
+    step: int | None = None  # None for names written by gancli before steps were in the name
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Sort key, oldest first: kimg, then step (old names, which lack it, first)."""
+        return (self.kimg, -1 if self.step is None else self.step)
 
 
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def _now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _torch_dtype_codes() -> dict[Any, str]:
-    import torch
-
-    return {
-        torch.float64: "F64",
-        torch.float32: "F32",
-        torch.float16: "F16",
-        torch.bfloat16: "BF16",
-        torch.int64: "I64",
-        torch.int32: "I32",
-        torch.int16: "I16",
-        torch.int8: "I8",
-        torch.uint8: "U8",
-        torch.bool: "BOOL",
-    }
-
-
-def _field(h: Any, data: bytes) -> None:
-    h.update(len(data).to_bytes(8, "little"))
-    h.update(data)
-
-
-def _shape_json(shape: Any) -> bytes:
-    return json.dumps([int(s) for s in shape], separators=(",", ":")).encode("ascii")
-
-
-def _hash_metadata(h: Any, metadata: dict[str, str]) -> None:
-    h.update(_HASH_DOMAIN)
-    for key in sorted(metadata):
-        if key == "content_sha256":
-            continue
-        _field(h, key.encode("utf-8"))
-        _field(h, metadata[key].encode("utf-8"))
-
-
-def _to_plain_dict(obj: Any, what: str) -> dict[str, Any]:
-    import dataclasses
-
-    if obj is None:
-        return {}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = dataclasses.asdict(obj)
-    elif not isinstance(obj, dict) and callable(getattr(obj, "to_dict", None)):
-        obj = obj.to_dict()
-    if not isinstance(obj, dict):
-        raise TypeError(f"{what} must be a dict, not {type(obj).__name__}")
-    return obj
-
-
-def _check_regular_file(path: Path, what: str) -> int:
-    """Common checks for a file the user named; returns its size."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file (expected a {what})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, not a {what} file")
-    if st.st_size == 0:
-        raise UserError(f"{path}: is empty (0 bytes), not a {what}; it was probably cut short while copying")
-    return st.st_size
-
-
-# ---------------------------------------------------------------------------------------------
-# Snapshot: writing
-# ---------------------------------------------------------------------------------------------
-
-
-def _le_bytes(t: torch.Tensor) -> Any:
-    """The tensor's bytes in little-endian order as a buffer (no copy on little-endian hosts)."""
-    import torch
-
-    flat = t.reshape(-1).view(torch.uint8)
-    if sys.byteorder == "big" and t.element_size() > 1:  # pragma: no cover - no such CI host
-        flat = flat.reshape(-1, t.element_size()).flip(1).reshape(-1).contiguous()
-    return flat.numpy()
-
-
-def _flatten_modules(modules: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """`{module: state_dict}` -> `{'module.name': tensor}`, each tensor CPU, contiguous, unshared."""
-    import torch
-
-    codes = _torch_dtype_codes()
-    if not isinstance(modules, dict):
-        raise TypeError(f"modules must be a dict of state dicts, not {type(modules).__name__}")
-    flat: dict[str, torch.Tensor] = {}
-    seen_storages: set[int] = set()
-    for mod, sd in modules.items():
-        if not isinstance(mod, str) or not mod or "." in mod:
-            raise ValueError(f"module name {mod!r} must be a non-empty string without '.'")
-        if not isinstance(sd, dict):
-            raise TypeError(f"modules[{mod!r}] must be a state dict, not {type(sd).__name__}")
-        for name, t in sd.items():
-            key = f"{mod}.{name}"
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"state-dict key {name!r} in module {mod!r} must be a non-empty string")
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"{key} is a {type(t).__name__}, not a tensor")
-            if t.dtype not in codes:
-                allowed = ", ".join(str(d).replace("torch.", "") for d in codes)
-                raise TypeError(f"{key} has dtype {t.dtype}; snapshots store only {allowed}")
-            if t.device.type == "meta":
-                raise ValueError(f"{key} is on the meta device and has no data")
-            t = t.detach()
-            if t.device.type != "cpu":
-                t = t.cpu()  # a fresh, contiguous, unshared copy
-            else:
-                storage = t.untyped_storage()
-                ptr = storage.data_ptr()
-                if (
-                    not t.is_contiguous()
-                    or t.storage_offset() != 0
-                    or storage.nbytes() != t.numel() * t.element_size()
-                    or ptr in seen_storages
-                ):
-                    t = t.clone(memory_format=torch.contiguous_format)
-            seen_storages.add(t.untyped_storage().data_ptr())
-            flat[key] = t
-    return flat
-
-
-def _content_hash_of_tensors(metadata: dict[str, str], flat: dict[str, torch.Tensor]) -> str:
-    codes = _torch_dtype_codes()
-    h = hashlib.sha256()
-    _hash_metadata(h, metadata)
-    for name in sorted(flat):
-        t = flat[name]
-        _field(h, name.encode("utf-8"))
-        _field(h, codes[t.dtype].encode("ascii"))
-        _field(h, _shape_json(t.shape))
-        _field(h, memoryview(_le_bytes(t)).cast("B"))
-    return h.hexdigest()
-
-
-def save_snapshot(
-    path: str | os.PathLike[str],
-    modules: dict[str, dict[str, torch.Tensor]],
-    recipe: dict[str, Any] | None,
-    meta: dict[str, Any] | None = None,
-) -> str:
-    """Write a snapshot file atomically; return its content_sha256.
-
-    modules: {'G_ema': state_dict, 'G': ..., 'D': ...}; tensors may live on any device, be
-             non-contiguous or share storage (they are copied as needed, never modified).
-    recipe:  the resolved recipe (a dict, a dataclass, or an object with `to_dict()`).
-    meta:    JSON-serializable facts (kimg, step, architecture, `buffers`, ...); `created` is
-             added when missing.
-    The parent directory is created when missing.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    recipe_d = _to_plain_dict(recipe, "recipe")
-    meta_d = dict(_to_plain_dict(meta, "meta"))
-    meta_d.setdefault("created", _now_iso())
-    flat = _flatten_modules(modules)
-    metadata = {
-        "format": SNAPSHOT_FORMAT,
-        "format_version": str(SNAPSHOT_FORMAT_VERSION),
-        "gancli_version": _GANCLI_VERSION,
-        "modules": json.dumps(list(modules)),
-        "recipe": json.dumps(recipe_d, default=json_value, ensure_ascii=False),
-        "meta": json.dumps(meta_d, default=json_value, ensure_ascii=False),
-    }
-    digest = _content_hash_of_tensors(metadata, flat)
-    metadata["content_sha256"] = digest
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(flat, os.fspath(tmp), metadata=metadata)
-    return digest
-
-
-# ---------------------------------------------------------------------------------------------
-# Snapshot: reading (header parsing and hashing need no torch)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Entry:
-    name: str
-    dtype: str
-    shape: list[int]
-    start: int
-    end: int
-
-
-@dataclass
-class _Parsed:
-    path: Path
-    file_size: int
-    data_start: int
-    metadata: dict[str, str]
-    entries: list[_Entry] = field(default_factory=list)
-    format_version: int = SNAPSHOT_FORMAT_VERSION
-
-
-def _not_safetensors(path: Path, reason: str) -> UserError:
-    hint = ""
-    if path.suffix.lower() in (".pkl", ".pt", ".pth", ".ckpt", ".bin"):
-        hint = "; to use a network file from another project, import it with `gancli convert`"
-    return UserError(f"{path}: is not a gancli checkpoint (not a safetensors file: {reason}){hint}")
-
-
-def _parse_snapshot(path: str | os.PathLike[str]) -> _Parsed:
-    """Read and validate the header of a snapshot file; every problem is a one-line UserError."""
-    path = Path(path)
-    size = _check_regular_file(path, "gancli checkpoint (.safetensors)")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-            # a safetensors header length can start with byte 0x80 too: it is followed by '{' at byte 8
-            pickled = head[:1] == b"\x80" and head[8:9] != b"{"
-            if pickled or head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-                raise UserError(f"{path}: {_PICKLE_HINT}")
-            f.seek(8)
-            head = head[:8]
-            if len(head) < 8:
-                raise UserError(f"{path}: is truncated ({size} bytes), not a complete gancli checkpoint")
-            n = int.from_bytes(head, "little")
-            if n < 2 or n > _MAX_HEADER_BYTES:
-                raise _not_safetensors(path, "no valid header")
-            raw = f.read(n)
-    except OSError as e:
-        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if raw[:1] != b"{":
-        raise _not_safetensors(path, "no JSON header")
-    if len(raw) < n:
-        raise UserError(f"{path}: is truncated (the file ends inside its header); copy it again")
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise _not_safetensors(path, "header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise _not_safetensors(path, "header is not a JSON object")
-
-    metadata = header.pop("__metadata__", None)
-    if not isinstance(metadata, dict) or metadata.get("format") != SNAPSHOT_FORMAT:
-        raise UserError(
-            f"{path}: is not a gancli checkpoint (a safetensors file without gancli metadata, "
-            "probably from another tool); import other projects' networks with `gancli convert`"
-        )
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise UserError(f"{path}: is corrupt (its metadata values are not all strings)")
-    try:
-        version = int(metadata.get("format_version", ""))
-    except ValueError:
-        raise UserError(
-            f"{path}: is corrupt (format_version {metadata.get('format_version')!r} is not a number)"
-        ) from None
-    if version > SNAPSHOT_FORMAT_VERSION:
-        raise UserError(
-            f"{path}: was written by a newer gancli ({metadata.get('gancli_version', '?')}, format "
-            f"version {version}); this gancli {_GANCLI_VERSION} reads format version "
-            f"{SNAPSHOT_FORMAT_VERSION} and older: upgrade gancli"
-        )
-    if version < 1:
-        raise UserError(f"{path}: is corrupt (format_version {version} is not valid)")
-
-    data_start = 8 + n
-    data_len = size - data_start
-    entries: list[_Entry] = []
-    for name, e in header.items():
-        ok = (
-            isinstance(e, dict)
-            and isinstance(e.get("dtype"), str)
-            and isinstance(e.get("shape"), list)
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in e["shape"])
-            and isinstance(e.get("data_offsets"), list)
-            and len(e["data_offsets"]) == 2
-            and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in e["data_offsets"])
-        )
-        if not ok:
-            raise UserError(f"{path}: is corrupt (malformed header entry for tensor {name!r})")
-        if e["dtype"] not in _DTYPE_SIZES:
-            raise UserError(
-                f"{path}: tensor {name!r} has dtype {e['dtype']}, which gancli snapshots do not use "
-                f"(allowed: {', '.join(_DTYPE_SIZES)})"
-            )
-        start, end = e["data_offsets"]
-        numel = 1
-        for s in e["shape"]:
-            numel *= s
-        if end - start != numel * _DTYPE_SIZES[e["dtype"]]:
-            raise UserError(f"{path}: is corrupt (tensor {name!r}: data size does not match its shape)")
-        entries.append(_Entry(name, e["dtype"], list(e["shape"]), start, end))
-    # The data section must be tiled exactly by the tensors, in order, with no gaps or overlap.
-    expected = 0
-    for ent in sorted(entries, key=lambda x: (x.start, x.end)):
-        if ent.start != expected:
-            raise UserError(f"{path}: is corrupt (tensor data offsets overlap or leave gaps)")
-        expected = ent.end
-    if data_len < expected:
-        raise UserError(
-            f"{path}: is truncated ({data_len} of {expected} bytes of tensor data present); "
-            "the file was cut short: copy it again or use an earlier snapshot"
-        )
-    if data_len > expected:
-        raise UserError(f"{path}: is corrupt ({data_len - expected} unexpected bytes after the tensor data)")
-    if "content_sha256" not in metadata:
-        raise UserError(f"{path}: is corrupt (no content_sha256 in its metadata)")
-    return _Parsed(path, size, data_start, metadata, entries, version)
-
-
-def _file_content_hash(parsed: _Parsed) -> str:
-    h = hashlib.sha256()
-    _hash_metadata(h, parsed.metadata)
-    try:
-        with open(parsed.path, "rb") as f:
-            for ent in sorted(parsed.entries, key=lambda x: x.name):
-                _field(h, ent.name.encode("utf-8"))
-                _field(h, ent.dtype.encode("ascii"))
-                _field(h, _shape_json(ent.shape))
-                remaining = ent.end - ent.start
-                h.update(remaining.to_bytes(8, "little"))
-                f.seek(parsed.data_start + ent.start)
-                while remaining:
-                    chunk = f.read(min(remaining, _HASH_CHUNK))
-                    if not chunk:
-                        raise UserError(f"{parsed.path}: is truncated (it changed while being read)")
-                    h.update(chunk)
-                    remaining -= len(chunk)
-    except OSError as e:
-        raise UserError(f"{parsed.path}: cannot be read ({e.strerror or e})") from None
-    return h.hexdigest()
-
-
-def _verify(parsed: _Parsed) -> None:
-    if _file_content_hash(parsed) != parsed.metadata["content_sha256"]:
-        raise UserError(
-            f"{parsed.path}: was modified after it was written (content hash mismatch); refusing to load it"
-        )
-
-
-def _json_meta(parsed: _Parsed, key: str, kind: type) -> Any:
-    raw = parsed.metadata.get(key)
-    if raw is None:
-        raise UserError(f"{parsed.path}: is corrupt (metadata has no {key!r} entry)")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise UserError(f"{parsed.path}: is corrupt (metadata {key!r} is not valid JSON)") from None
-    if not isinstance(value, kind):
-        raise UserError(f"{parsed.path}: is corrupt (metadata {key!r} is not a JSON {kind.__name__})")
+def _check_count(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
     return value
 
 
-def load_snapshot(path: str | os.PathLike[str], *, verify: bool = True) -> Snapshot:
-    """Load a snapshot file written by `save_snapshot`. Never runs code from the file.
-
-    verify: check content_sha256 before loading (recommended; costs one read of the file).
-    Raises UserError (one line naming the file) for every kind of bad file.
-    """
-    parsed = _parse_snapshot(path)
-    if verify:
-        _verify(parsed)
-    recipe = _json_meta(parsed, "recipe", dict)
-    meta = _json_meta(parsed, "meta", dict)
-    module_names = _json_meta(parsed, "modules", list)
-
-    from safetensors.torch import load_file
-
-    try:
-        flat = load_file(os.fspath(parsed.path), device="cpu")
-    except Exception as e:  # noqa: BLE001 - any library failure is a bad file
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise UserError(f"{parsed.path}: could not be read as safetensors ({reason})") from None
-    modules: dict[str, dict[str, Any]] = {str(m): {} for m in module_names}
-    for key in sorted(flat):
-        mod, sep, name = key.partition(".")
-        if not sep:
-            raise UserError(f"{parsed.path}: is corrupt (tensor name {key!r} has no module prefix)")
-        modules.setdefault(mod, {})[name] = flat[key]
-    return Snapshot(
-        modules=modules,
-        recipe=recipe,
-        meta=meta,
-        path=parsed.path,
-        content_sha256=parsed.metadata["content_sha256"],
-        format_version=parsed.format_version,
-        gancli_version=parsed.metadata.get("gancli_version", ""),
-    )
+def _stem(kimg: int, step: int | None) -> str:
+    _check_count(kimg, "kimg")
+    return f"{kimg:06d}" if step is None else f"{kimg:06d}-step{_check_count(step, 'step'):08d}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Training state
-# ---------------------------------------------------------------------------------------------
+def snapshot_path(run_dir: str | os.PathLike[str], kimg: int, step: int | None = None) -> Path:
+    """`run_dir/snapshot-{kimg:06d}-step{step:08d}.safetensors`; without step, the old kimg-only name."""
+    return Path(run_dir) / f"snapshot-{_stem(kimg, step)}.safetensors"
 
 
-def _sanitize(obj: Any, where: str) -> Any:
-    """Return a copy of `obj` that `torch.load(weights_only=True)` accepts, or raise TypeError."""
-    import numpy as np
-    import torch
-
-    if isinstance(obj, np.generic):  # before the builtins: np.float64 is a float subclass
-        return obj.item()
-    if obj is None or type(obj) in (bool, int, float, complex, str, bytes):
-        return obj
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, (torch.Size, torch.dtype, torch.device)):
-        return obj
-    if isinstance(obj, np.ndarray):
-        if obj.dtype == object:
-            raise TypeError(f"training state value at {where} is a numpy object array")
-        return torch.from_numpy(np.ascontiguousarray(obj).copy())
-    if isinstance(obj, (bool, int, float, complex, str, bytes)):  # subclasses, e.g. IntEnum
-        base = next(b for b in (bool, int, float, complex, str, bytes) if isinstance(obj, b))
-        return base(obj)
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if not (k is None or type(k) in (bool, int, float, str)):
-                k = _sanitize(k, f"{where} key")
-            out[k] = _sanitize(v, f"{where}[{k!r}]")
-        return out
-    if isinstance(obj, (set, frozenset)):
-        return type(obj)(_sanitize(v, f"{where} item") for v in obj)
-    if isinstance(obj, list):
-        return [_sanitize(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, tuple):  # namedtuples become plain tuples
-        return tuple(_sanitize(v, f"{where}[{i}]") for i, v in enumerate(obj))
-    raise TypeError(
-        f"training state value at {where} has type {type(obj).__module__}.{type(obj).__qualname__}, "
-        "which a weights-only load cannot read back; store tensors, numbers, strings or containers"
-    )
+def state_path(run_dir: str | os.PathLike[str], kimg: int, step: int | None = None) -> Path:
+    """`run_dir/state-{kimg:06d}-step{step:08d}.pt`, the training state saved with that snapshot."""
+    return Path(run_dir) / f"state-{_stem(kimg, step)}.pt"
 
 
-def save_training_state(
-    path: str | os.PathLike[str], state: dict[str, Any], *, snapshot_sha256: str | None = None
-) -> None:
-    """Write the training state atomically with torch.save (zip format).
-
-    state: nested dicts/lists of tensors, numbers, strings, optimizer state dicts, RNG states
-           (see `capture_rng_state`). Numpy arrays/scalars are converted (arrays -> tensors).
-    snapshot_sha256: content hash of the snapshot this state belongs to (from `save_snapshot`).
-    """
-    import torch
-
-    if not isinstance(state, dict):
-        raise TypeError(f"training state must be a dict, not {type(state).__name__}")
-    payload = {
-        "format": TRAINING_STATE_FORMAT,
-        "format_version": TRAINING_STATE_FORMAT_VERSION,
-        "gancli_version": _GANCLI_VERSION,
-        "created": _now_iso(),
-        "snapshot_sha256": snapshot_sha256,
-        "state": _sanitize(state, "state"),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
-        torch.save(payload, f)
+def _pair_for(snapshot: Path) -> CheckpointPair | None:
+    """The pair a snapshot's file name belongs to, or None when it is not a run-directory name."""
+    m = SNAPSHOT_RE.match(snapshot.name)
+    if not m:
+        return None
+    kimg, step = int(m.group(1)), None if m.group(2) is None else int(m.group(2))
+    return CheckpointPair(snapshot=snapshot, state=state_path(snapshot.parent, kimg, step), kimg=kimg, step=step)
 
 
-_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
-
-
-def _load_state_payload(path: Path, *, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
-    import pickle
-
-    import torch
-
-    _check_regular_file(path, "gancli training-state (.pt)")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if head[:4] != b"PK\x03\x04":
-        if head[:1] == b"\x80":
-            what = "a raw pickle"
-        elif len(head) == 8 and int.from_bytes(head, "little") < _MAX_HEADER_BYTES:
-            what = "probably a safetensors snapshot"
-        else:
-            what = "an unknown format"
-        raise UserError(
-            f"{path}: is not a gancli training-state file ({what}; expected a torch.save zip archive); "
-            "gancli never unpickles other files"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        m = _GLOBAL_RE.search(str(e))
-        detail = f"it references {m.group(1)}" if m else "it uses pickle features outside plain data"
-        raise UserError(
-            f"{path}: refusing to load it: {detail}, i.e. code or objects other than tensors and plain "
-            "data; gancli never runs code from files"
-        ) from None
-    except Exception as e:  # noqa: BLE001 - zip/storage errors all mean a damaged file
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise UserError(f"{path}: is truncated or corrupt ({reason})") from None
-    if not isinstance(payload, dict) or payload.get("format") != TRAINING_STATE_FORMAT:
-        raise UserError(
-            f"{path}: is not a gancli training-state file (no gancli format marker; written by another tool?)"
-        )
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise UserError(f"{path}: is corrupt (format_version {version!r} is not valid)")
-    if version > TRAINING_STATE_FORMAT_VERSION:
-        raise UserError(
-            f"{path}: was written by a newer gancli ({payload.get('gancli_version', '?')}, training-state "
-            f"format version {version}); this gancli {_GANCLI_VERSION} reads version "
-            f"{TRAINING_STATE_FORMAT_VERSION}: upgrade gancli"
-        )
-    if not isinstance(payload.get("state"), dict):
-        raise UserError(f"{path}: is corrupt (no state dictionary inside)")
-    return payload
-
-
-def load_training_state(
-    path: str | os.PathLike[str],
-    *,
-    expect_snapshot_sha256: str | None = None,
-    map_location: Any = "cpu",
-) -> dict[str, Any]:
-    """Load a training state written by `save_training_state` with torch.load(weights_only=True).
-
-    expect_snapshot_sha256: when given, the state must have been written with that snapshot.
-    Returns the caller's state dict. Raises UserError (one line naming the file) for a missing,
-    empty, truncated, foreign or code-carrying file; nothing from the file is ever executed.
-    """
-    path = Path(path)
-    payload = _load_state_payload(path, map_location=map_location)
-    if expect_snapshot_sha256 is not None and payload.get("snapshot_sha256") != expect_snapshot_sha256:
-        raise UserError(
-            f"{path}: belongs to a different snapshot (snapshot hash does not match); "
-            "resume from a matching snapshot/state pair"
-        )
-    return payload["state"]
-
-
-# ---------------------------------------------------------------------------------------------
-# RNG states
-# ---------------------------------------------------------------------------------------------
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """Capture Python `random`, numpy's global RandomState, torch CPU and (if available) CUDA RNGs.
-
-    The result contains only tensors, numbers and strings, so it can go into a training state.
-    """
-    import random
-
-    import numpy as np
-    import torch
-
-    py_version, py_internal, py_gauss = random.getstate()
-    np_alg, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state(legacy=True)
-    state: dict[str, Any] = {
-        "python": {
-            "version": int(py_version),
-            "internal": torch.tensor(py_internal, dtype=torch.int64),
-            "gauss_next": py_gauss,
-        },
-        "numpy": {
-            "algorithm": str(np_alg),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_cached),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": [],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def restore_rng_state(obj: dict[str, Any], *, source: str | os.PathLike[str] | None = None) -> None:
-    """Restore RNG states captured by `capture_rng_state` (e.g. after `load_training_state`).
-
-    source: the file the state came from, named in errors. CUDA states are restored for as many
-    devices as both the file and this machine have; a mismatch is a CheckpointWarning.
-    """
-    import random
-
-    import numpy as np
-    import torch
-
-    where = f"{source}: " if source is not None else ""
-    try:
-        py = obj["python"]
-        internal = py["internal"]
-        internal = tuple(
-            int(x) for x in (internal.tolist() if isinstance(internal, torch.Tensor) else internal)
-        )
-        py_state = (int(py["version"]), internal, py["gauss_next"])
-        nps = obj["numpy"]
-        keys = nps["keys"]
-        keys = np.asarray(keys.numpy() if isinstance(keys, torch.Tensor) else keys, dtype=np.uint32)
-        np_state = (
-            str(nps["algorithm"]),
-            keys,
-            int(nps["pos"]),
-            int(nps["has_gauss"]),
-            float(nps["cached_gaussian"]),
-        )
-        torch_state = obj["torch"]
-        if not isinstance(torch_state, torch.Tensor):
-            raise TypeError("torch RNG state is not a tensor")
-        cuda_states = list(obj.get("cuda") or [])
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state.to(device="cpu", dtype=torch.uint8))
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
-        raise UserError(f"{where}RNG state in the training state is malformed ({e})") from None
-
-    if cuda_states:
-        if not torch.cuda.is_available():
-            warnings.warn(
-                f"{where}CUDA RNG states were saved but CUDA is not available here; not restored",
-                CheckpointWarning,
-                stacklevel=2,
-            )
-            return
-        n = torch.cuda.device_count()
-        if n != len(cuda_states):
-            warnings.warn(
-                f"{where}CUDA RNG states saved for {len(cuda_states)} device(s), this machine has {n}; "
-                f"restoring the first {min(n, len(cuda_states))}",
-                CheckpointWarning,
-                stacklevel=2,
-            )
-        for i, s in enumerate(cuda_states[:n]):
-            torch.cuda.set_rng_state(s.to(device="cpu", dtype=torch.uint8), i)
-
-
-# ---------------------------------------------------------------------------------------------
-# Names in a run directory, saving pairs, finding the latest
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_kimg(kimg: int) -> int:
-    if isinstance(kimg, bool) or not isinstance(kimg, int) or kimg < 0:
-        raise ValueError(f"kimg must be a non-negative integer, not {kimg!r}")
-    return kimg
-
-
-def snapshot_path(run_dir: str | os.PathLike[str], kimg: int) -> Path:
-    """`run_dir/snapshot-{kimg:06d}.safetensors` (kimg = images shown // 1000)."""
-    return Path(run_dir) / f"snapshot-{_check_kimg(kimg):06d}.safetensors"
-
-
-def state_path(run_dir: str | os.PathLike[str], kimg: int) -> Path:
-    """`run_dir/state-{kimg:06d}.pt`, the training state saved with `snapshot_path(run_dir, kimg)`."""
-    return Path(run_dir) / f"state-{_check_kimg(kimg):06d}.pt"
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[CheckpointPair]:
+    """Every snapshot in `run_dir` named as a checkpoint, oldest first (files are not opened)."""
+    pairs = [_pair_for(p) for p in Path(run_dir).iterdir() if SNAPSHOT_RE.match(p.name) and p.is_file()]
+    return sorted((p for p in pairs if p is not None), key=lambda p: p.order)
 
 
 def save_checkpoint(
     run_dir: str | os.PathLike[str],
     kimg: int,
     *,
+    step: int,
     modules: dict[str, dict[str, torch.Tensor]],
     recipe: dict[str, Any] | None,
     meta: dict[str, Any] | None,
     state: dict[str, Any],
+    keep: int = 0,
 ) -> CheckpointPair:
-    """Save a snapshot and its training state (snapshot first, then the state that names it).
+    """Save a snapshot and its training state (snapshot first, then the state that names it), then
+    remove all but the `keep` newest pairs (0: keep every pair).
 
-    `meta['kimg']` defaults to `kimg`. A crash between the two writes leaves a snapshot without a
-    matching state, which `latest_checkpoint` skips.
+    `meta['kimg']` defaults to `kimg`, `meta['step']` to `step`. A checkpoint of the same kimg and
+    step whose snapshot and state both exist is never overwritten (ValueError): an earlier save
+    finished it. A snapshot alone (a save killed before its state was written) is replaced.
     """
-    meta_d = {"kimg": kimg, **_to_plain_dict(meta, "meta")}
-    snap = snapshot_path(run_dir, kimg)
-    st = state_path(run_dir, kimg)
+    _check_count(keep, "keep")
+    meta_d = {"kimg": kimg, "step": step, **_to_plain_dict(meta, "meta")}
+    snap, st = snapshot_path(run_dir, kimg, step), state_path(run_dir, kimg, step)
+    if snap.exists() and st.exists():
+        raise ValueError(f"{snap}: exists already with its state; a finished checkpoint is never overwritten")
     digest = save_snapshot(snap, modules, recipe, meta_d)
     save_training_state(st, state, snapshot_sha256=digest)
-    return CheckpointPair(snapshot=snap, state=st, kimg=kimg)
+    new = CheckpointPair(snapshot=snap, state=st, kimg=kimg, step=step)
+    if keep:
+        remove_older_checkpoints(run_dir, new, keep)
+    return new
+
+
+def remove_older_checkpoints(run_dir: str | os.PathLike[str], new: CheckpointPair, keep: int) -> None:
+    """Remove every checkpoint file older than the `keep` newest complete pairs, `new` among them
+    (nothing when `new` is not the newest complete pair)."""
+    run_dir = Path(run_dir)
+    complete = [p for p in list_checkpoints(run_dir) if p.state is not None and p.state.is_file()]
+    kept = [p for p in complete if p.order <= new.order][-keep:]
+    if new not in kept:  # never remove anything on behalf of a pair that is not the newest one
+        return
+    oldest_kept = kept[0].order
+    for pair in list_checkpoints(run_dir):
+        if pair.order < oldest_kept:
+            for path in (pair.snapshot, pair.state):  # snapshot first: a lone state is invisible
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                kill_point()
+    for orphan in run_dir.glob("state-*.pt"):  # states whose snapshot an interrupted removal took
+        m = re.match(r"^state-(\d{6,})(?:-step(\d{8,}))?\.pt$", orphan.name)
+        if m and (int(m.group(1)), -1 if m.group(2) is None else int(m.group(2))) < oldest_kept:
+            orphan.unlink(missing_ok=True)
+            kill_point()
 
 
 def load_checkpoint(pair: CheckpointPair) -> tuple[Snapshot, dict[str, Any]]:
     """Load a snapshot and its training state, checking that they belong together."""
+    if pair.state is None:
+        raise UserError(f"{pair.snapshot}: has no training state beside it; exact resume needs both files")
     snap = load_snapshot(pair.snapshot)
     state = load_training_state(pair.state, expect_snapshot_sha256=snap.content_sha256)
     return snap, state
@@ -847,13 +219,8 @@ def latest_checkpoint(run_dir: str | os.PathLike[str], *, verify: bool = True) -
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")
-    candidates = []
-    for p in run_dir.iterdir():
-        m = _SNAPSHOT_RE.match(p.name)
-        if m and p.is_file():
-            candidates.append((int(m.group(1)), p))
-    for kimg, snap in sorted(candidates, key=lambda c: c[0], reverse=True):
-        st = state_path(run_dir, kimg)
+    for pair in reversed(list_checkpoints(run_dir)):
+        snap, st = pair.snapshot, pair.state
         try:
             parsed = _parse_snapshot(snap)
             if verify:
@@ -862,11 +229,8 @@ def latest_checkpoint(run_dir: str | os.PathLike[str], *, verify: bool = True) -
             warnings.warn(f"skipping damaged snapshot: {e}", CheckpointWarning, stacklevel=2)
             continue
         if not st.is_file():
-            warnings.warn(
-                f"skipping {snap.name}: its training state {st.name} is missing",
-                CheckpointWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"skipping {snap.name}: its training state {st.name} is missing", CheckpointWarning,
+                          stacklevel=2)
             continue
         try:
             payload = _load_state_payload(st, mmap=True)
@@ -874,152 +238,44 @@ def latest_checkpoint(run_dir: str | os.PathLike[str], *, verify: bool = True) -
             warnings.warn(f"skipping {snap.name}: {e}", CheckpointWarning, stacklevel=2)
             continue
         if payload.get("snapshot_sha256") != parsed.metadata["content_sha256"]:
-            warnings.warn(
-                f"skipping {snap.name}: {st.name} was written for a different snapshot",
-                CheckpointWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"skipping {snap.name}: {st.name} was written for a different snapshot",
+                          CheckpointWarning, stacklevel=2)
             continue
-        return CheckpointPair(snapshot=snap, state=st, kimg=kimg)
+        return pair
     return None
 
 
-# ---------------------------------------------------------------------------------------------
-# `gancli info`
-# ---------------------------------------------------------------------------------------------
+def resolve_checkpoint(spec: str | os.PathLike[str], *, with_state: bool = False,
+                       option: str | None = None) -> CheckpointPair:
+    """What the user named, as a checkpoint: a run directory (its newest complete pair) or a file.
 
-
-def _flatten_arch(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten_arch(v, key + "."))
-        elif v is None or isinstance(v, (str, int, float, bool)):
-            out[key] = v
-        elif isinstance(v, list) and len(v) <= 16 and all(isinstance(x, (str, int, float, bool)) for x in v):
-            out[key] = v
-    return out
-
-
-def describe_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
-    """Facts about a snapshot for `gancli info`, read from its header only (no torch needed).
-
-    Returns {path, file_size, format, format_version, gancli_version, created, recipe_name, kimg,
-    step, architecture (flat dict), modules: {name: {tensors, parameters, buffers, buffers_known,
-    dtypes}}, total_parameters, verified}. `parameters` excludes buffers when meta lists them
-    (meta['buffers'] = {module: [keys]}), otherwise counts every tensor element.
+    with_state: the training state must be there too (for --resume): a file must be a checkpoint
+    snapshot with its state beside it, not another network file. Without it, any file is returned
+    as is (its format is checked by whoever opens it); `state` is set when the pair is complete.
+    option: the command-line option named in errors (e.g. '--resume').
     """
-    parsed = _parse_snapshot(path)
-    if verify:
-        _verify(parsed)
-    recipe = _json_meta(parsed, "recipe", dict)
-    meta = _json_meta(parsed, "meta", dict)
-    module_names = _json_meta(parsed, "modules", list)
-    buffers = meta.get("buffers") if isinstance(meta.get("buffers"), dict) else {}
-
-    modules: dict[str, dict[str, Any]] = {
-        str(m): {"tensors": 0, "parameters": 0, "buffers": 0, "dtypes": []} for m in module_names
-    }
-    for ent in parsed.entries:
-        mod, _, name = ent.name.partition(".")
-        info = modules.setdefault(mod, {"tensors": 0, "parameters": 0, "buffers": 0, "dtypes": []})
-        numel = 1
-        for s in ent.shape:
-            numel *= s
-        info["tensors"] += 1
-        if name in (buffers.get(mod) or ()):
-            info["buffers"] += numel
-        else:
-            info["parameters"] += numel
-        dt = ent.dtype.lower()
-        if dt not in info["dtypes"]:
-            info["dtypes"].append(dt)
-    for mod, info in modules.items():
-        info["buffers_known"] = mod in buffers
-
-    arch: dict[str, Any] = {}
-    if isinstance(recipe.get("model"), dict):
-        from gancli.families import family_name_of, get_family
-
-        model = recipe["model"]  # described by its own family (older files hold every family's keys)
-        kind = model.get("kind", "stylegan2")
-        family = get_family(kind) if isinstance(kind, str) and family_name_of(kind) else None
-        arch.update(_flatten_arch(family.describe(model) if family is not None else model))
-    data = recipe.get("data")
-    if isinstance(data, dict) and "resolution" in data and "resolution" not in arch:
-        arch["resolution"] = data["resolution"]
-    if isinstance(meta.get("architecture"), dict):
-        arch.update(_flatten_arch(meta["architecture"]))
-
-    recipe_name = recipe.get("name") or meta.get("recipe_name") or recipe.get("source")
-    return {
-        "path": str(parsed.path),
-        "file_size": parsed.file_size,
-        "format": SNAPSHOT_FORMAT,
-        "format_version": parsed.format_version,
-        "gancli_version": parsed.metadata.get("gancli_version", ""),
-        "created": meta.get("created"),
-        "recipe_name": recipe_name,
-        "kimg": meta.get("kimg"),
-        "step": meta.get("step"),
-        "architecture": arch,
-        "modules": modules,
-        "total_parameters": sum(m["parameters"] for m in modules.values()),
-        "verified": bool(verify),
-    }
-
-
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):  # powers of 1024
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def info_lines(desc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) rows describing a checkpoint, in display order (plain text)."""
-    rows: list[tuple[str, str]] = [
-        ("file", f"{desc['path']} ({_human_size(desc['file_size'])})"),
-        (
-            "format",
-            f"{desc['format']} v{desc['format_version']}"
-            + (f", written by gancli {desc['gancli_version']}" if desc.get("gancli_version") else "")
-            + (", content hash verified" if desc.get("verified") else ", content hash not checked"),
-        ),
-    ]
-    if desc.get("created"):
-        rows.append(("created", str(desc["created"])))
-    rows.append(("recipe", str(desc.get("recipe_name") or "(unnamed)")))
-    progress = []
-    if desc.get("kimg") is not None:
-        progress.append(f"kimg {desc['kimg']}")
-    if desc.get("step") is not None:
-        progress.append(f"step {desc['step']}")
-    if progress:
-        rows.append(("progress", ", ".join(progress)))
-    for key, value in desc.get("architecture", {}).items():
-        rows.append((key, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
-    for mod, info in desc.get("modules", {}).items():
-        text = f"{info['parameters']:,} parameters"
-        if info.get("buffers_known"):
-            text += f" + {info['buffers']:,} buffer elements"
-        text += f" in {info['tensors']} tensors"
-        if info.get("dtypes"):
-            text += f" ({', '.join(info['dtypes'])})"
-        rows.append((mod, text))
-    return rows
-
-
-def render_info(desc: dict[str, Any]) -> Any:
-    """A rich renderable (two-column grid) of `describe_checkpoint` output."""
-    from rich.table import Table
-
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    for label, value in info_lines(desc):
-        table.add_row(label, value)
-    return table
+    where = f"{option} {spec}" if option else str(spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        pair = latest_checkpoint(path)
+        if pair is None:
+            raise UserError(f"{where}: no complete checkpoint (snapshot + training state) in this run directory")
+        return pair
+    if not path.exists():
+        raise UserError(f"{where}: no such {'run directory or checkpoint' if with_state else 'file or run directory'}")
+    pair = _pair_for(path)
+    if not with_state:
+        if pair is None or not pair.state.is_file():
+            return CheckpointPair(snapshot=path, state=None, kimg=pair.kimg if pair else 0,
+                                  step=pair.step if pair else None)
+        return pair
+    if pair is None:
+        raise UserError(f"{where}: expected a run directory or a snapshot-NNNNNN-stepNNNNNNNN.safetensors file "
+                        "(a network file without its training state cannot be resumed exactly)")
+    if not pair.state.is_file():
+        raise UserError(f"{where}: the training state {pair.state.name} is missing beside it; exact resume needs both files")
+    later = [p for p in list_checkpoints(path.parent) if p.order > pair.order]
+    if later:
+        raise UserError(f"{where}: the run has later checkpoints (newest {later[-1].snapshot.name}); resuming from an "
+                        "earlier one would rewrite them: copy the snapshot and its state into a new folder to branch")
+    return pair

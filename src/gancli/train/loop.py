@@ -217,8 +217,9 @@ class Trainer:
             "dataset": self.recipe.data.source, "num_ws": int(getattr(shown, "num_ws", 0)),
             "buffers": {name: [k for k, _ in m.named_buffers()] for name, m in self.modules().items()},
         }
-        pair = save_checkpoint(self.run_dir, self.state.cur_nimg // 1000, modules=self.snapshot_modules(),
-                               recipe=self.recipe.to_dict(), meta=meta, state=self.training_state())
+        pair = save_checkpoint(self.run_dir, self.state.cur_nimg // 1000, step=self.state.step,
+                               modules=self.snapshot_modules(), recipe=self.recipe.to_dict(), meta=meta,
+                               state=self.training_state(), keep=self.recipe.train.keep_snapshots)
         return pair.snapshot
 
     def evaluate_metrics(self, snapshot: Path | None, log=None) -> dict:

@@ -2,60 +2,77 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gancli.errors import UserError
 from gancli.recipe import Recipe
 
 # Keys whose value may change when a run is resumed; anything else must match for an exact resume.
 RESUMABLE_CHANGES = {("train", "total_kimg"), ("train", "snapshot_kimg"), ("train", "image_kimg"), ("train", "threads"),
+                     ("train", "keep_snapshots"),
                      ("metrics", "names"), ("metrics", "num"),
                      # another number of processes (or accumulation rounds) continues the same global batches
                      ("train", "batch_gpu"), ("distributed", "gpus"), ("distributed", "backend"), ("distributed", "timeout")}
 
 
-def _find_resume(spec: str):
-    """The checkpoint pair (snapshot + training state) for --resume RUN_DIR or --resume SNAPSHOT."""
-    import re
+@dataclass
+class ResumePlan:
+    """What `--resume RUN` continues: the checkpoint, and the run's recipe with the command line's changes."""
 
-    from gancli.train.checkpoint import CheckpointPair, latest_checkpoint, state_path
-
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise UserError(f"--resume {spec}: no such run directory or checkpoint")
-    if path.is_dir():
-        pair = latest_checkpoint(path)
-        if pair is None:
-            raise UserError(f"--resume {spec}: no complete checkpoint (snapshot + training state) in this run directory")
-        return pair
-    match = re.fullmatch(r"snapshot-(\d+)\.safetensors", path.name)
-    if not match:
-        raise UserError(f"--resume {spec}: expected a run directory, a snapshot-NNNNNN.safetensors file, or an "
-                        "official StyleGAN2-ADA .pkl (to fine-tune); other network files hold no training state or D")
-    kimg = int(match.group(1))
-    state = state_path(path.parent, kimg)
-    if not state.is_file():
-        raise UserError(f"--resume {spec}: the training state {state.name} is missing beside it; exact resume needs both files")
-    return CheckpointPair(snapshot=path, state=state, kimg=kimg)
+    pair: Any  # gancli.train.checkpoint.CheckpointPair
+    recipe: Recipe
+    step: int
+    kimg: float
+    changed: list[str] = field(default_factory=list)  # 'train.total_kimg 0.3 -> 0.5', from the command line
+    ignored: list[str] = field(default_factory=list)  # keys that must not change for an exact resume
 
 
-def _merge_resume_recipe(stored: Recipe, asked: Recipe, origin: str, console) -> Recipe:
-    """The stored recipe, with the few keys that may change on resume taken from the command line."""
-    stored_d, asked_d = stored.to_dict(), asked.to_dict()
-    ignored = []
-    for section, values in asked_d.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                if stored_d[section].get(key) != value:
-                    if (section, key) in RESUMABLE_CHANGES:
-                        stored_d[section][key] = value
-                    else:
-                        ignored.append(f"{section}.{key}")
-    if ignored and console is not None:
-        console.print(f"[yellow]note:[/yellow] resuming with the run's own recipe; ignored changes to {', '.join(ignored)}")
-    return Recipe.from_dict(stored_d, origin=origin)
+def plan_resume(spec: str, overrides: list[tuple[list[str], Any]]) -> ResumePlan:
+    """The run's own resolved recipe (embedded in its newest complete checkpoint, or the snapshot
+    named) with the command-line overrides applied: those in RESUMABLE_CHANGES take effect, the
+    others are ignored (and listed), since they would break the exact continuation."""
+    from gancli.recipe import apply_overrides
+    from gancli.train.checkpoint import read_snapshot_header, resolve_checkpoint
+
+    pair = resolve_checkpoint(spec, with_state=True, option="--resume")
+    stored_d, meta = read_snapshot_header(pair.snapshot, verify=False)  # the hash is checked when loading
+    origin = f"{pair.snapshot} (embedded recipe)"
+    stored = Recipe.from_dict(stored_d, origin=origin, strict=False).to_dict()
+    asked = Recipe.from_dict(apply_overrides(copy.deepcopy(stored), overrides),
+                             origin=f"--resume {spec} with the command line").to_dict()
+    changed, ignored = [], []
+    for section, values in asked.items():
+        if not isinstance(values, dict):
+            if values != stored[section]:
+                ignored.append(section)
+                asked[section] = stored[section]
+            continue
+        for key, value in values.items():
+            if stored[section].get(key) != value:
+                if (section, key) in RESUMABLE_CHANGES:
+                    changed.append(f"{section}.{key} {stored[section].get(key)} -> {value}")
+                else:
+                    ignored.append(f"{section}.{key}")
+                    values[key] = stored[section].get(key)
+    recipe = Recipe.from_dict(asked, origin=origin)
+    step = int(meta.get("step", 0))
+    kimg = float(meta.get("cur_nimg", 0)) / 1000 if "cur_nimg" in meta else float(meta.get("kimg", pair.kimg))
+    return ResumePlan(pair, recipe, step, kimg, changed, ignored)
+
+
+def resume_notes(plan: ResumePlan) -> list[str]:
+    """One line for each thing a resume takes from the command line, or leaves out."""
+    lines = [f"resuming {plan.pair.snapshot.parent} at {plan.kimg:g} kimg (step {plan.step}) with the run's own recipe"]
+    if plan.changed:
+        lines.append(f"from the command line: {', '.join(plan.changed)}")
+    if plan.ignored:
+        lines.append(f"ignored (an exact resume keeps them): {', '.join(plan.ignored)}")
+    return lines
 
 
 class RunLog:
@@ -90,7 +107,7 @@ class RunLog:
             self.tensorboard.close()
 
 
-def _is_official_network(spec: str) -> bool:
+def is_official_network(spec: str) -> bool:
     from gancli.convert import detect_format
 
     path = Path(spec).expanduser()
@@ -122,7 +139,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     from rich.console import Console
 
     from gancli.train import distributed
-    from gancli.train.checkpoint import load_checkpoint
+    from gancli.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     world = distributed.world_from_env()
     console = Console(stderr=True, highlight=False, quiet=world is not None and world[0] != 0)
@@ -130,7 +147,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     if init is not None and resume:
         raise UserError("--init and --resume: give one (--init starts a new run from a network's weights, "
                         "--resume continues a run exactly)")
-    if resume and _is_official_network(resume):
+    if resume and is_official_network(resume):
         init, resume = resume, None  # fine-tuning an official network: a new run from its weights
     init_spec, resume_spec = init, resume
     if init is not None:
@@ -145,13 +162,10 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
                             ".pkl (the file works in sample, mix, interpolate, truncate, noise, project, evaluate)")
         recipe = _adopt_network(recipe, net_recipe, init, console)
         init = (modules, meta, str(init))
-    if resume:
-        pair = _find_resume(resume)
+    if resume:  # `recipe` is the run's own, with the command line's changes (`plan_resume`)
+        pair = resolve_checkpoint(resume, with_state=True, option="--resume")
         snapshot, state = load_checkpoint(pair)
-        snap_path = pair.snapshot
-        stored = Recipe.from_dict(snapshot.recipe, origin=f"{snap_path} (embedded recipe)", strict=False)
-        recipe = _merge_resume_recipe(stored, recipe, str(snap_path), console)
-        run_dir = snap_path.parent
+        run_dir = pair.snapshot.parent
     source = Path(recipe.data.source).expanduser()
     if recipe.data.source != "emoji" and source.exists():  # the embedded recipe must work from anywhere
         recipe.data.source = str(source.resolve())
@@ -167,6 +181,31 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         return _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot, state, init, world)
     finally:
         distributed.shutdown()
+
+
+def _tidy_for_resume(run_dir: Path, snapshot, state: dict, keep: int, console) -> None:
+    """Before a resumed run writes: remove the temporary files and lone snapshots a killed writer left in
+    the run, and the older pairs a killed save had no time to remove (train.keep_snapshots); cut
+    stats.jsonl back to the checkpoint's step, so the log reads as one run that never stopped."""
+    from gancli.train.checkpoint import list_checkpoints, remove_older_checkpoints
+    from gancli.train.rundir import remove_leftover_temp_files, trim_jsonl
+
+    removed = remove_leftover_temp_files(run_dir)
+    resumed = Path(snapshot.path)
+    order = next((p.order for p in list_checkpoints(run_dir) if p.snapshot.name == resumed.name), None)
+    for pair in list_checkpoints(run_dir):  # snapshots a killed save left without their state
+        if order is not None and pair.order > order and not pair.state.exists():
+            removed.append((pair.snapshot, pair.snapshot.stat().st_size))
+            pair.snapshot.unlink()
+    current = next((p for p in list_checkpoints(run_dir) if p.snapshot.name == resumed.name), None)
+    if keep and current is not None:
+        remove_older_checkpoints(run_dir, current, keep)
+    if removed:
+        size = sum(n for _, n in removed)
+        console.print(f"removed {len(removed)} file(s) ({size / 1e6:.1f} MB) left in {run_dir} by an "
+                      f"interrupted write: {', '.join(p.name for p, _ in removed)}", markup=False, soft_wrap=True)
+    step, nimg = int(state.get("step", snapshot.meta.get("step", 0))), int(state.get("cur_nimg", 0))
+    trim_jsonl(run_dir / "stats.jsonl", step=step, kimg=nimg / 1000)
 
 
 def _new_run_dir(recipe: Recipe, outdir: Path) -> Path:
@@ -198,6 +237,8 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
                             f"data gives {c_dim} (set data.use_labels to match)")
     if not resume and run_dir is None:  # only rank 0 creates the run directory; the others learn its path
         run_dir = distributed.broadcast_object(_new_run_dir(recipe, outdir) if distributed.is_main() else None)
+    if snapshot is not None and distributed.is_main():
+        _tidy_for_resume(run_dir, snapshot, state, recipe.train.keep_snapshots, console)
     show = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
     trainer = Trainer(recipe, dataset, run_dir, device=device, console=console, progress=show)
     if init is not None:
@@ -234,7 +275,7 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if outcome == "stopped":
-        console.print(f"stopped at {trainer.state.cur_nimg / 1000:g} kimg; continue with: gancli train {recipe.name} --resume {run_dir}")
+        console.print(f"stopped at {trainer.state.cur_nimg / 1000:g} kimg; continue with: gancli train --resume {run_dir}")
     else:
         console.print(f"done: {run_dir}")
     return run_dir

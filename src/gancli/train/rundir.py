@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from gancli.errors import UserError
-from gancli.fileio import json_value
+from gancli.fileio import blocking_file, json_value
 
-__all__ = ["create_run_dir", "JsonlLogger", "read_jsonl", "RUN_NAME_RE"]
+__all__ = ["create_run_dir", "JsonlLogger", "read_jsonl", "trim_jsonl", "remove_leftover_temp_files", "RUN_NAME_RE"]
 
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _INDEX_RE = re.compile(r"-(\d{5,})$")
+# Temporary files of gancli.fileio's atomic writes (`.<target name>.<random>.tmp`) of the files a run writes.
+_RUN_TEMP_RE = re.compile(r"^\.(snapshot-|state-|fakes-|reals\.png|recipe\.yaml|stats\.jsonl|metrics\.jsonl).*\.tmp$")
 
 
 def _run_indices(root: Path) -> list[int]:
@@ -49,8 +51,10 @@ def create_run_dir(root: str | os.PathLike[str] = "runs", name: str = "quickstar
             f"run name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
             "(starting with a letter or digit)"
         )
-    if root.exists() and not root.is_dir():
-        raise UserError(f"{root}: exists and is not a directory; choose another runs directory")
+    blocker = blocking_file(root)
+    if blocker is not None:
+        what = "exists and is not a directory" if blocker == root else f"cannot be created: {blocker} is a file"
+        raise UserError(f"{root}: {what}; choose another runs directory (--outdir)")
     try:
         root.mkdir(parents=True, exist_ok=True)
         index = max(_run_indices(root), default=-1) + 1
@@ -174,3 +178,50 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if bad:
         warnings.warn(f"{path}: skipped {bad} damaged line(s)", stacklevel=2)
     return records
+
+
+def remove_leftover_temp_files(run_dir: str | os.PathLike[str]) -> list[tuple[Path, int]]:
+    """Remove the temporary files that writers killed mid-write left in a run directory.
+
+    Only names of gancli's own atomic writes of run files (`.snapshot-....tmp`, `.state-....tmp`, ...)
+    are touched. Returns [(path, size in bytes)] of what was removed.
+    """
+    removed = []
+    for entry in Path(run_dir).iterdir():
+        if _RUN_TEMP_RE.match(entry.name) and entry.is_file():
+            size = entry.stat().st_size
+            entry.unlink(missing_ok=True)
+            removed.append((entry, size))
+    return sorted(removed)
+
+
+def trim_jsonl(path: str | os.PathLike[str], *, step: int, kimg: float) -> int:
+    """Cut a training log back to a checkpoint: drop the records after `step` (or, for records without
+    a step such as snapshot and metric events, after `kimg`) and lines a crash left damaged.
+
+    Used on resume, so the log never repeats steps or goes backwards. Rewritten atomically, and only
+    when something is dropped. Returns the number of lines dropped (0 when the file does not exist).
+    """
+    from gancli.fileio import atomic_write_text
+
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except FileNotFoundError:
+        return 0
+    kept = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        later = (isinstance(rec.get("step"), int) and rec["step"] > step) or (
+            "step" not in rec and isinstance(rec.get("kimg"), (int, float)) and rec["kimg"] > round(kimg, 3) + 1e-9)
+        if not later:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    dropped = len(lines) - len(kept)
+    if dropped:
+        atomic_write_text(path, "".join(kept))
+    return dropped
