@@ -261,7 +261,7 @@ def open_nvlabs(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]]
 
     The state dicts are checked to load strictly into the networks the recipe builds.
     """
-    from gancli.families.stylegan2.steps import build_networks
+    from gancli.models import build_networks  # the recipe is model.kind stylegan2: its family builds them
 
     path = Path(path)
     recs = load_nvlabs_pickle(path)

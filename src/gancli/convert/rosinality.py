@@ -229,7 +229,7 @@ def open_rosinality(
     """(modules {'G_ema': state_dict}, recipe, meta) for a rosinality/stylegan2-pytorch checkpoint."""
     import torch
 
-    from gancli.families.stylegan2.steps import build_networks
+    from gancli.models import build_networks  # the recipe is model.kind stylegan2: its family builds them
 
     path = Path(path)
     where = str(path)
