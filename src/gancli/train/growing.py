@@ -84,6 +84,15 @@ def validate_growth(recipe, where: str) -> None:
     if bad:
         raise UserError(f"{where}train.schedule: resolution {bad[0]} is outside train.start_res..data.resolution "
                         f"({t.start_res}..{res})")
+    group = getattr(recipe.model, "mbstd_group_size", 1)
+    for p in Schedule(t, res).phases:
+        g = min(group, p.batch // recipe.distributed.gpus)
+        if g > 1 and (p.batch // recipe.distributed.gpus) % g:
+            raise UserError(f"{where}model.mbstd_group_size: {group} does not divide the batch per process of "
+                            f"{p.batch // recipe.distributed.gpus} at {p.res} px (train.schedule)")
+        if p.batch % recipe.distributed.gpus:
+            raise UserError(f"{where}train.schedule: batch {p.batch} at {p.res} px is not divisible by "
+                            f"distributed.gpus ({recipe.distributed.gpus})")
     if recipe.data.use_labels:
         raise UserError(f"{where}data.use_labels: the {recipe.family.title} family is unconditional; use data.use_labels: false")
 
@@ -272,13 +281,14 @@ class ProgressiveTraining(base.FamilyTraining):
             for group in opt.param_groups:
                 group["lr"] = lr
 
-    def _update(self, module: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    def _update(self, module: torch.nn.Module, opt: torch.optim.Optimizer, loss_fn) -> None:
+        """One Adam step of `module` on the loss `loss_fn()` (computed with only `module` trainable)."""
         from gancli.train import distributed
         from gancli.train.updates import sanitize_grads
 
         opt.zero_grad(set_to_none=True)
         module.requires_grad_(True)
-        loss.backward()
+        loss_fn().backward()
         module.requires_grad_(False)
         distributed.sync_grads(module)
         sanitize_grads(module)
@@ -305,8 +315,8 @@ class ProgressiveTraining(base.FamilyTraining):
 
         with torch.no_grad():
             fakes = self.generate_fakes(z_d)
-        self._update(self.D, self.opt_D, self.d_loss(reals, fakes, stats))
-        self._update(self.G, self.opt_G, self.g_loss(z_g, stats))
+        self._update(self.D, self.opt_D, lambda: self.d_loss(reals, fakes, stats))
+        self._update(self.G, self.opt_G, lambda: self.g_loss(z_g, stats))
         tr.state.cur_nimg += point.batch
         if tr.ddp.is_main:
             beta = t.ema_decay if t.ema_decay is not None else half_life_beta(point.batch, t.ema_kimg, t.ema_rampup,
