@@ -309,3 +309,23 @@ def test_progress_bar_shows_resolution_and_alpha():
 ])
 def test_bad_growth_settings_are_one_line_errors(cli, tmp_path, setting, fragments):
     assert_user_error(cli("train", _recipe(tmp_path, "pggan"), "--dry-run", "--set", setting), *fragments)
+
+
+def test_sample_uses_the_recipes_sampling_truncation(cli, tiny_data, tmp_path):
+    recipe = _recipe(tmp_path, "stylegan")
+    result = cli("train", recipe, "--data", tiny_data, "--kimg", 0.028, "--outdir", tmp_path / "run",  # into 16 px
+                 "--set", "model.sample_trunc=0.5", "--set", "model.sample_trunc_cutoff=2")
+    assert result.code == 0, result
+    (run,) = list((tmp_path / "run").iterdir())
+    outs = {}
+    for name, args in (("default", []), ("explicit", ["--trunc", "0.5", "--trunc-cutoff", "2"]),
+                       ("none", ["--trunc", "1"]), ("all", ["--trunc", "0.5"])):
+        result = cli("sample", run, "--seeds", "0-3", "--grid", "2x2", "--outdir", tmp_path / name, *args)
+        assert result.code == 0, result
+        outs[name] = (tmp_path / name / "grid.png").read_bytes()
+        if name == "default":
+            assert "truncation psi 0.5 on the first 2 layers of W" in result.out
+    assert outs["default"] == outs["explicit"]
+    assert outs["default"] != outs["none"] and outs["default"] != outs["all"]
+    assert_user_error(cli("train", recipe, "--dry-run", "--set", "model.sample_trunc_cutoff=7"),
+                      "model.sample_trunc_cutoff", "6 layers of W")

@@ -239,7 +239,7 @@ def _read_projected_w(path: Path, loaded):
 def sample(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot)."),
     seeds: str = typer.Option("0-7", "--seeds", help="Seeds: 0-7,42 (ranges and lists)."),
-    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network. Default: none, or the recipe's sampling truncation where it has one (StyleGAN recipes: psi 0.7 on the first 8 layers)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
@@ -262,6 +262,13 @@ def sample(
 
         images = to_uint8(render_projected(loaded, projected_w, ws, noise_mode))
     else:
+        if trunc is None:  # the recipe's own sampling default (StyleGAN: psi 0.7, cutoff 8), if any
+            trunc, default_cutoff = loaded.family.sampling_truncation(loaded.recipe)
+            if trunc is not None:
+                trunc_cutoff = trunc_cutoff if trunc_cutoff is not None else default_cutoff
+                layers = f"the first {trunc_cutoff} layers" if trunc_cutoff else "every layer"
+                _console().print(f"truncation psi {trunc:g} on {layers} of W (the recipe's sampling default; "
+                                 "--trunc 1 for none)")
         seed_list = parse_seeds(seeds)
         names = [f"seed{s:04d}.png" for s in seed_list]
         _check_outputs([outdir / "grid.png"] if grid else [outdir / n for n in names], force)

@@ -21,10 +21,20 @@ class StyleGANFamily(Family):
     capabilities = frozenset({"seeds", "w", "noise", "trunc_psi", "project", "ppl"})
 
     def validate(self, recipe, where: str) -> None:
+        from gancli.errors import UserError
         from gancli.train.growing import validate_growth
 
         super().validate(recipe, where)
         validate_growth(recipe, where)
+        num_ws = 2 * (recipe.data.resolution.bit_length() - 2)
+        cutoff = recipe.model.sample_trunc_cutoff
+        if cutoff is not None and cutoff > num_ws:
+            raise UserError(f"{where}model.sample_trunc_cutoff: {cutoff} is more than the {num_ws} layers of W at "
+                            f"{recipe.data.resolution} px")
+
+    def sampling_truncation(self, recipe):
+        m = recipe.model
+        return m.sample_trunc, (m.sample_trunc_cutoff if m.sample_trunc is not None else None)
 
     def plan(self, recipe) -> dict[str, str]:
         from gancli.train.growing import plan_growth

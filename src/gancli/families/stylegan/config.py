@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from gancli.errors import UserError
 from gancli.families import base
@@ -20,9 +20,13 @@ class StyleGANModel(base.ModelConfig):
     channel_base: int = 16384  # feature maps at resolution r: min(channel_base / r, channel_max)
     channel_max: int = 512  # upper bound on feature maps per layer
     mbstd_group_size: int = 4  # minibatch standard deviation group size in D (1: off)
+    sample_trunc: Optional[float] = None  # `gancli sample` without --trunc: truncation psi in W (StyleGAN 0.7; null: none)
+    sample_trunc_cutoff: Optional[int] = None  # with sample_trunc: truncate the first N layers of W (StyleGAN 8; null: all)
 
     def validate(self, where: str) -> None:
         super().validate(where)
+        if self.sample_trunc_cutoff is not None:
+            base._positive(self.sample_trunc_cutoff, f"{where}model.sample_trunc_cutoff")
         for key in ("w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group_size"):
             base._positive(getattr(self, key), f"{where}model.{key}")
         if not 0 <= self.w_avg_beta <= 1 or not self.mapping_lr_multiplier > 0:
