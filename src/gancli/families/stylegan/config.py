@@ -20,6 +20,8 @@ class StyleGANModel(base.ModelConfig):
     channel_base: int = 16384  # feature maps at resolution r: min(channel_base / r, channel_max)
     channel_max: int = 512  # upper bound on feature maps per layer
     mbstd_group_size: int = 4  # minibatch standard deviation group size in D (1: off)
+    adain_eps: float = 1e-8  # epsilon of AdaIN's instance normalization (official 1e-8; imported rosinality files 1e-5)
+    bias_before_blur: bool = False  # add each block's first bias before the blur (imported rosinality files), not after the noise
     sample_trunc: Optional[float] = None  # `gancli sample` without --trunc: truncation psi in W (StyleGAN 0.7; null: none)
     sample_trunc_cutoff: Optional[int] = None  # with sample_trunc: truncate the first N layers of W (StyleGAN 8; null: all)
 
@@ -29,6 +31,8 @@ class StyleGANModel(base.ModelConfig):
             base._positive(self.sample_trunc_cutoff, f"{where}model.sample_trunc_cutoff")
         for key in ("w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group_size"):
             base._positive(getattr(self, key), f"{where}model.{key}")
+        if not self.adain_eps > 0:
+            raise UserError(f"{where}model.adain_eps: must be > 0, got {self.adain_eps}")
         if not 0 <= self.w_avg_beta <= 1 or not self.mapping_lr_multiplier > 0:
             raise UserError(f"{where}model: w_avg_beta must be in [0, 1] and mapping_lr_multiplier > 0")
 

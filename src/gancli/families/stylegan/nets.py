@@ -47,13 +47,14 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 class AdaIN(nn.Module):
     """Adaptive instance normalization with a learned affine style A: w -> (y_s - 1, y_b)."""
 
-    def __init__(self, channels: int, w_dim: int):
+    def __init__(self, channels: int, w_dim: int, eps: float = 1e-8):
         super().__init__()
         self.affine = EqualizedLinear(w_dim, channels * 2, gain=1.0)
+        self.eps = eps
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         style = self.affine(w).reshape(w.shape[0], 2, -1, 1, 1)
-        return instance_norm(x) * (style[:, 0] + 1) + style[:, 1]
+        return instance_norm(x, self.eps) * (style[:, 0] + 1) + style[:, 1]
 
 
 class NoiseInput(nn.Module):
@@ -83,15 +84,15 @@ class NoiseInput(nn.Module):
 class StyleLayer(nn.Module):
     """The per-layer epilogue of StyleGAN: noise, bias, leaky ReLU, AdaIN (official `layer_epilogue`)."""
 
-    def __init__(self, channels: int, w_dim: int, resolution: int):
+    def __init__(self, channels: int, w_dim: int, resolution: int, adain_eps: float = 1e-8):
         super().__init__()
         self.noise = NoiseInput(channels, resolution)
         self.bias = nn.Parameter(torch.zeros([channels]))
-        self.adain = AdaIN(channels, w_dim)
+        self.adain = AdaIN(channels, w_dim, adain_eps)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", add_bias: bool = True) -> torch.Tensor:
         x = self.noise(x, noise_mode)
-        x = lrelu(x + self.bias.reshape(1, -1, 1, 1))
+        x = lrelu(x + self.bias.reshape(1, -1, 1, 1) if add_bias else x)
         return self.adain(x, w)
 
 
@@ -132,22 +133,30 @@ class SynthesisNetwork(Growing):
     `b{res}.epi0`, `b{res}.epi1`, `torgb{res}`."""
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 16384,
-                 channel_max: int = 512, start_res: int = 8):
+                 channel_max: int = 512, start_res: int = 8, adain_eps: float = 1e-8, bias_before_blur: bool = False):
+        """
+        Args:
+            adain_eps:        epsilon of AdaIN's instance normalization (official 1e-8; rosinality's 1e-5).
+            bias_before_blur: add the first layer's bias of each block before the blur rather than after
+                              the noise (rosinality/style-based-gan-pytorch; differs at the borders).
+        """
         super().__init__()
-        self.w_dim, self.img_channels = w_dim, img_channels
+        self.w_dim, self.img_channels, self.bias_before_blur = w_dim, img_channels, bias_before_blur
         self._init_growth(img_resolution, start_res)
         nf = lambda r: channels(r, channel_base, channel_max)  # noqa: E731
         self.all_res = [2**k for k in range(2, int(math.log2(img_resolution)) + 1)]
         self.num_ws = 2 * len(self.all_res)
         self.const = nn.Parameter(torch.ones([1, nf(4), 4, 4]))
-        self.l4 = nn.ModuleDict({"epi0": StyleLayer(nf(4), w_dim, 4), "conv1": EqualizedConv2d(nf(4), nf(4), 3, bias=False),
-                                 "epi1": StyleLayer(nf(4), w_dim, 4)})
+        e = adain_eps
+        self.l4 = nn.ModuleDict({"epi0": StyleLayer(nf(4), w_dim, 4, e),
+                                 "conv1": EqualizedConv2d(nf(4), nf(4), 3, bias=False),
+                                 "epi1": StyleLayer(nf(4), w_dim, 4, e)})
         self.blur = Blur()
         for res in self.all_res:
             if res > 4:
                 setattr(self, f"b{res}", nn.ModuleDict({
-                    "conv0": EqualizedConv2d(nf(res // 2), nf(res), 3, bias=False), "epi0": StyleLayer(nf(res), w_dim, res),
-                    "conv1": EqualizedConv2d(nf(res), nf(res), 3, bias=False), "epi1": StyleLayer(nf(res), w_dim, res)}))
+                    "conv0": EqualizedConv2d(nf(res // 2), nf(res), 3, bias=False), "epi0": StyleLayer(nf(res), w_dim, res, e),
+                    "conv1": EqualizedConv2d(nf(res), nf(res), 3, bias=False), "epi1": StyleLayer(nf(res), w_dim, res, e)}))
             setattr(self, f"torgb{res}", EqualizedConv2d(nf(res), img_channels, 1, gain=1))
 
     def forward(self, ws: torch.Tensor, noise_mode: str | dict[int, str] = "const", upsample: bool = True,
@@ -175,7 +184,10 @@ class SynthesisNetwork(Growing):
             if r == res and alpha < 1:
                 old = getattr(self, f"torgb{r // 2}")(x)
             b = getattr(self, f"b{r}")
-            x = b["epi0"](self.blur(b["conv0"](upsample2x(x))), ws[:, 2 * i], mode(r))
+            h = b["conv0"](upsample2x(x))
+            if self.bias_before_blur:
+                h = h + b["epi0"].bias.reshape(1, -1, 1, 1)
+            x = b["epi0"](self.blur(h), ws[:, 2 * i], mode(r), add_bias=not self.bias_before_blur)
             x = b["epi1"](b["conv1"](x), ws[:, 2 * i + 1], mode(r))
         img = getattr(self, f"torgb{res}")(x)
         if old is not None:
@@ -188,11 +200,13 @@ class StyleGenerator(nn.Module):
 
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 1024,
                  img_channels: int = 3, mapping_layers: int = 8, mapping_lr_multiplier: float = 0.01,
-                 w_avg_beta: float = 0.995, channel_base: int = 16384, channel_max: int = 512, start_res: int = 8):
+                 w_avg_beta: float = 0.995, channel_base: int = 16384, channel_max: int = 512, start_res: int = 8,
+                 adain_eps: float = 1e-8, bias_before_blur: bool = False):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base, channel_max, start_res)
+        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base, channel_max, start_res,
+                                          adain_eps=adain_eps, bias_before_blur=bias_before_blur)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_multiplier, w_avg_beta)
 

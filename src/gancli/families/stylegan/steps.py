@@ -17,7 +17,8 @@ def build_networks(recipe, c_dim: int, img_channels: int = 3):
     m, res, start = recipe.model, recipe.data.resolution, recipe.train.start_res
     G = StyleGenerator(z_dim=m.z_dim, c_dim=c_dim, w_dim=m.w_dim, img_resolution=res, img_channels=img_channels,
                        mapping_layers=m.mapping_layers, mapping_lr_multiplier=m.mapping_lr_multiplier,
-                       w_avg_beta=m.w_avg_beta, channel_base=m.channel_base, channel_max=m.channel_max, start_res=start)
+                       w_avg_beta=m.w_avg_beta, channel_base=m.channel_base, channel_max=m.channel_max, start_res=start,
+                       adain_eps=m.adain_eps, bias_before_blur=m.bias_before_blur)
     D = StyleDiscriminator(c_dim=c_dim, img_resolution=res, img_channels=img_channels, channel_base=m.channel_base,
                            channel_max=m.channel_max, start_res=start, mbstd_group_size=m.mbstd_group_size)
     return G, D
