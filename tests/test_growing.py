@@ -5,6 +5,7 @@ boundaries, the commands on grown checkpoints, the dry-run plan and the progress
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -224,6 +225,9 @@ def test_exact_resume_mid_fade_and_across_phase_boundaries(cli, tiny_data, tmp_p
     assert state["growth"] == sa["growth"]
     assert state["growth"]["adam_resets"] == 4  # 8 px fade, its end, 16 px fade, its end
     assert state["cur_nimg"] == 36 and state["step"] == 9
+    assert {g["lr"] for name in ("G", "D") for g in state["optimizers"][name]["param_groups"]} == {0.003}  # 16 px
+    logged = [json.loads(line) for line in (straight / "stats.jsonl").read_text().splitlines()]
+    assert any(r.get("grow/res") == 16.0 and r.get("grow/alpha") == 1.0 for r in logged)
 
     # The snapshot renders at the final resolution through the commands.
     out = tmp_path / "out"
@@ -329,3 +333,39 @@ def test_sample_uses_the_recipes_sampling_truncation(cli, tiny_data, tmp_path):
     assert outs["default"] != outs["none"] and outs["default"] != outs["all"]
     assert_user_error(cli("train", recipe, "--dry-run", "--set", "model.sample_trunc_cutoff=7"),
                       "model.sample_trunc_cutoff", "6 layers of W")
+
+
+def test_wgan_gp_loss_is_the_float64_formula():
+    from gancli.families.pggan.steps import wgan_gp_d_loss
+
+    torch.manual_seed(3)
+    w = torch.randn(3 * 4 * 4, dtype=torch.float64)
+
+    def D(x):  # linear: grad D = w everywhere, so the penalty is (|w| - target)^2 whatever x_hat is
+        return (x.flatten(1) @ w)[:, None]
+
+    reals, fakes = torch.randn(4, 3, 4, 4, dtype=torch.float64), torch.randn(4, 3, 4, 4, dtype=torch.float64)
+    loss = wgan_gp_d_loss(D, reals, fakes, gp_lambda=10.0, gp_target=2.0, drift=0.001)
+    r, f = reals.flatten(1).numpy() @ w.numpy(), fakes.flatten(1).numpy() @ w.numpy()
+    oracle = np.mean(f - r) + 10.0 / 4.0 * (np.linalg.norm(w.numpy()) - 2.0) ** 2 + 0.001 * np.mean(r**2)
+    assert math.isclose(float(loss), oracle, rel_tol=1e-12)
+
+
+def test_style_mixing_takes_the_second_latent_from_a_cutoff_among_the_layers_in_use():
+    from gancli.families.stylegan.steps import mixed_ws
+
+    G, _ = _nets("stylegan")
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        plain = G.mapping(z)
+        cutoffs = set()
+        for seed in range(40):
+            torch.manual_seed(seed)
+            ws = mixed_ws(G, z, 16, prob=1.0, update_emas=False)  # 16 px: layers 0-5 in use
+            same = [bool(torch.equal(ws[:, i], plain[:, i])) for i in range(G.num_ws)]
+            cutoff = same.index(False)
+            assert all(same[:cutoff]) and not any(same[cutoff:]) and 1 <= cutoff < 6
+            cutoffs.add(cutoff)
+        assert cutoffs == {1, 2, 3, 4, 5}
+        torch.manual_seed(0)
+        assert torch.equal(mixed_ws(G, z, 16, prob=0.0, update_emas=False), plain)

@@ -29,7 +29,7 @@ def wgan_gp_d_loss(D, reals: torch.Tensor, fakes: torch.Tensor, *, gp_lambda: fl
     real_scores = D(reals)
     fake_scores = D(fakes)
     loss = fake_scores - real_scores
-    u = torch.rand([reals.shape[0], 1, 1, 1], device=reals.device)
+    u = torch.rand([reals.shape[0], 1, 1, 1], device=reals.device, dtype=reals.dtype)
     mixed = torch.lerp(reals, fakes, u).requires_grad_(True)
     (grads,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
     norms = grads.flatten(1).norm(dim=1, keepdim=True)
