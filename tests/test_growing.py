@@ -236,6 +236,9 @@ def test_exact_resume_mid_fade_and_across_phase_boundaries(cli, tiny_data, tmp_p
     from PIL import Image
 
     assert Image.open(out / "seed0000.png").size == (16, 16)
+    # training grids at every stage are upsampled to the final resolution (2x2 grid of 16 px images)
+    grids = sorted(straight.glob("fakes-*.png"))
+    assert grids and all(Image.open(g).size == (32, 32) for g in grids)
 
 
 def test_stylegan_checkpoints_serve_the_latent_commands(cli, tiny_data, tmp_path):
@@ -264,6 +267,11 @@ def test_pggan_is_refused_what_it_lacks(cli, tiny_data, tmp_path):
     recipe = _recipe(tmp_path, "pggan")
     _train(cli, recipe, tiny_data, 0.008, outdir=tmp_path / "run")
     (run,) = list((tmp_path / "run").iterdir())
+    from PIL import Image
+
+    grid = np.asarray(Image.open(run / "fakes-000000.png"))  # G at 4 px, upsampled to 16: constant 4x4 blocks
+    assert grid.shape[:2] == (32, 32) and grid.std() > 0
+    assert (grid == grid[::4, ::4].repeat(4, 0).repeat(4, 1)).all()
     assert_user_error(cli("mix", run, "--rows", "1", "--cols", "2", "--out", tmp_path / "m.png"),
                       "mix: a pggan generator has no per-layer styles")
     assert_user_error(cli("sample", run, "--seeds", "1", "--trunc", "0.7", "--outdir", tmp_path / "s"),
