@@ -257,6 +257,16 @@ def test_stylegan_checkpoints_serve_the_latent_commands(cli, tiny_data, tmp_path
         assert result.code == 0, (args, result)
         assert (tmp_path / out).exists()
     assert Image.open(tmp_path / "mix.png").size == (16 * 3, 16 * 3)
+    # project into W+ (noise maps of the StyleGAN layers included), and render the result back
+    result = cli("project", run, run / "reals.png", "--steps", "2", "--space", "w+", "--outdir", tmp_path / "proj")
+    assert result.code == 0, result
+    (target,) = list((tmp_path / "proj").iterdir())
+    with np.load(target / "projected_w.npz") as f:
+        assert f["w"].shape == (1, 6, 8) and sum(k.startswith("noise.") for k in f.files) == 6
+    result = cli("sample", run, "--projected-w", target / "projected_w.npz", "--outdir", tmp_path / "back")
+    assert result.code == 0, result
+    back = next((tmp_path / "back").iterdir())
+    assert np.array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(target / "proj.png")))
     result = cli("sample", run, "--seeds", "3", "--trunc", "0.7", "--trunc-cutoff", "6", "--outdir", tmp_path / "s")
     assert result.code == 0, result
     assert_user_error(cli("sample", run, "--seeds", "3", "--trunc-cutoff", "7", "--trunc", "0.5",
