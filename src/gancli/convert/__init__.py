@@ -9,9 +9,10 @@ Entry points for the CLI:
   overwrites `dest`).
 
 Supported formats: NVlabs stylegan2-ada-pytorch `.pkl` (read by the restricted unpickler in
-`safe_pickle`, the embedded module source is ignored) and rosinality/stylegan2-pytorch torch.save
-zip checkpoints (`rosinality`, read weights-only; G_ema only). Other torch.save zip files are
-refused with a message saying so.
+`safe_pickle`, the embedded module source is ignored), rosinality/stylegan2-pytorch torch.save
+zip checkpoints (`rosinality`, read weights-only; G_ema only) and rosinality/style-based-gan-pytorch
+StyleGAN v1 `.model` checkpoints (`rosinality_v1`, zip or torch's legacy format, read weights-only;
+g_running only). Other torch.save files are refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -26,22 +27,31 @@ __all__ = ["open_network", "convert_to_snapshot", "detect_format"]
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """'gancli-snapshot', 'nvlabs-pickle', 'torch-zip', or 'unknown' (from the file's first bytes)."""
+    """'gancli-snapshot', 'nvlabs-pickle', 'torch-zip', 'torch-legacy' or 'unknown' (from the file's first bytes)."""
     from gancli.convert.safe_pickle import sniff_format
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     fmt = sniff_format(path)
+    if fmt == "pickle":
+        with open(path, "rb") as f:
+            if f.read(len(TORCH_LEGACY_MAGIC)) == TORCH_LEGACY_MAGIC:
+                return "torch-legacy"  # torch.save before torch 1.6 (rosinality's older .model files)
     return {"safetensors": "gancli-snapshot", "pickle": "nvlabs-pickle"}.get(fmt, fmt)
 
 
+# torch.save's legacy format begins with a pickled magic number (protocol 2, LONG1 0x1950a86a20f9469cfc6c).
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
 def _unsupported(path: Path, fmt: str) -> UserError:
-    if fmt == "torch-zip":
+    if fmt in ("torch-zip", "torch-legacy"):
         return UserError(
             f"{path}: is a torch.save zip checkpoint but not a rosinality/stylegan2-pytorch one (no g_ema "
-            "generator); allowed: gancli snapshots (.safetensors), official StyleGAN2-ADA .pkl files and "
-            "rosinality/stylegan2-pytorch .pt checkpoints"
+            "generator) nor a rosinality/style-based-gan-pytorch one (no g_running); allowed: gancli snapshots "
+            "(.safetensors), official StyleGAN2-ADA .pkl files, rosinality/stylegan2-pytorch .pt and "
+            "rosinality/style-based-gan-pytorch .model checkpoints"
         )
     return UserError(
         f"{path}: is not a network file gancli can read; allowed: gancli snapshots (.safetensors) and "
@@ -51,8 +61,11 @@ def _unsupported(path: Path, fmt: str) -> UserError:
 
 def _open_torch_zip(path: Path) -> tuple[dict[str, dict[str, Any]], Any, dict[str, Any]]:
     from gancli.convert.rosinality import is_rosinality, load_rosinality_file, open_rosinality
+    from gancli.convert.rosinality_v1 import is_rosinality_v1, open_rosinality_v1
 
     obj = load_rosinality_file(path)  # weights-only: refuses any other global, running nothing
+    if is_rosinality_v1(obj):
+        return open_rosinality_v1(path, obj)
     if not is_rosinality(obj):
         raise _unsupported(path, "torch-zip")
     return open_rosinality(path, obj)
@@ -75,7 +88,7 @@ def open_network(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]
         from gancli.convert.nvlabs import open_nvlabs
 
         return open_nvlabs(path)
-    if fmt == "torch-zip":
+    if fmt in ("torch-zip", "torch-legacy"):
         return _open_torch_zip(path)
     raise _unsupported(path, fmt)
 

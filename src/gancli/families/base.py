@@ -194,6 +194,11 @@ class Family:
     def check_trunc(self, G, trunc: float | None, cutoff: int | None) -> None:
         """Refuse truncation values this generator cannot use (one line)."""
 
+    def sampling_truncation(self, recipe) -> tuple[float | None, int | None]:
+        """(trunc, cutoff) that `gancli sample` uses when --trunc is not given (the recipe's sampling
+        default, e.g. StyleGAN's psi 0.7 on the first 8 layers); (None, None): no truncation."""
+        return None, None
+
     def default_truncations(self) -> list[float]:
         """The values of `gancli truncate`'s default sweep."""
         raise UserError(f"a {self.title} generator has no truncation")

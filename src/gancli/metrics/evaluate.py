@@ -201,6 +201,7 @@ def evaluate_generator(
     ppl_epsilon: float = 1e-4,
     ppl_sampling: str = "end",
     ppl_crop: bool = False,
+    ppl_space: str = "w",
     lpips: str = "vgg",
     fake_features_fn=None,
 ) -> dict:
@@ -218,7 +219,8 @@ def evaluate_generator(
     num_real:      use the first num_real real images (None: all).
     mirror:        add mirrored reals (None: the recipe's data.xflip).
     device:        where the detector runs (None: the generator's device).
-    ppl_*, lpips:  PPL's epsilon, sampling ('end' | 'full'), FFHQ face crop, ST-LPIPS variant ('vgg' | 'alex')
+    ppl_*, lpips:  PPL's epsilon, sampling ('end' | 'full'), FFHQ face crop, space ('w' | 'z'), ST-LPIPS
+                   variant ('vgg' | 'alex')
                    (`gancli.metrics.ppl`); PPL uses num paths and batch.
     fake_features_fn: how the fakes' features are computed (default: in this process; the trainer
                    passes `distributed.sharded_fake_features`, which shares the work between ranks).
@@ -245,7 +247,7 @@ def evaluate_generator(
             raise UserError(f"--trunc {psi}: truncation must be a finite number, e.g. 0.7 or 1")
         loaded.family.check_trunc(loaded.G, psi, None)
     _check_is_possible(names, detector_path)
-    ppl_part = _ppl_part(loaded, names, num, seed, batch, ppl_epsilon, ppl_sampling, ppl_crop, lpips)
+    ppl_part = _ppl_part(loaded, names, num, seed, batch, ppl_epsilon, ppl_sampling, ppl_crop, lpips, ppl_space)
     names_det = [n for n in names if n != "ppl"]
     if not names_det:
         protocol = {"metrics": names, "seed": seed, "checkpoint": str(loaded.path), "noise_mode": "const", **ppl_part[1]}
@@ -321,21 +323,27 @@ def _truncation_text(loaded, psi: float | None) -> str:
     return f"z entries beyond |{psi:g}| resampled (BigGAN)"
 
 
-def _ppl_part(loaded, names, num, seed, batch, epsilon, sampling, crop, lpips) -> tuple[dict, dict]:
-    """({'ppl_stlpips': value}, {'ppl': protocol}) when 'ppl' is asked for, else ({}, {})."""
+def _ppl_part(loaded, names, num, seed, batch, epsilon, sampling, crop, lpips, space="w") -> tuple[dict, dict]:
+    """({'ppl_stlpips': value}, {'ppl': protocol}) when 'ppl' is asked for, else ({}, {}); in Z or with
+    full sampling the key names both, as the official metrics: ppl_zfull_stlpips, ppl_zend_stlpips, ppl_wfull_stlpips."""
     if "ppl" not in names:
         return {}, {}
     from gancli.metrics import ppl as ppl_mod
     from gancli.metrics.stlpips import load_stlpips
 
     loaded.require("evaluate --metrics ppl", "ppl")
+    if space not in ppl_mod.SPACES or sampling not in ppl_mod.SAMPLINGS:
+        raise UserError(f"--ppl-space {space} / --ppl-sampling {sampling}: allowed spaces {', '.join(ppl_mod.SPACES)}, "
+                        f"samplings {', '.join(ppl_mod.SAMPLINGS)}")
     net = load_stlpips(lpips, device=_device_of(loaded.G))
-    value = ppl_mod.ppl(loaded, num=num, epsilon=epsilon, sampling=sampling, seed=seed, batch=batch, lpips=net, crop=crop)
-    proto = {"space": "w", "epsilon": float(epsilon), "sampling": sampling, "num": num, "seed": seed,
+    value = ppl_mod.ppl(loaded, num=num, epsilon=epsilon, sampling=sampling, seed=seed, batch=batch, lpips=net, crop=crop,
+                        space=space)
+    proto = {"space": space, "epsilon": float(epsilon), "sampling": sampling, "num": num, "seed": seed,
              "crop": bool(crop), "noise_mode": "const", "truncation_psi": 1.0, "latents": "numpy RandomState(seed).randn(num, 2, z_dim)",
              "filter": "1st-99th percentile", "distance": "ST-LPIPS (not comparable with VGG16-LPIPS PPL)",
              "lpips": net.info()["net"], "lpips_path": str(net.path), "lpips_sha1": net.sha1}
-    return {"ppl_stlpips": value}, {"ppl": proto}
+    key = "ppl_stlpips" if (space, sampling) == ("w", "end") else f"ppl_{space}{sampling}_stlpips"  # official ppl_zfull ...
+    return {key: value}, {"ppl": proto}
 
 
 def open_image_set(source: str, resolution: int | None = None, *, what: str = "--data"):

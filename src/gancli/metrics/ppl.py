@@ -1,4 +1,8 @@
-"""Perceptual path length in W (Karras et al. 2019, 2020), measured with ST-LPIPS: `ppl_stlpips`.
+"""Perceptual path length in W or Z (Karras et al. 2019, 2020), measured with ST-LPIPS: `ppl_stlpips`.
+
+In W (`space='w'`, the default) the path is a straight line between two mapped latents; in Z
+(`space='z'`, StyleGAN Sec. 4.2, Eq. 2) it is the spherical interpolation of the two z (the official
+`slerp`: on the unit sphere, normalized again after it) and the mapping runs on each point.
 
 The protocol follows the official StyleGAN2-ADA metric `ppl_wend` (metrics/perceptual_path_length.py)
 except for the distance network, and records every choice:
@@ -33,9 +37,10 @@ import torch.nn.functional as F
 
 from gancli.errors import UserError
 
-__all__ = ["ppl", "path_distances", "prepare_images", "SAMPLINGS", "DEFAULT_EPSILON", "DEFAULT_NUM"]
+__all__ = ["ppl", "path_distances", "prepare_images", "slerp", "SAMPLINGS", "SPACES", "DEFAULT_EPSILON", "DEFAULT_NUM"]
 
 SAMPLINGS = ("end", "full")
+SPACES = ("w", "z")
 DEFAULT_EPSILON = 1e-4
 DEFAULT_NUM = 50000
 
@@ -80,7 +85,20 @@ def _resolve_lpips(lpips, device):
     raise UserError(f"--lpips {lpips!r}: give an ST-LPIPS variant ('vgg' or 'alex')")
 
 
-def _check(num, epsilon, sampling, seed, batch):
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of the directions of `a` and `b` ([N, D]) at `t` ([N, 1]), a unit vector
+    (the official StyleGAN `slerp`: normalize both, rotate by t * angle in their plane, normalize)."""
+    a = a / a.norm(dim=-1, keepdim=True)
+    b = b / b.norm(dim=-1, keepdim=True)
+    d = (a * b).sum(dim=-1, keepdim=True)
+    p = t * torch.acos(d.clamp(-1, 1))
+    c = b - d * a
+    c = c / c.norm(dim=-1, keepdim=True)
+    out = a * torch.cos(p) + c * torch.sin(p)
+    return out / out.norm(dim=-1, keepdim=True)
+
+
+def _check(num, epsilon, sampling, seed, batch, space="w"):
     for name, value, minimum in (("--num", num, 1), ("--seed", seed, 0), ("--batch", batch, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise UserError(f"{name} {value!r} is not allowed: use a whole number >= {minimum}")
@@ -92,13 +110,17 @@ def _check(num, epsilon, sampling, seed, batch):
         raise UserError(f"--epsilon {epsilon}: use a positive number at most 1, e.g. 1e-4")
     if sampling not in SAMPLINGS:
         raise UserError(f"--sampling {sampling!r}: allowed: {', '.join(SAMPLINGS)}")
+    if space not in SPACES:
+        raise UserError(f"--ppl-space {space!r}: allowed: {', '.join(SPACES)}")
     return epsilon
 
 
 def path_distances(loaded, num: int = DEFAULT_NUM, epsilon: float = DEFAULT_EPSILON, sampling: str = "end",
-                   seed: int = 0, batch: int = 16, lpips=None, crop: bool = False) -> np.ndarray:
-    """The num raw distances ST-LPIPS(G(wa), G(wb)) / epsilon^2 (float64 array), before the percentile filter."""
-    epsilon = _check(num, epsilon, sampling, seed, batch)
+                   seed: int = 0, batch: int = 16, lpips=None, crop: bool = False, space: str = "w") -> np.ndarray:
+    """The num raw distances ST-LPIPS(G(wa), G(wb)) / epsilon^2 (float64 array), before the percentile filter.
+
+    space 'z': the path points are slerp(z0, z1, t) and slerp(z0, z1, t + eps), each mapped to W."""
+    epsilon = _check(num, epsilon, sampling, seed, batch, space)
     G = getattr(loaded, "G", loaded)
     if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
         raise UserError(f"{getattr(loaded, 'path', 'the generator')}: perceptual path length in W needs a style-based "
@@ -121,11 +143,18 @@ def path_distances(loaded, num: int = DEFAULT_NUM, epsilon: float = DEFAULT_EPSI
             c = None
             if c_all is not None:
                 c = torch.from_numpy(np.repeat(c_all[i:i + n], 2, axis=0)).to(device)
-            ws = G.mapping(zb, c)
-            w0, w1 = ws[0::2], ws[1::2]
-            tb = torch.from_numpy(t[i:i + n]).to(device=device, dtype=torch.float32).view(-1, *([1] * (w0.ndim - 1)))
-            wa = torch.lerp(w0, w1, tb)
-            wb = torch.lerp(w0, w1, tb + epsilon)
+            if space == "z":
+                tz = torch.from_numpy(t[i:i + n]).to(device=device, dtype=torch.float32).view(-1, 1)
+                z0, z1 = zb[0::2], zb[1::2]
+                za = torch.cat([slerp(z0, z1, tz), slerp(z0, z1, tz + epsilon)])
+                cz = torch.cat([c[0::2], c[0::2]]) if c is not None else None
+                wa, wb = G.mapping(za, cz).chunk(2)
+            else:
+                ws = G.mapping(zb, c)
+                w0, w1 = ws[0::2], ws[1::2]
+                tb = torch.from_numpy(t[i:i + n]).to(device=device, dtype=torch.float32).view(-1, *([1] * (w0.ndim - 1)))
+                wa = torch.lerp(w0, w1, tb)
+                wb = torch.lerp(w0, w1, tb + epsilon)
             img = G.synthesis(torch.cat([wa, wb]), noise_mode="const").float()
             img = prepare_images(img, crop=crop)
             d = dist_fn(img[:n], img[n:]).reshape(n).double() / epsilon ** 2
@@ -141,10 +170,10 @@ def filtered_mean(dist: np.ndarray) -> float:
 
 
 def ppl(loaded, num: int = DEFAULT_NUM, epsilon: float = DEFAULT_EPSILON, sampling: str = "end", seed: int = 0,
-        batch: int = 16, lpips=None, crop: bool = False) -> float:
+        batch: int = 16, lpips=None, crop: bool = False, space: str = "w") -> float:
     """ppl_stlpips of a loaded style-based generator (or a bare G with mapping/synthesis).
 
     lpips: None = ST-LPIPS VGG from stlpips-pytorch; 'vgg' / 'alex'; an `STLPIPS`; or any callable
     (x, y) -> [N] on images in [-1, 1]. Same arguments, same number.
     """
-    return filtered_mean(path_distances(loaded, num, epsilon, sampling, seed, batch, lpips, crop))
+    return filtered_mean(path_distances(loaded, num, epsilon, sampling, seed, batch, lpips, crop, space))

@@ -296,7 +296,7 @@ class Trainer:
                               **{k: round(v, 5) for k, v in values.items()}}
                     if log is not None:
                         log.log(**record)
-                    bar.update(cur, rate, {**values, **self.last_metrics})
+                    bar.update(cur, rate, {**values, **self.last_metrics}, extra=[k for k in extra if "/" in k])
                     stats = LossStats()
                     tick_start, tick_nimg, tick_steps = time.time(), cur, 0
                 if cur >= next_image or done or stop:
@@ -352,13 +352,20 @@ class _Progress:
         if self.enabled:
             self.progress.__exit__(*exc)
 
-    def update(self, cur_nimg: int, rate: float | None, values: dict[str, float]) -> None:
+    def update(self, cur_nimg: int, rate: float | None, values: dict[str, float], extra: list[str] = ()) -> None:
+        """`extra`: the family's own `log_values()` keys to show too (e.g. 'grow/res', 'grow/alpha')."""
         if not self.enabled:
             return
         shown = [k for k in ("loss/G", "loss/D", "loss/r1_penalty", "loss/pl_penalty", "augment/p") if k in values]
+        shown += [k for k in extra if k in values and k not in shown]
         shown += sorted(k for k in values if k.startswith("metrics/"))
-        losses = "  ".join(f"{k.split('/')[-1]} {values[k]:.3f}" for k in shown)
+        losses = "  ".join(f"{k.split('/')[-1]} {_shown_value(values[k], k in extra)}" for k in shown)
         fields = {"kimg": f"{cur_nimg / 1000:.1f}/{self.total / 1000:g}", "losses": losses}
         if rate is not None:
             fields["rate"] = f"{rate:.1f}"
         self.progress.update(self.task, completed=cur_nimg, **fields)
+
+
+def _shown_value(value: float, whole: bool) -> str:
+    """A family's whole-number values (a resolution) without decimals; others with three."""
+    return f"{int(value)}" if whole and float(value).is_integer() else f"{value:.3f}"
