@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import random
 import struct
 import subprocess
 import warnings
@@ -364,24 +363,8 @@ def _optimizer_state() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     return net, opt
 
 
-def _draws() -> tuple:
-    return (
-        [random.random() for _ in range(5)],
-        random.gauss(0, 1),
-        np.random.rand(5).tolist(),
-        np.random.randn(3).tolist(),
-        torch.rand(5).tolist(),
-        torch.randn(3).tolist(),
-    )
-
-
-def test_training_state_round_trip_with_optimizer_and_rng(tmp_path):
+def test_training_state_round_trip_with_optimizer(tmp_path):
     net, opt = _optimizer_state()
-    random.seed(1)
-    np.random.seed(2)
-    torch.manual_seed(3)
-    random.gauss(0, 1)  # leaves a cached gaussian in `random`
-    np.random.randn(1)  # and one in numpy
     state = {
         "optimizers": {"G": opt.state_dict()},
         "ema_beta": 0.999,
@@ -391,16 +374,10 @@ def test_training_state_round_trip_with_optimizer_and_rng(tmp_path):
         "nested": [{"a": torch.arange(3)}, (1, 2.5, None, "x")],
         "np_array": np.arange(4, dtype=np.float32),
         "np_scalar": np.float64(0.5),
-        "rng": ck.capture_rng_state(),
     }
-    expected = _draws()
     p = tmp_path / "state-000012.pt"
     ck.save_training_state(p, state, snapshot_sha256="ab" * 32)
-
-    _draws()  # move every generator on
     loaded = ck.load_training_state(p)
-    ck.restore_rng_state(loaded["rng"], source=p)
-    assert _draws() == expected
 
     assert loaded["ema_beta"] == 0.999 and loaded["cur_nimg"] == 123_456 and loaded["phase"] == "Gmain"
     assert torch.equal(loaded["ada_p"], torch.tensor(0.25))
@@ -490,15 +467,6 @@ def test_foreign_and_damaged_training_state(tmp_path):
     with pytest.raises(UserError, match="not a gancli training-state") as e:
         ck.load_training_state(snap)
     assert snap.name in _msg(e)
-
-
-def test_restore_rng_state_malformed(tmp_path):
-    with pytest.raises(UserError, match="malformed") as e:
-        ck.restore_rng_state({"python": {}}, source=tmp_path / "state-000003.pt")
-    assert "state-000003.pt" in _msg(e)
-
-
-# --- atomic writes ---------------------------------------------------------------------------------
 
 
 def test_atomic_write_keeps_old_file_when_writer_raises(tmp_path):

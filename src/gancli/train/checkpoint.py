@@ -54,9 +54,7 @@ from gancli.train.state import (
     TRAINING_STATE_FORMAT,
     TRAINING_STATE_FORMAT_VERSION,
     _load_state_payload,
-    capture_rng_state,
     load_training_state,
-    restore_rng_state,
     save_training_state,
 )
 
@@ -76,8 +74,6 @@ __all__ = [
     "read_snapshot_header",
     "save_training_state",
     "load_training_state",
-    "capture_rng_state",
-    "restore_rng_state",
     "snapshot_path",
     "state_path",
     "save_checkpoint",

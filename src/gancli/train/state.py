@@ -28,15 +28,13 @@ from typing import Any
 from gancli import __version__ as _GANCLI_VERSION
 from gancli.errors import UserError
 from gancli.fileio import atomic_write
-from gancli.train.snapshot import _MAX_HEADER_BYTES, CheckpointWarning, _check_regular_file, _now_iso
+from gancli.train.snapshot import _MAX_HEADER_BYTES, _check_regular_file, _now_iso
 
 __all__ = [
     "TRAINING_STATE_FORMAT",
     "TRAINING_STATE_FORMAT_VERSION",
     "save_training_state",
     "load_training_state",
-    "capture_rng_state",
-    "restore_rng_state",
 ]
 
 TRAINING_STATE_FORMAT = "gancli-training-state"
@@ -88,7 +86,7 @@ def save_training_state(
     """Write the training state atomically with torch.save (zip format).
 
     state: nested dicts/lists of tensors, numbers, strings, optimizer state dicts, RNG states
-           (see `capture_rng_state`). Numpy arrays/scalars are converted (arrays -> tensors).
+           Numpy arrays/scalars are converted (arrays -> tensors).
     snapshot_sha256: content hash of the snapshot this state belongs to (from `save_snapshot`).
     """
     import torch
@@ -186,101 +184,3 @@ def load_training_state(
             "resume from a matching snapshot/state pair"
         )
     return payload["state"]
-
-
-# ---------------------------------------------------------------------------------------------
-# RNG states
-# ---------------------------------------------------------------------------------------------
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """Capture Python `random`, numpy's global RandomState, torch CPU and (if available) CUDA RNGs.
-
-    The result contains only tensors, numbers and strings, so it can go into a training state.
-    """
-    import random
-
-    import numpy as np
-    import torch
-
-    py_version, py_internal, py_gauss = random.getstate()
-    np_alg, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state(legacy=True)
-    state: dict[str, Any] = {
-        "python": {
-            "version": int(py_version),
-            "internal": torch.tensor(py_internal, dtype=torch.int64),
-            "gauss_next": py_gauss,
-        },
-        "numpy": {
-            "algorithm": str(np_alg),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_cached),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": [],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def restore_rng_state(obj: dict[str, Any], *, source: str | os.PathLike[str] | None = None) -> None:
-    """Restore RNG states captured by `capture_rng_state` (e.g. after `load_training_state`).
-
-    source: the file the state came from, named in errors. CUDA states are restored for as many
-    devices as both the file and this machine have; a mismatch is a CheckpointWarning.
-    """
-    import random
-
-    import numpy as np
-    import torch
-
-    where = f"{source}: " if source is not None else ""
-    try:
-        py = obj["python"]
-        internal = py["internal"]
-        internal = tuple(
-            int(x) for x in (internal.tolist() if isinstance(internal, torch.Tensor) else internal)
-        )
-        py_state = (int(py["version"]), internal, py["gauss_next"])
-        nps = obj["numpy"]
-        keys = nps["keys"]
-        keys = np.asarray(keys.numpy() if isinstance(keys, torch.Tensor) else keys, dtype=np.uint32)
-        np_state = (
-            str(nps["algorithm"]),
-            keys,
-            int(nps["pos"]),
-            int(nps["has_gauss"]),
-            float(nps["cached_gaussian"]),
-        )
-        torch_state = obj["torch"]
-        if not isinstance(torch_state, torch.Tensor):
-            raise TypeError("torch RNG state is not a tensor")
-        cuda_states = list(obj.get("cuda") or [])
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state.to(device="cpu", dtype=torch.uint8))
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
-        raise UserError(f"{where}RNG state in the training state is malformed ({e})") from None
-
-    if cuda_states:
-        if not torch.cuda.is_available():
-            warnings.warn(
-                f"{where}CUDA RNG states were saved but CUDA is not available here; not restored",
-                CheckpointWarning,
-                stacklevel=2,
-            )
-            return
-        n = torch.cuda.device_count()
-        if n != len(cuda_states):
-            warnings.warn(
-                f"{where}CUDA RNG states saved for {len(cuda_states)} device(s), this machine has {n}; "
-                f"restoring the first {min(n, len(cuda_states))}",
-                CheckpointWarning,
-                stacklevel=2,
-            )
-        for i, s in enumerate(cuda_states[:n]):
-            torch.cuda.set_rng_state(s.to(device="cpu", dtype=torch.uint8), i)
-
