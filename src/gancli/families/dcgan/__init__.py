@@ -82,8 +82,11 @@ class DCGANFamily(Family):
         return DCGANTraining(trainer)
 
     def check_trunc(self, G, trunc: float | None, cutoff: int | None) -> None:
-        if trunc is not None or cutoff is not None:
-            raise UserError("--trunc: a dcgan generator has no truncation (no W and no resampling of z)")
+        if cutoff is not None:
+            raise UserError("--trunc-cutoff: a dcgan generator has no truncation (no W and no layers of styles)")
+        if trunc is not None and trunc != 1.0:  # 1 is the commands' "none" (interpolate's default psi)
+            raise UserError(f"--trunc {trunc:g}: a dcgan generator has no truncation (no W and no resampling of z); "
+                            "leave --trunc out")
 
 
 FAMILY = DCGANFamily()

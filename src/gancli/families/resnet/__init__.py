@@ -53,7 +53,8 @@ class ResNetFamily(Family):
         return {
             "model": (f"{m.kind}: ResNet G {m.g_ch} / D {m.d_ch} base channels, z {m.z_dim}"
                       + (f", shared embedding {m.shared_dim}" if m.shared_dim else "") + (", hierarchical z" if m.hier else "")
-                      + (f", attention at {m.attn_res}" if m.attn_res else "") + (", SN in G and D" if m.g_sn else ", SN in D")),
+                      + (f", attention at {m.attn_res}" if m.attn_res else "") + {(True, True): ", SN in G and D", (False, True): ", SN in D", (True, False): ", SN in G",
+                         (False, False): ", no SN"}[(m.g_sn, m.d_sn)]),
             "steps": f"{steps // t.d_steps} G steps ({t.d_steps} D minibatches each)",
             "optimizer": optimizer_line(t, ema),
             "loss": f"{loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else "")

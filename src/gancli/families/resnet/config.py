@@ -20,7 +20,8 @@ class ResNetModel(base.ModelConfig):
     attn_res: list[int] = field(default_factory=list)  # self-attention at these resolutions in G and D (SAGAN)
     shared_dim: int = 0  # BigGAN shared class embedding size (0: per-layer class embeddings)
     hier: bool = False  # BigGAN hierarchical latents (z split across G's blocks)
-    g_sn: bool = False  # spectral norm in G too (SAGAN, BigGAN); D always has it
+    g_sn: bool = False  # spectral norm in G too (SAGAN, BigGAN)
+    d_sn: bool = True  # spectral norm in D (SNGAN, SAGAN, BigGAN); false: a plain critic (WGAN-GP's ResNet)
     sn_iters: int = 1  # spectral-norm power iterations per training step
     init: Literal["ortho", "xavier", "default"] = "xavier"  # weight init ('ortho': BigGAN)
 

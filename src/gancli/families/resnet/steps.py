@@ -48,7 +48,8 @@ def build_networks(recipe, c_dim: int, img_channels: int = 3):
                   ch_mult=m.g_ch_mult, bottom_width=m.bottom_width, attn_res=attn, shared_dim=m.shared_dim,
                   hier=m.hier, sn=m.g_sn, sn_iters=m.sn_iters, init=m.init)
     D = Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.d_ch, ch_mult=m.d_ch_mult,
-                      bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init)
+                      bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init,
+                      sn=m.d_sn)
     return G, D
 
 

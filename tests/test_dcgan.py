@@ -1,0 +1,249 @@
+"""The DCGAN family: networks, every loss of the zoo in training, ACGAN, exact resume with the schedules
+and tricks in play, the commands; and the zoo in the ResNet family."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_user_error
+from PIL import Image
+
+from gancli.families.dcgan.nets import Discriminator, Generator
+from gancli.losses import LOSS_KINDS
+from gancli.recipe import load_recipe
+from gancli.train.checkpoint import latest_checkpoint, load_snapshot, load_training_state
+from gancli.train.schedules import lr_factor
+
+TINY = ["data.resolution=16", "model.g_ch=4", "model.d_ch=4", "model.z_dim=8", "train.batch=4",
+        "train.image_kimg=1000", "train.snapshot_kimg=1000", "train.grid_seeds=4", "train.device=cpu"]
+PAPER_RECIPES = ["dcgan-emoji32", "dcgan-celeba64", "dcgan-cifar10", "wgan-lsun64", "lsgan-cifar10", "ralsgan-cat64"]
+
+
+@pytest.fixture(scope="module")
+def labelled_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("labelled")
+    rng = np.random.RandomState(0)
+    labels = []
+    for i in range(12):
+        image = np.full((16, 16, 3), 255, np.uint8)
+        y, x = rng.randint(0, 10, 2)
+        image[y: y + 6, x: x + 6] = [(200, 0, 0), (0, 200, 0), (0, 0, 200)][i % 3]
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+        labels.append([f"{i:02d}.png", i % 3])
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+    return folder
+
+
+def _sets(*items: str) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+def _train(cli, data, outdir, kimg, *extra, recipe="dcgan-emoji32", resume=None):
+    args = ["train", recipe, "--data", data, "--kimg", kimg, *_sets(*TINY, *extra)]
+    args += ["--resume", resume] if resume else ["--outdir", outdir]
+    result = cli(*args)
+    assert result.code == 0, result
+    return result
+
+
+def _run(outdir: Path) -> Path:
+    (run,) = Path(outdir).iterdir()
+    return run
+
+
+def _tensors(run: Path) -> dict[str, torch.Tensor]:
+    snap = load_snapshot(latest_checkpoint(run).snapshot)
+    return {f"{m}.{k}": v for m, sd in snap.modules.items() for k, v in sd.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Networks
+
+
+@pytest.mark.parametrize("res,g_ch,first", [(64, 128, 1024), (32, 64, 256), (16, 4, 8)])
+def test_dcgan_networks_follow_the_paper_layout(res, g_ch, first):
+    torch.manual_seed(0)
+    G = Generator(z_dim=100, c_dim=0, img_resolution=res, ch=g_ch)
+    D = Discriminator(img_resolution=res, ch=8)
+    convs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert convs[0].out_channels == first and convs[-1].in_channels == g_ch  # Fig. 1: 1024 at 4x4 for 64 px
+    assert len(convs) == int(np.log2(res // 4)) + 1
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in G.modules()) == len(convs) - 1  # not on the output
+    assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, torch.nn.LeakyReLU))
+    d_convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert isinstance(D.features[1], torch.nn.LeakyReLU)  # no batch norm after D's first layer
+    weights = torch.cat([m.weight.detach().flatten() for m in convs + d_convs])
+    assert abs(float(weights.std()) - 0.02) < 0.002 and abs(float(weights.mean())) < 0.001  # N(0, 0.02)
+    z = torch.randn(3, 100)
+    img = G(z)
+    assert img.shape == (3, 3, res, res) and float(img.detach().abs().max()) <= 1
+    assert D(img).shape == (3, 1)
+
+
+def test_acgan_heads_and_conditional_generator():
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=3, img_resolution=16, ch=4)
+    D = Discriminator(c_dim=3, img_resolution=16, ch=4, norm="layer")
+    c = torch.eye(3)
+    G.eval()
+    a, b = G(torch.zeros(3, 8), c), G(torch.zeros(3, 8), c[[1, 1, 1]])
+    assert not torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # the class changes the image
+    logits, cls = D.heads(a)
+    assert logits.shape == (3, 1) and cls.shape == (3, 3)
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in D.modules())
+    with torch.no_grad():  # layer norm: each sample's logit is independent of the rest of the batch
+        torch.testing.assert_close(D(a[:1]), D(a)[:1])
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+
+
+def test_exact_resume_with_schedule_noise_ema_start_and_adaptive_d_steps(cli, tiny_data, tmp_path):
+    extra = ["loss.kind=rals", "loss.instance_noise=0.1", "loss.instance_noise_kimg=0.1", "loss.pixel_noise=true",
+             "train.d_steps=2", "train.d_loss_threshold=-1.0e+9", "train.d_extra_steps=1", "train.ema_decay=0.5",
+             "train.ema_start=1", "train.lr_schedule=cosine", "train.lr_period_kimg=0.02", "train.lr_period_mult=2",
+             "train.lr_min=0.1"]
+    # every step: 2 + 1 D updates of 4 reals = 12 images; 4 steps = 0.048 kimg
+    _train(cli, tiny_data, tmp_path / "straight", 0.048, *extra)
+    _train(cli, tiny_data, tmp_path / "split", 0.024, *extra)
+    _train(cli, tiny_data, None, 0.048, *extra, resume=_run(tmp_path / "split"))
+    a, b = _tensors(_run(tmp_path / "straight")), _tensors(_run(tmp_path / "split"))
+    assert a.keys() == b.keys() and any(k.startswith("D.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert not torch.equal(a["G.net.0.weight"], a["G_ema.net.0.weight"])  # the EMA started and lags
+    state = load_training_state(latest_checkpoint(_run(tmp_path / "straight")).state)
+    t = SimpleNamespace(lr_schedule="cosine", lr_decay_start_kimg=0.0, lr_period_kimg=0.02, lr_period_mult=2.0,
+                        lr_min=0.1)
+    factor = lr_factor(t, 0.036)  # the last step started at 36 images
+    assert factor < 0.99
+    assert state["optimizers"]["D"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * factor)
+    assert state["step"] == 4 and state["cur_nimg"] == 48
+
+
+@pytest.mark.parametrize("kind", list(LOSS_KINDS))
+def test_every_loss_trains_the_dcgan_family(cli, tiny_data, tmp_path, kind):
+    extra = [f"loss.kind={kind}"] + (["train.optimizer=rmsprop", "train.g_lr=0.00005", "train.d_lr=0.00005",
+                                      "model.d_norm=none"] if kind == "wgan" else [])
+    _train(cli, tiny_data, tmp_path, 0.008, *extra)
+    run = _run(tmp_path)
+    after = _tensors(run)
+    snap = load_snapshot(latest_checkpoint(run).snapshot)
+    assert snap.meta["step"] == 2 and snap.meta["cur_nimg"] == 8
+    d = [v for k, v in after.items() if k.startswith("D.") and v.is_floating_point() and v.ndim > 1]
+    assert all(torch.isfinite(v).all() for v in after.values())
+    if kind == "wgan":
+        assert max(float(v.abs().max()) for k, v in after.items() if k.startswith("D.")) <= 0.01
+        state = load_training_state(latest_checkpoint(run).state)
+        assert "square_avg" in state["optimizers"]["D"]["state"][0]  # RMSprop
+    else:
+        assert max(float(v.abs().max()) for v in d) > 0.01  # not clipped
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert ("loss/gp" in stats[0]) == (kind == "wgan-gp")
+
+
+def test_acgan_trains_with_labels_and_samples_a_class(cli, labelled_data, tmp_path):
+    _train(cli, labelled_data, tmp_path / "runs", 0.008, "data.use_labels=true", "loss.acgan_weight=1.0")
+    run = _run(tmp_path / "runs")
+    stats = json.loads((run / "stats.jsonl").read_text().splitlines()[0])
+    assert stats["loss/D_class"] > 0 and stats["loss/G_class"] > 0
+    snap = latest_checkpoint(run).snapshot
+    assert _tensors(run)["D.classifier.weight"].shape[0] == 3
+    for cls in ("0", "2"):
+        result = cli("sample", snap, "--seeds", "0-1", "--class", cls, "--outdir", tmp_path / f"c{cls}")
+        assert result.code == 0, result
+    a = np.asarray(Image.open(tmp_path / "c0" / "seed0000.png"))
+    b = np.asarray(Image.open(tmp_path / "c2" / "seed0000.png"))
+    assert a.shape == (16, 16, 3) and not np.array_equal(a, b)
+
+
+def test_dcgan_checkpoints_in_the_commands(cli, tiny_data, tmp_path):
+    _train(cli, tiny_data, tmp_path / "runs", 0.004)
+    snap = latest_checkpoint(_run(tmp_path / "runs")).snapshot
+    result = cli("sample", snap, "--seeds", "3,5", "--outdir", tmp_path / "s")
+    assert result.code == 0, result
+    # seed 3 alone gives the same image as seed 3 among others
+    assert cli("sample", snap, "--seeds", "3", "--outdir", tmp_path / "s1").code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "s" / "seed0003.png")),
+                          np.asarray(Image.open(tmp_path / "s1" / "seed0003.png")))
+    assert_user_error(cli("sample", snap, "--seeds", "1", "--trunc", "0.7", "--outdir", tmp_path / "t"),
+                      "dcgan generator has no truncation")
+    assert_user_error(cli("mix", snap, "--rows", "1", "--cols", "2", "--out", tmp_path / "m.png"),
+                      "mix: a dcgan generator has no per-layer styles")
+    assert cli("interpolate", snap, "--seeds", "1,2", "--frames", "3", "--out", tmp_path / "w.gif").code == 0
+
+
+def test_dry_run_plans_and_bad_input(cli, tiny_data):
+    out = cli("train", "dcgan-emoji32", "--dry-run", *_sets("loss.kind=wgan-gp", "train.lr_schedule=linear",
+                                                            "train.lr_decay_start_kimg=40")).out
+    assert "wgan-gp: Wasserstein critic with gradient penalty" in out and "gradient penalty 10" in out
+    assert "linear lr decay to 0 from 40 kimg" in out and "dcgan: G 256 channels at 4x4 down to 64" in out
+    assert "RMSprop lr G 5e-05" in cli("train", "wgan-lsun64", "--dry-run").out
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("loss.kind=nope")), "loss.kind", "rahinge")
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("loss.acgan_weight=1")),
+                      "loss.acgan_weight", "data.use_labels")
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("data.use_labels=true")),
+                      "data.use_labels", "loss.acgan_weight")
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("train.batch_gpu=16")), "train.batch_gpu")
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("train.lr_schedule=linear",
+                                                                       "train.lr_decay_start_kimg=80")),
+                      "train.lr_decay_start_kimg", "total_kimg")
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("loss.kind=hinge", "loss.real_target=0.9")),
+                      "loss.real_target", "nonsat")
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("train.lr_gamma=1.5")), "train.lr_gamma")
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("data.resolution=4")), "data.resolution")
+    assert_user_error(cli("train", "quickstart", "--dry-run", *_sets("train.lr_schedule=linear")),
+                      "train.lr_schedule", "ResNet family")
+
+
+@pytest.mark.parametrize("name", PAPER_RECIPES)
+def test_each_recipe_trains_one_step(cli, tiny_data, tmp_path, name):
+    d_steps = load_recipe(name).train.d_steps
+    _train(cli, tiny_data, tmp_path, 0.001, recipe=name)
+    snap = load_snapshot(latest_checkpoint(_run(tmp_path)).snapshot)
+    assert snap.meta["step"] == 1 and snap.meta["cur_nimg"] == 4 * d_steps
+
+
+# --------------------------------------------------------------------------------------------------
+# The zoo in the ResNet family
+
+RESNET_TINY = ["data.resolution=16", "model.g_ch=2", "model.d_ch=2", "model.z_dim=12", "model.g_ch_mult=null",
+               "model.d_ch_mult=null", "train.batch=4", "train.image_kimg=1000", "train.snapshot_kimg=1000",
+               "train.grid_seeds=4", "train.device=cpu", "train.d_steps=1"]
+
+
+def test_wgan_gp_resnet_recipe_has_a_plain_critic_and_trains(cli, tiny_data, tmp_path):
+    result = cli("train", "wgan-gp-cifar10", "--data", tiny_data, "--outdir", tmp_path, "--kimg", 0.001,
+                 *_sets(*RESNET_TINY[:-1]))
+    assert result.code == 0, result
+    run = _run(tmp_path)
+    weights = _tensors(run)
+    assert not any(k.startswith("D.") and k.endswith(".u") for k in weights)  # no spectral norm in D
+    assert any(k.startswith("D.") for k in weights)
+    assert load_snapshot(latest_checkpoint(run).snapshot).meta["cur_nimg"] == 4 * 5  # 5 critic steps
+    out = cli("train", "wgan-gp-cifar10", "--dry-run").out
+    assert "no SN" in out and "gradient penalty 10" in out and "linear lr decay to 0 from 0 kimg" in out
+
+
+@pytest.mark.parametrize("kind", ["wgan-gp", "rahinge", "lsgan"])
+def test_resnet_family_takes_the_zoo(cli, labelled_data, tmp_path, kind):
+    args = ["train", "sngan-cifar10", "--data", labelled_data, "--outdir", tmp_path, "--kimg", 0.008,
+            *_sets(*RESNET_TINY, f"loss.kind={kind}")]
+    result = cli(*args)
+    assert result.code == 0, result
+    run = _run(tmp_path)
+    stats = json.loads((run / "stats.jsonl").read_text().splitlines()[0])
+    assert ("loss/gp" in stats) == (kind == "wgan-gp")
+    state = load_training_state(latest_checkpoint(run).state)
+    # sngan-cifar10 decays its lr linearly to 0 at total_kimg (Miyato & Koyama 2018): half way at the 2nd step
+    t = load_recipe("sngan-cifar10").train
+    t.total_kimg = 0.008  # --kimg
+    assert state["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * lr_factor(t, 0.004))
+    assert lr_factor(t, 0.004) == pytest.approx(0.5)
+    assert_user_error(cli("train", "sngan-cifar10", "--dry-run", *_sets("loss.kind=rals", "train.batch_gpu=32")),
+                      "train.batch_gpu", "rals")
