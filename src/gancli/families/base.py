@@ -170,7 +170,7 @@ class AdversarialTrainConfig(TrainConfig):
     optimizer, BigGAN's EMA with a start step, the linear lr scaling rule, the adaptive D steps and the
     learning-rate schedule (gancli.train.schedules)."""
 
-    optimizer: Literal["adam", "rmsprop"] = "adam"  # 'rmsprop': WGAN's choice (Arjovsky et al. 2017, Sec. 3); betas unused then
+    optimizer: Literal["adam", "rmsprop"] = "adam"  # 'rmsprop': WGAN's choice (Arjovsky et al. 2017, Algorithm 1); betas unused then
     ema_decay: Optional[float] = None  # EMA decay per G step (BigGAN 0.9999); null: the ema_kimg half-life
     ema_start: int = 0  # with ema_decay: G steps before the EMA starts (BigGAN 20000); copied until then
     lr_ref_batch: Optional[int] = None  # scale g_lr and d_lr by batch / lr_ref_batch (null: as given)
