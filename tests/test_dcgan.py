@@ -109,10 +109,10 @@ def test_exact_resume_with_schedule_noise_ema_start_and_adaptive_d_steps(cli, ti
              "train.d_steps=2", "train.d_loss_threshold=-1.0e+9", "train.d_extra_steps=1", "train.ema_decay=0.5",
              "train.ema_start=1", "train.lr_schedule=cosine", "train.lr_period_kimg=0.02", "train.lr_period_mult=2",
              "train.lr_min=0.1"]
-    # every step: 2 + 1 D updates of 4 reals = 12 images; 4 steps = 0.048 kimg
-    _train(cli, tiny_data, tmp_path / "straight", 0.048, *extra)
-    _train(cli, tiny_data, tmp_path / "split", 0.024, *extra)
-    _train(cli, tiny_data, None, 0.048, *extra, resume=_run(tmp_path / "split"))
+    # every step: 2 + 1 D updates and the G update's reals (rals), 4 each = 16 images; 4 steps = 0.064 kimg
+    _train(cli, tiny_data, tmp_path / "straight", 0.064, *extra)
+    _train(cli, tiny_data, tmp_path / "split", 0.032, *extra)
+    _train(cli, tiny_data, None, 0.064, *extra, resume=_run(tmp_path / "split"))
     a, b = _tensors(_run(tmp_path / "straight")), _tensors(_run(tmp_path / "split"))
     assert a.keys() == b.keys() and any(k.startswith("D.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -120,10 +120,10 @@ def test_exact_resume_with_schedule_noise_ema_start_and_adaptive_d_steps(cli, ti
     state = load_training_state(latest_checkpoint(_run(tmp_path / "straight")).state)
     t = SimpleNamespace(lr_schedule="cosine", lr_decay_start_kimg=0.0, lr_period_kimg=0.02, lr_period_mult=2.0,
                         lr_min=0.1)
-    factor = lr_factor(t, 0.036)  # the last step started at 36 images
+    factor = lr_factor(t, 0.048)  # the last step started at 48 images
     assert factor < 0.99
     assert state["optimizers"]["D"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * factor)
-    assert state["step"] == 4 and state["cur_nimg"] == 48
+    assert state["step"] == 4 and state["cur_nimg"] == 64
 
 
 @pytest.mark.parametrize("kind", list(LOSS_KINDS))
@@ -134,7 +134,8 @@ def test_every_loss_trains_the_dcgan_family(cli, tiny_data, tmp_path, kind):
     run = _run(tmp_path)
     after = _tensors(run)
     snap = load_snapshot(latest_checkpoint(run).snapshot)
-    assert snap.meta["step"] == 2 and snap.meta["cur_nimg"] == 8
+    relativistic = kind.startswith("ra")  # their G update reads its own 4 reals
+    assert snap.meta["step"] == (1 if relativistic else 2) and snap.meta["cur_nimg"] == 8
     d = [v for k, v in after.items() if k.startswith("D.") and v.is_floating_point() and v.ndim > 1]
     assert all(torch.isfinite(v).all() for v in after.values())
     if kind == "wgan":
@@ -203,10 +204,11 @@ def test_dry_run_plans_and_bad_input(cli, tiny_data):
 
 @pytest.mark.parametrize("name", PAPER_RECIPES)
 def test_each_recipe_trains_one_step(cli, tiny_data, tmp_path, name):
-    d_steps = load_recipe(name).train.d_steps
+    recipe = load_recipe(name)
+    reads = recipe.train.d_steps + (1 if recipe.loss.kind.startswith("ra") else 0)  # minibatches of reals per step
     _train(cli, tiny_data, tmp_path, 0.001, recipe=name)
     snap = load_snapshot(latest_checkpoint(_run(tmp_path)).snapshot)
-    assert snap.meta["step"] == 1 and snap.meta["cur_nimg"] == 4 * d_steps
+    assert snap.meta["step"] == 1 and snap.meta["cur_nimg"] == 4 * reads
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,7 +234,7 @@ def test_wgan_gp_resnet_recipe_has_a_plain_critic_and_trains(cli, tiny_data, tmp
 
 @pytest.mark.parametrize("kind", ["wgan-gp", "rahinge", "lsgan"])
 def test_resnet_family_takes_the_zoo(cli, labelled_data, tmp_path, kind):
-    args = ["train", "sngan-cifar10", "--data", labelled_data, "--outdir", tmp_path, "--kimg", 0.008,
+    args = ["train", "sngan-cifar10", "--data", labelled_data, "--outdir", tmp_path, "--kimg", 0.016,
             *_sets(*RESNET_TINY, f"loss.kind={kind}")]
     result = cli(*args)
     assert result.code == 0, result
@@ -240,10 +242,14 @@ def test_resnet_family_takes_the_zoo(cli, labelled_data, tmp_path, kind):
     stats = json.loads((run / "stats.jsonl").read_text().splitlines()[0])
     assert ("loss/gp" in stats) == (kind == "wgan-gp")
     state = load_training_state(latest_checkpoint(run).state)
-    # sngan-cifar10 decays its lr linearly to 0 at total_kimg (Miyato & Koyama 2018): half way at the 2nd step
+    # sngan-cifar10 decays its lr linearly to 0 at total_kimg (Miyato & Koyama 2018); the relativistic
+    # G step reads its own reals, so a step takes 8 images instead of 4
     t = load_recipe("sngan-cifar10").train
-    t.total_kimg = 0.008  # --kimg
-    assert state["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * lr_factor(t, 0.004))
-    assert lr_factor(t, 0.004) == pytest.approx(0.5)
+    t.total_kimg = 0.016  # --kimg
+    per_step = 8 if kind == "rahinge" else 4
+    assert state["cur_nimg"] == 16 and state["step"] == 16 // per_step
+    factor = lr_factor(t, (16 - per_step) / 1000)  # at the start of the last step
+    assert factor == pytest.approx(1 - (16 - per_step) / 16)
+    assert state["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * factor)
     assert_user_error(cli("train", "sngan-cifar10", "--dry-run", *_sets("loss.kind=rals", "train.batch_gpu=32")),
                       "train.batch_gpu", "rals")

@@ -108,6 +108,17 @@ def optimizer_line(t, ema: str) -> str:
     return text
 
 
+def steps_line(t, loss_kind: str) -> str:
+    """The dry-run "= N steps" part: G steps and the real minibatches each reads (the D updates, and one
+    more for the G update of the relativistic losses)."""
+    from gancli.losses import adversarial_loss
+
+    per_step = t.d_steps + (1 if adversarial_loss(loss_kind).needs_real_in_g else 0)
+    steps = int(t.total_kimg * 1000 // t.batch)
+    text = f"{steps // per_step} G steps ({t.d_steps} D minibatches each"
+    return text + (", and 1 of reals for the relativistic G loss)" if per_step > t.d_steps else ")")
+
+
 def check_relativistic_rounds(recipe, where: str) -> None:
     """The relativistic losses compare each sample with the mean of the whole batch, so a step cannot
     split its batch into accumulation rounds."""

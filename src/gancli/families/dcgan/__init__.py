@@ -40,7 +40,7 @@ class DCGANFamily(Family):
             raise UserError(f"{where}loss.acgan_weight: the auxiliary classifier needs class labels (data.use_labels: true)")
 
     def plan(self, recipe) -> dict[str, str]:
-        from gancli.train.schedules import optimizer_line
+        from gancli.train.schedules import optimizer_line, steps_line
 
         m, loss, t = recipe.model, recipe.loss, recipe.train
         res = recipe.data.resolution
@@ -59,11 +59,10 @@ class DCGANFamily(Family):
                           + (f" to 0 at {loss.instance_noise_kimg:g} kimg" if loss.instance_noise_kimg else ""))
         if loss.pixel_noise:
             extras.append("uniform pixel noise on reals")
-        steps = int(t.total_kimg * 1000 // t.batch)
         return {
             "model": (f"dcgan: G {m.g_ch * 2 ** (levels - 1)} channels at 4x4 down to {m.g_ch}, D {m.d_ch} up to "
                       f"{m.d_ch * 2 ** (levels - 1)} ({m.d_norm} norm), z {m.z_dim}"),
-            "steps": f"{steps // t.d_steps} G steps ({t.d_steps} D minibatches each)",
+            "steps": steps_line(t, loss.kind),
             "optimizer": optimizer_line(t, ema),
             "loss": ", ".join([loss.describe(), *extras]),
         }

@@ -9,8 +9,9 @@ One training step (`Trainer.state.step`) is one generator update:
    (`loss.instance_noise`, annealed to 0 at `loss.instance_noise_kimg`); the loss is `loss.kind` of
    the zoo (`gancli.losses.adversarial_loss`), plus WGAN-GP's gradient penalty or followed by WGAN's
    weight clipping, plus ACGAN's class term on reals and fakes (`loss.acgan_weight`).
-2. One G update on `train.batch` fakes (the relativistic losses compare with D's logits of the last D
-   update's reals), plus ACGAN's class term on the fakes.
+2. One G update on `train.batch` fakes, plus ACGAN's class term on the fakes. The relativistic losses
+   compare with D's logits of a fresh minibatch of reals (as the reference code of Jolicoeur-Martineau
+   2019 does), which counts in `cur_nimg` like every real image D sees.
 3. The EMA of G (`train.ema_decay` from `train.ema_start`, or the `ema_kimg` half-life); batch-norm
    statistics are copied from G.
 
@@ -76,7 +77,6 @@ class DCGANTraining(FamilyTraining):
         self.opt_D = make_optimizer(self.D.parameters(), self.d_lr, t)
         self.cfg = trainer.recipe.loss
         self.loss = self.cfg.make()
-        self._last_reals: torch.Tensor | None = None  # what D saw of the last D update's reals
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"G_ema": self.G_ema, "G": self.G, "D": self.D}
@@ -132,8 +132,6 @@ class DCGANTraining(FamilyTraining):
         self.opt_D.step()
         if self.loss.clip:
             clip_weights_(D, cfg.wgan_clip)
-        if self.loss.needs_real_in_g:
-            self._last_reals = real_in
         total = loss.detach()
         stats.add("loss/D", total)
         if tr.ddp.world_size > 1:  # every rank must see the same D loss (it decides extra D steps)
@@ -142,12 +140,17 @@ class DCGANTraining(FamilyTraining):
         return total
 
     def g_step(self, gen: torch.Generator, stats: LossStats) -> None:
-        G, D, cfg = self.G, self.D, self.cfg
+        tr, G, D, cfg = self.trainer, self.G, self.D, self.cfg
+        real_in = None
+        if self.loss.needs_real_in_g:  # a fresh real minibatch, with the same noises as in the D update
+            reals = tr.next_batch()[0].to(tr.device, non_blocking=True)
+            tr.state.cur_nimg += tr.batch
+            real_in = self._noisy(uniform_pixel_noise(reals, gen) if cfg.pixel_noise else reals, gen)
         z, c = self._latents(gen)
         self.opt_G.zero_grad(set_to_none=True)
         G.requires_grad_(True)
         fake_logits, fake_cls = D.heads(self._noisy(G(z, c), gen))
-        real_logits = D.heads(self._last_reals)[0] if self.loss.needs_real_in_g else None
+        real_logits = D.heads(real_in)[0] if real_in is not None else None
         loss = self.loss.g_loss(fake_logits, real_logits)
         stats.add("loss/G", loss)
         loss = loss.mean()

@@ -7,7 +7,8 @@ One training step (`Trainer.state.step`) is one generator update:
    mode, no gradient), with the hinge or BCE loss; with `train.d_loss_threshold`, up to
    `train.d_extra_steps` more D updates while the last D loss stays above the threshold (each again
    on fresh reals).
-2. One generator update on `train.batch` fakes, plus BigGAN's orthogonal regularization, whose closed
+2. One generator update on `train.batch` fakes (the relativistic losses also read a fresh real minibatch),
+   plus BigGAN's orthogonal regularization, whose closed
    form gradient is added after the adversarial gradient (`losses.add_orthogonal_grad`).
 3. The EMA of G: BigGAN's per-step decay with a start step (`train.ema_decay`, `train.ema_start`;
    weights are copied before it), or the half-life in images (`train.ema_kimg`) shared with StyleGAN2.
@@ -72,7 +73,6 @@ class ResNetTraining(FamilyTraining):
         loss = trainer.recipe.loss
         self.loss_config = loss
         self.loss = loss.make()  # the loss zoo (gancli.losses.adversarial_loss)
-        self._last_reals = None  # the last D update's reals: the relativistic G losses compare with them
         self.ortho_reg = loss.ortho_reg
         # BigGAN leaves the shared class embedding out of the orthogonal regularization.
         self.ortho_params = [p for n, p in G.named_parameters() if p.ndim >= 2 and not n.startswith("shared.")]
@@ -122,8 +122,6 @@ class ResNetTraining(FamilyTraining):
         self.opt_D.step()
         if self.loss.clip:
             clip_weights_(D, self.loss_config.wgan_clip)
-        if self.loss.needs_real_in_g:
-            self._last_reals = (reals, real_c)
         stats.add("loss/D", total)
         if tr.ddp.world_size > 1:  # every rank must see the same D loss (it decides extra D steps)
             distributed.all_reduce_sum_(total)
@@ -142,8 +140,11 @@ class ResNetTraining(FamilyTraining):
         z, c = self._latents(gen)
         self.opt_G.zero_grad(set_to_none=True)
         G.requires_grad_(True)
-        if self.loss.needs_real_in_g:  # relativistic: D's logits of the last D update's reals, per round
-            reals, real_c = self._last_reals
+        if self.loss.needs_real_in_g:  # relativistic: D's logits of a fresh real minibatch (counted in cur_nimg)
+            tr = self.trainer
+            reals, real_c = tr.next_batch()
+            reals, real_c = reals.to(tr.device, non_blocking=True), real_c.to(tr.device)
+            tr.state.cur_nimg += tr.batch
             for share, z_r, c_r, real_r, real_c_r in self._rounds(z, c, reals, real_c):
                 loss = self.loss.g_loss(D(G(z_r, c_r), c_r), D(real_r, real_c_r))
                 stats.add("loss/G", loss)
