@@ -253,3 +253,72 @@ def test_resnet_family_takes_the_zoo(cli, labelled_data, tmp_path, kind):
     assert state["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * factor)
     assert_user_error(cli("train", "sngan-cifar10", "--dry-run", *_sets("loss.kind=rals", "train.batch_gpu=32")),
                       "train.batch_gpu", "rals")
+
+
+# --------------------------------------------------------------------------------------------------
+# data.color_jitter (training reals only, drawn from the step seed)
+
+
+def _pil_enhanced(img_u8: np.ndarray, which: str, factor: float) -> np.ndarray:
+    from PIL import ImageEnhance
+
+    enhancer = {"brightness": ImageEnhance.Brightness, "contrast": ImageEnhance.Contrast,
+                "saturation": ImageEnhance.Color}[which]
+    return np.asarray(enhancer(Image.fromarray(img_u8)).enhance(factor)).astype(np.int64)
+
+
+@pytest.mark.parametrize("which,col,factor", [("brightness", 0, 1.3), ("brightness", 0, 0.7), ("contrast", 1, 1.4),
+                                              ("contrast", 1, 0.6), ("saturation", 2, 1.5), ("saturation", 2, 0.3)])
+def test_color_jitter_matches_pil_image_enhance(which, col, factor):
+    from gancli.data.jitter import color_jitter
+
+    rng = np.random.RandomState(0)
+    img = rng.randint(0, 256, (8, 8, 3)).astype(np.uint8)
+    x = torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float64)) / 127.5 - 1
+    f = torch.tensor([[1.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
+    f[0, col] = factor
+    out = ((color_jitter(x, f)[0].numpy().transpose(1, 2, 0) + 1) * 127.5)
+    oracle = _pil_enhanced(img, which, factor)  # PIL works in uint8 (rounded grey and mean): +-2 levels
+    assert np.abs(out - oracle).max() <= 2.0, np.abs(out - oracle).max()
+    assert np.abs(out - img).max() > 10  # the change is real
+
+
+def test_hue_rotation_keeps_luma_and_inverts():
+    from gancli.data.jitter import LUMA, hue_rotate
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 4, 4, dtype=torch.float64)
+    t = torch.tensor([0.1, -0.2, 0.5], dtype=torch.float64)
+    y = hue_rotate(x, t)
+    w = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close((y * w).sum(1), (x * w).sum(1))
+    torch.testing.assert_close(hue_rotate(y, -t), x)
+    torch.testing.assert_close(hue_rotate(x, torch.zeros(3, dtype=torch.float64)), x)
+    assert (y - x).abs().max() > 0.05
+
+
+def test_jitter_factors_lie_in_their_ranges():
+    from gancli.data.jitter import jitter_factors
+
+    f = jitter_factors(4000, [0.1, 0.2, 0.3, 0.05], torch.Generator().manual_seed(0))
+    for col, s in enumerate([0.1, 0.2, 0.3]):
+        assert 1 - s <= float(f[:, col].min()) and float(f[:, col].max()) <= 1 + s
+        assert float(f[:, col].max()) > 1 + 0.9 * s and float(f[:, col].min()) < 1 - 0.9 * s
+    assert float(f[:, 3].abs().max()) <= 0.05
+    assert torch.equal(f, jitter_factors(4000, [0.1, 0.2, 0.3, 0.05], torch.Generator().manual_seed(0)))
+
+
+def test_color_jitter_trains_resumes_exactly_and_stays_out_of_the_reals_grid(cli, tiny_data, tmp_path):
+    extra = ["data.color_jitter=[0.2,0.2,0.2,0.05]", "train.lr_schedule=exponential", "train.lr_gamma=0.001",
+             "train.d_steps=2"]  # (linear would move with --kimg, which ends the first half early)
+    _train(cli, tiny_data, tmp_path / "straight", 0.032, *extra)
+    _train(cli, tiny_data, tmp_path / "split", 0.016, *extra)
+    _train(cli, tiny_data, None, 0.032, *extra, resume=_run(tmp_path / "split"))
+    _train(cli, tiny_data, tmp_path / "plain", 0.032, *extra[1:])
+    a, b, plain = (_tensors(_run(tmp_path / d)) for d in ("straight", "split", "plain"))
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert not torch.equal(a["D.out.weight"], plain["D.out.weight"])  # D saw jittered reals
+    reals = [np.asarray(Image.open(_run(tmp_path / d) / "reals.png")) for d in ("straight", "plain")]
+    assert np.array_equal(*reals)  # the reals grid (like evaluation) shows the data as it is
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("data.color_jitter=[0.1,0.1]")),
+                      "data.color_jitter")

@@ -46,9 +46,15 @@ class DataConfig:
     use_labels: bool = False  # class-conditional training from dataset.json labels
     max_size: Optional[int] = None  # use at most this many images (deterministic subset)
     allow_resize: bool = False  # resize images whose size differs from `resolution` when loading
+    color_jitter: Optional[list[float]] = None  # training reals only: brightness, contrast, saturation, hue strengths, e.g. [0.1, 0.1, 0.1, 0.02]
 
     def validate(self, where: str) -> None:
         _power_of_two(self.resolution, f"{where}data.resolution", minimum=4)
+        if self.color_jitter is not None:
+            j = self.color_jitter
+            if len(j) != 4 or not all(0 <= v < 1 for v in j[:3]) or not 0 <= j[3] <= 0.5:
+                raise UserError(f"{where}data.color_jitter: expected [brightness, contrast, saturation, hue] with the first "
+                                f"three in [0, 1) and hue in [0, 0.5] (turns), got {j}")
         if self.max_size is not None and self.max_size < 1:
             raise UserError(f"{where}data.max_size: must be a positive integer or null, got {self.max_size}")
 
