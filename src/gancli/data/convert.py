@@ -59,6 +59,17 @@ class _Settings:
     resolution: int
     transform: str
     resize_filter: str
+    boxes: BoxOptions | None = None
+
+
+@dataclass(frozen=True)
+class BoxOptions:
+    """`gancli dataset --boxes`: one crop per annotated object (Pascal VOC XML, gancli.data.boxes)."""
+
+    annotations: str  # folder of the annotations, laid out as the images (Stanford Dogs: Annotation/)
+    pad: float = 0.0  # enlarge each box by this fraction of its width and height on each side
+    min_aspect: float | None = None  # skip boxes with height / width below this
+    max_aspect: float | None = None  # skip boxes with height / width above this
 
 
 def make_square(img: Image.Image, transform: str) -> Image.Image:
@@ -87,8 +98,15 @@ def prepare_image(
     return img
 
 
-def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | ImageProblem:
-    """Worker: read, decode and prepare one image; return PNG bytes or the problem."""
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | list | ImageProblem:
+    """Worker: read, decode and prepare one image; return PNG bytes (with --boxes: a list of (PNG bytes,
+    box name) per kept box, and the number of boxes skipped for their aspect) or the problem."""
     label = spec.describe(name)
     try:
         data = read_source_bytes(spec, name)
@@ -96,7 +114,7 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | Im
         return ImageProblem(f"cannot read image '{label}' ({e.strerror or e}): check its permissions")
     try:
         img = Image.open(io.BytesIO(data))
-        if img.format == "JPEG" and min(img.size) > 4 * settings.resolution:
+        if img.format == "JPEG" and min(img.size) > 4 * settings.resolution and settings.boxes is None:
             # DCT-domain downscaling (fast), still leaving >= 2x the target for the resize filter.
             img.draft("RGB", (2 * settings.resolution, 2 * settings.resolution))
         img.load()
@@ -109,10 +127,36 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | Im
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block: keep the stored orientation
         pass
-    img = prepare_image(img, settings.resolution, settings.transform, settings.resize_filter)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
+    if settings.boxes is not None:
+        return _crops(img, settings, name)
+    return _png(prepare_image(img, settings.resolution, settings.transform, settings.resize_filter))
+
+
+def _crops(img: Image.Image, settings: _Settings, name: str) -> tuple[list, int] | ImageProblem:
+    from gancli.data.boxes import AnnotationProblem, keep_aspect, pad_box, parse_voc
+
+    opt = settings.boxes
+    path = annotation_path_of(opt, name)
+    try:
+        with open(path, "rb") as f:
+            boxes = parse_voc(f.read(), path, image_size=img.size)
+    except AnnotationProblem as e:
+        return ImageProblem(f"{e}; fix it or pass --skip-bad")
+    out, skipped = [], 0
+    for box in boxes:
+        box = pad_box(box, opt.pad, *img.size)
+        if not keep_aspect(box, opt.min_aspect, opt.max_aspect):
+            skipped += 1
+            continue
+        crop = img.crop((box.left, box.top, box.right, box.bottom))
+        out.append((_png(prepare_image(crop, settings.resolution, settings.transform, settings.resize_filter)), box.name))
+    return out, skipped
+
+
+def annotation_path_of(opt: BoxOptions, name: str) -> str:
+    from gancli.data.boxes import annotation_path
+
+    return annotation_path(opt.annotations, name) or os.path.join(opt.annotations, os.path.splitext(name)[0])
 
 
 def _member(name: str) -> zipfile.ZipInfo:
@@ -155,6 +199,7 @@ def convert_dataset(
     max_images: int | None = None,
     progress: bool = True,
     skip_bad: bool = False,
+    boxes: BoxOptions | None = None,
 ) -> dict:
     """Convert `source` (folder, zip or 'emoji') into the training zip `dest`; return a summary.
 
@@ -166,7 +211,10 @@ def convert_dataset(
                    mapping relative image paths to integer classes.
     max_images:    convert only the first N images (sorted path order).
     progress:      show a progress bar (only on a terminal).
-    skip_bad:      skip unreadable images (counted in the summary) instead of failing.
+    skip_bad:      skip unreadable images and missing or bad annotations (listed in the summary) instead
+                   of failing.
+    boxes:         crop each annotated object (BoxOptions: Pascal VOC annotations, padding, aspect
+                   limits); `labels='boxes'` then takes each crop's class from its box name.
 
     Returns {"dest", "source", "count", "resolution", "transform", "resize_filter", "skipped",
     "skipped_images", "labels" and "num_classes" (both the number of classes, or None), "label_source",
@@ -186,6 +234,18 @@ def convert_dataset(
             f"max_images {max_images!r} is not allowed: use a whole number >= 1 (or none for all images)"
         )
     dest_path = _validate_dest(dest)
+    if labels == "boxes" and boxes is None:
+        raise UserError("labels 'boxes' takes the class from each box's name: give the annotations with --boxes DIR")
+    if boxes is not None:
+        if not os.path.isdir(os.path.expanduser(boxes.annotations)):
+            raise UserError(f"--boxes '{boxes.annotations}': no such folder of annotations")
+        boxes = BoxOptions(os.path.abspath(os.path.expanduser(boxes.annotations)), boxes.pad, boxes.min_aspect,
+                           boxes.max_aspect)
+        if boxes.pad < 0:
+            raise UserError(f"--box-pad {boxes.pad}: must be >= 0")
+        for flag, value in (("--min-aspect", boxes.min_aspect), ("--max-aspect", boxes.max_aspect)):
+            if value is not None and value <= 0:
+                raise UserError(f"{flag} {value}: must be > 0 (a box's height / width)")
 
     # Source listing.
     if source == "emoji":
@@ -209,6 +269,8 @@ def convert_dataset(
                 label_source = src.describe("dataset.json")
                 gm = meta.get("gancli") if isinstance(meta.get("gancli"), dict) else {}
                 class_names = gm.get("class_names")
+    elif labels == "boxes":
+        pass  # from the box names, after the annotations are read (below)
     elif labels == "dirs":
         if src is None:
             raise UserError(
@@ -233,6 +295,12 @@ def convert_dataset(
         names = names[:max_images]
         if classes is not None:
             classes = classes[:max_images]
+    skipped: list[str] = []
+    box_classes: dict[str, int] | None = None
+    if boxes is not None:  # every annotation is read once here, so that a missing one stops before any work
+        names, classes, box_classes = _check_annotations(boxes, names, classes, skip_bad, skipped, labels == "boxes")
+        if box_classes is not None:
+            class_names, num_classes, label_source = sorted(box_classes, key=box_classes.get), len(box_classes), "boxes"
 
     # Convert and write to a temporary zip beside dest.
     os.makedirs(os.path.dirname(dest_path), exist_ok=True)
@@ -240,10 +308,9 @@ def convert_dataset(
         dir=os.path.dirname(dest_path), prefix="." + os.path.basename(dest_path) + ".", suffix=".tmp"
     )
     os.close(fd)
-    settings = _Settings(resolution, transform, resize_filter)
-    skipped: list[str] = []
+    settings = _Settings(resolution, transform, resize_filter, boxes)
     out_labels: list[list] = []
-    count = 0
+    count, aspect_skipped = 0, 0
     try:
         umask = os.umask(0o22)
         os.umask(umask)
@@ -259,7 +326,18 @@ def convert_dataset(
                         if isinstance(result, ImageProblem):
                             if not skip_bad:
                                 raise UserError(result.message)
-                            skipped.append(spec.describe(names[i]))
+                            skipped.append(result.message if boxes is not None else spec.describe(names[i]))
+                        elif isinstance(result, tuple):  # --boxes: the crops of one image
+                            crops, n_skipped = result
+                            aspect_skipped += n_skipped
+                            for png, box_name in crops:
+                                arc = archive_name(count)
+                                zf.writestr(_member(arc), png)
+                                if box_classes is not None:
+                                    out_labels.append([arc, box_classes[box_name]])
+                                elif classes is not None:
+                                    out_labels.append([arc, int(classes[i])])
+                                count += 1
                         else:
                             arc = archive_name(count)
                             zf.writestr(_member(arc), result)
@@ -279,14 +357,18 @@ def convert_dataset(
                     "count": count,
                     "skipped": len(skipped),
                     "labels": label_source,
-                    "num_classes": num_classes if classes is not None else None,
+                    "num_classes": num_classes if classes is not None or box_classes is not None else None,
                     "class_names": class_names,
                     "version": _version(),
                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 }
                 if source == "emoji":
                     info["credit"] = _emoji.EMOJI_CREDIT
-                meta = {"labels": out_labels if classes is not None else None, "gancli": info}
+                if boxes is not None:
+                    info["boxes"] = {"annotations": boxes.annotations, "pad": boxes.pad, "min_aspect": boxes.min_aspect,
+                                     "max_aspect": boxes.max_aspect, "skipped_for_aspect": aspect_skipped}
+                labelled = classes is not None or box_classes is not None
+                meta = {"labels": out_labels if labelled else None, "gancli": info}
                 zf.writestr(_member("dataset.json"), json.dumps(meta, indent=1))
         _publish(tmp, dest_path, dest)
         tmp = None
@@ -304,11 +386,45 @@ def convert_dataset(
         "resize_filter": resize_filter,
         "skipped": len(skipped),
         "skipped_images": skipped,
-        "labels": num_classes if classes is not None else None,
-        "num_classes": num_classes if classes is not None else None,
+        "labels": num_classes if classes is not None or box_classes is not None else None,
+        "num_classes": num_classes if classes is not None or box_classes is not None else None,
         "label_source": label_source,
+        "boxes_skipped_for_aspect": aspect_skipped,
         "seconds": round(time.monotonic() - t0, 3),
     }
+
+
+def _check_annotations(opt: BoxOptions, names: list[str], classes, skip_bad: bool, skipped: list[str],
+                       want_classes: bool):
+    """Read every image's annotation (without the images: the box names and whether it parses). A
+    missing or bad one stops with one line, or with skip_bad is listed in `skipped` and its image left
+    out. Returns (names, classes, box class index by name or None)."""
+    from gancli.data.boxes import AnnotationProblem, parse_voc
+
+    kept, kept_classes, box_names = [], [], set()
+    for i, name in enumerate(names):
+        path = annotation_path_of(opt, name)
+        try:
+            if not os.path.isfile(path):
+                raise AnnotationProblem(f"{path}: no annotation for image '{name}'")
+            with open(path, "rb") as f:
+                boxes = parse_voc(f.read(), path, image_size=(1 << 30, 1 << 30))  # sizes checked on the image
+        except AnnotationProblem as e:
+            if not skip_bad:
+                raise UserError(f"{e}; fix it or pass --skip-bad") from None
+            skipped.append(f"{e}")
+            continue
+        box_names.update(b.name for b in boxes)
+        kept.append(name)
+        if classes is not None:
+            kept_classes.append(classes[i])
+    if not kept:
+        raise UserError(f"none of the {len(names)} images has a usable annotation in '{opt.annotations}' "
+                        f"({skipped[0] if skipped else 'no images'})")
+    import numpy as np
+
+    box_classes = {n: k for k, n in enumerate(sorted(box_names))} if want_classes else None
+    return kept, (np.asarray(kept_classes) if classes is not None else None), box_classes
 
 
 def _publish(tmp: str, dest_path: str, display: str) -> None:
