@@ -21,7 +21,8 @@ from gancli.train.schedules import lr_factor
 
 TINY = ["data.resolution=16", "model.g_ch=4", "model.d_ch=4", "model.z_dim=8", "train.batch=4",
         "train.image_kimg=1000", "train.snapshot_kimg=1000", "train.grid_seeds=4", "train.device=cpu"]
-PAPER_RECIPES = ["dcgan-emoji32", "dcgan-celeba64", "dcgan-cifar10", "wgan-lsun64", "lsgan-cifar10", "ralsgan-cat64"]
+PAPER_RECIPES = ["dcgan-emoji32", "dcgan-emoji32-lsgan", "dcgan-emoji32-wgan", "dcgan-emoji32-wgan-gp", "dcgan-emoji32-hinge",
+                 "dcgan-emoji32-rals", "dcgan-celeba64", "dcgan-cifar10", "wgan-lsun64", "lsgan-cifar10", "ralsgan-cat64"]
 
 
 @pytest.fixture(scope="module")
