@@ -323,3 +323,41 @@ def test_color_jitter_trains_resumes_exactly_and_stays_out_of_the_reals_grid(cli
     assert np.array_equal(*reals)  # the reals grid (like evaluation) shows the data as it is
     assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("data.color_jitter=[0.1,0.1]")),
                       "data.color_jitter")
+
+
+def test_dcgan_lr_scaling_and_the_adaptive_rule_in_the_trainer(tiny_data, tmp_path):
+    from gancli.data import batches, open_dataset
+    from gancli.losses import LossStats
+    from gancli.recipe import parse_override
+    from gancli.train.loop import Trainer
+
+    for threshold, reads in ((-1e9, 1 + 2), (1e9, 1)):  # a D loss always / never above the threshold
+        recipe = load_recipe("dcgan-emoji32", [parse_override(s) for s in [*TINY, f"data.source={tiny_data}",
+                                                                             "train.lr_ref_batch=2",
+                                                                             f"train.d_loss_threshold={threshold}",
+                                                                             "train.d_extra_steps=2"]])
+        dataset = open_dataset(str(tiny_data), 16)
+        tr = Trainer(recipe, dataset, tmp_path, progress=False)
+        tr.use_data(batches(dataset, 4, seed=0, start_index=0))
+        stats = LossStats()
+        tr.train_step(stats)
+        assert tr.state.cur_nimg == 4 * reads and stats.counts["loss/D"] == reads
+        assert stats.means()["train/extra_d_steps"] == reads - 1
+        for opt in tr.optimizers().values():
+            assert opt.param_groups[0]["lr"] == pytest.approx(2e-4 * 4 / 2)  # batch / lr_ref_batch
+
+
+def test_resnet_family_resumes_exactly_with_wgan_gp_and_a_cosine_schedule(cli, labelled_data, tmp_path):
+    extra = [*RESNET_TINY, "loss.kind=wgan-gp", "train.lr_schedule=cosine", "train.lr_period_kimg=0.008"]
+
+    def run(outdir, kimg, resume=None):
+        args = ["train", "sngan-cifar10", "--data", labelled_data, "--kimg", kimg, *_sets(*extra)]
+        args += ["--resume", resume] if resume else ["--outdir", outdir]
+        result = cli(*args)
+        assert result.code == 0, result
+
+    run(tmp_path / "straight", 0.016)
+    run(tmp_path / "split", 0.008)
+    run(None, 0.016, resume=_run(tmp_path / "split"))
+    a, b = _tensors(_run(tmp_path / "straight")), _tensors(_run(tmp_path / "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
