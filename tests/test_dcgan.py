@@ -361,3 +361,35 @@ def test_resnet_family_resumes_exactly_with_wgan_gp_and_a_cosine_schedule(cli, l
     run(None, 0.016, resume=_run(tmp_path / "split"))
     a, b = _tensors(_run(tmp_path / "straight")), _tensors(_run(tmp_path / "split"))
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+# --------------------------------------------------------------------------------------------------
+# data.random_crop (store larger, train on random crops; evaluation on the centre crop)
+
+
+def test_random_crops_and_centre_crop_against_slicing():
+    from gancli.data.jitter import centre_crop, random_crops
+
+    x = torch.arange(2 * 3 * 10 * 10, dtype=torch.float32).reshape(2, 3, 10, 10)
+    out = random_crops(x, torch.tensor([[0, 3], [4, 1]]), 6)
+    assert torch.equal(out[0], x[0, :, 0:6, 3:9]) and torch.equal(out[1], x[1, :, 4:10, 1:7])
+    assert np.array_equal(centre_crop(x.numpy(), 6), x.numpy()[..., 2:8, 2:8])
+
+
+def test_random_crop_training_from_data_stored_larger(cli, tiny_data, tmp_path):
+    stored = tmp_path / "stored20.zip"
+    assert_user_error(cli("dataset", tiny_data, stored, "--resolution", "20"), "power of two")
+    result = cli("dataset", tiny_data, stored, "--resolution", "20", "--any-size")
+    assert result.code == 0, result
+    extra = ["data.random_crop=20", "data.color_jitter=[0.1,0.1,0.1,0.02]", "train.lr_schedule=cosine",
+             "train.lr_period_kimg=0.01"]
+    _train(cli, stored, tmp_path / "straight", 0.016, *extra)
+    _train(cli, stored, tmp_path / "split", 0.008, *extra)
+    _train(cli, stored, None, 0.016, *extra, resume=_run(tmp_path / "split"))
+    a, b = _tensors(_run(tmp_path / "straight")), _tensors(_run(tmp_path / "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert a["G.net.0.weight"].shape[0] == 8 and load_snapshot(latest_checkpoint(_run(tmp_path / "straight")).snapshot).meta["resolution"] == 16
+    # the same data without random_crop is refused in one line: it is 20 px, not 16
+    result = cli("train", "dcgan-emoji32", "--data", stored, "--kimg", 0.004, "--outdir", tmp_path / "x", *_sets(*TINY))
+    assert result.code == 2 and "20" in result.err
+    assert_user_error(cli("train", "dcgan-emoji32", "--dry-run", *_sets("data.random_crop=32")), "data.random_crop")

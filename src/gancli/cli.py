@@ -577,7 +577,7 @@ def evaluate(
 def dataset(
     source: str = typer.Argument(..., help="Image folder (recursive), zip, or 'emoji'."),
     dest: Path = typer.Argument(..., help="Training zip to write (must not exist)."),
-    resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (a power of two)."),
+    resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (a power of two, or any size with --any-size)."),
     transform: str = typer.Option("center-crop", "--transform", help="To a square: center-crop, pad (white) or stretch."),
     resize_filter: str = typer.Option("lanczos", "--filter", help="Resize filter: lanczos, box, bicubic, bilinear or nearest."),
     labels: Optional[str] = typer.Option(None, "--labels", help="'dirs' (one class per subfolder), 'boxes' (the class of each box, with --boxes), a JSON/CSV file path->class, or 'none' (default: the source's dataset.json)."),
@@ -587,6 +587,7 @@ def dataset(
     box_pad: float = typer.Option(0.0, "--box-pad", help="With --boxes: enlarge each box by this fraction of its width and height on each side."),
     min_aspect: Optional[float] = typer.Option(None, "--min-aspect", help="With --boxes: skip boxes whose height / width is below this."),
     max_aspect: Optional[float] = typer.Option(None, "--max-aspect", help="With --boxes: skip boxes whose height / width is above this."),
+    any_size: bool = typer.Option(False, "--any-size", help="Allow a --resolution that is not a power of two: data stored larger for data.random_crop (e.g. 80 for 64 px crops)."),
 ) -> None:
     """Convert images into a training zip (NVlabs layout, dataset.json labels, settings recorded)."""
     from gancli.data import convert_dataset
@@ -598,6 +599,7 @@ def dataset(
         source, str(dest), resolution=resolution, transform=transform, resize_filter=resize_filter,
         labels=labels, max_images=max_images, progress=sys.stderr.isatty(), skip_bad=skip_bad,
         boxes=BoxOptions(str(boxes), box_pad, min_aspect, max_aspect) if boxes is not None else None,
+        any_size=any_size,
     )
     console = _console()
     if boxes is not None:

@@ -34,6 +34,7 @@ from gancli.data.images import (
     RESAMPLE,
     ImageProblem,
     SourceSpec,
+    check_any_size,
     check_resolution,
     close_zip_handles,
     composite_rgb,
@@ -200,6 +201,7 @@ def convert_dataset(
     progress: bool = True,
     skip_bad: bool = False,
     boxes: BoxOptions | None = None,
+    any_size: bool = False,
 ) -> dict:
     """Convert `source` (folder, zip or 'emoji') into the training zip `dest`; return a summary.
 
@@ -213,6 +215,7 @@ def convert_dataset(
     progress:      show a progress bar (only on a terminal).
     skip_bad:      skip unreadable images and missing or bad annotations (listed in the summary) instead
                    of failing.
+    any_size:      allow a resolution that is not a power of two (data stored for data.random_crop).
     boxes:         crop each annotated object (BoxOptions: Pascal VOC annotations, padding, aspect
                    limits); `labels='boxes'` then takes each crop's class from its box name.
 
@@ -222,7 +225,7 @@ def convert_dataset(
     """
     t0 = time.monotonic()
     source = os.fspath(source)
-    resolution = check_resolution(resolution)
+    resolution = check_any_size(resolution) if any_size else check_resolution(resolution)
     if transform not in TRANSFORMS:
         raise UserError(f"transform {transform!r} is not known: choose {', '.join(TRANSFORMS)}")
     if resize_filter not in RESAMPLE:

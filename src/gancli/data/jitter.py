@@ -26,6 +26,18 @@ def jitter_factors(n: int, strengths: list[float], gen: torch.Generator) -> torc
     return f
 
 
+def random_crops(images: torch.Tensor, offsets: torch.Tensor, size: int) -> torch.Tensor:
+    """`size` x `size` crops of images [N, C, S, S] at per-image (top, left) `offsets` [N, 2]
+    (`data.random_crop`: store at 80 px, train on random 64 px crops)."""
+    return torch.stack([img[:, int(t):int(t) + size, int(u):int(u) + size] for img, (t, u) in zip(images, offsets)])
+
+
+def centre_crop(images, size: int):
+    """The centre `size` x `size` crop of images [N, C, S, S] (numpy or torch): what evaluation uses."""
+    o = (images.shape[-1] - size) // 2
+    return images[..., o:o + size, o:o + size]
+
+
 def _grey(x: torch.Tensor) -> torch.Tensor:
     w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
