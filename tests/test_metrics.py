@@ -606,3 +606,20 @@ def test_fid_rises_monotonically_with_corruption():
     fids = [fid_from_features(real, base + level * noise) for level in (0.0, 1.0, 2.0, 4.0, 8.0)]
     assert fids[0] < 0.25 * fids[1]  # two samples of one distribution are close; corruption is not
     assert all(a < b for a, b in zip(fids, fids[1:])), fids
+
+
+def test_evaluate_generator_of_a_random_crop_run_uses_centre_crops(fake_files, tmp_path):
+    """data.random_crop (training on random 16 px crops of 20 px data) is not applied at evaluation: the
+    real statistics are those of the centre crops, the same as of a folder holding those crops."""
+    from dataclasses import replace
+
+    big = _images(10, size=20, seed=4)
+    stored = _write_pngs(tmp_path / "stored20", big)
+    crops = _write_pngs(tmp_path / "crops16", np.ascontiguousarray(big[:, :, 2:18, 2:18]))
+    loaded = _tiny_loaded(crops)
+    kwargs = dict(num=6, seed=0, batch=3, detector_path=str(fake_files.nvlabs), cache_dir=tmp_path / "c")
+    plain = ev.evaluate_generator(loaded, "fid,kid", data_source=str(crops), **kwargs)
+    loaded.recipe.data = replace(loaded.recipe.data, source=str(stored), random_crop=20)
+    cropped = ev.evaluate_generator(loaded, "fid,kid", data_source=str(stored), **kwargs)
+    assert cropped["results"] == pytest.approx(plain["results"])
+    assert cropped["protocol"]["n_real"] == 10

@@ -698,30 +698,48 @@ def evaluate(
         "gancli dataset ~/photos photos64-pad.zip --resolution 64 --transform pad --filter box",
         "gancli dataset ~/pets pets128.zip --resolution 128 --labels dirs",
         "gancli dataset emoji emoji32.zip --resolution 32",
+        "gancli dataset ~/dogs/Images dogs64.zip --resolution 64 --boxes ~/dogs/Annotation --box-pad 0.1 --labels boxes",
     )
 )
 def dataset(
     source: str = typer.Argument(..., help="Image folder (recursive), zip, or 'emoji'."),
     dest: Path = typer.Argument(..., help="Training zip to write (must not exist)."),
-    resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (a power of two)."),
+    resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (a power of two, or any size with --any-size)."),
     transform: str = typer.Option("center-crop", "--transform", help="To a square: center-crop, pad (white) or stretch."),
     resize_filter: str = typer.Option("lanczos", "--filter", help="Resize filter: lanczos, box, bicubic, bilinear or nearest."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="'dirs' (one class per subfolder), a JSON/CSV file path->class, or 'none' (default: the source's dataset.json)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="'dirs' (one class per subfolder), 'boxes' (the class of each box, with --boxes), a JSON/CSV file path->class, or 'none' (default: the source's dataset.json)."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Convert at most N images."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (counted) instead of stopping."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images and missing or bad annotations (one line each) instead of stopping."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Folder of Pascal VOC XML annotations laid out as the images (Stanford Dogs' Annotation/): one crop per annotated object."),
+    box_pad: float = typer.Option(0.0, "--box-pad", help="With --boxes: enlarge each box by this fraction of its width and height on each side."),
+    min_aspect: Optional[float] = typer.Option(None, "--min-aspect", help="With --boxes: skip boxes whose height / width is below this."),
+    max_aspect: Optional[float] = typer.Option(None, "--max-aspect", help="With --boxes: skip boxes whose height / width is above this."),
+    any_size: bool = typer.Option(False, "--any-size", help="Allow a --resolution that is not a power of two: data stored larger for data.random_crop (e.g. 80 for 64 px crops)."),
 ) -> None:
     """Convert images into a training zip (NVlabs layout, dataset.json labels, settings recorded)."""
     from gancli.data import convert_dataset
+    from gancli.data.convert import BoxOptions
 
+    if boxes is None and (box_pad or min_aspect is not None or max_aspect is not None):
+        raise UserError("--box-pad, --min-aspect and --max-aspect apply to --boxes only")
     summary = convert_dataset(
         source, str(dest), resolution=resolution, transform=transform, resize_filter=resize_filter,
         labels=labels, max_images=max_images, progress=sys.stderr.isatty(), skip_bad=skip_bad,
+        boxes=BoxOptions(str(boxes), box_pad, min_aspect, max_aspect) if boxes is not None else None,
+        any_size=any_size,
     )
-    _console().print(
-        f"wrote {dest}: {summary['count']} images at {resolution}x{resolution}"
+    console = _console()
+    if boxes is not None:
+        for line in summary["skipped_images"]:
+            console.print(f"skipped: {line}", markup=False, highlight=False)
+    what = "crops" if boxes is not None else "images"
+    console.print(
+        f"wrote {dest}: {summary['count']} {what} at {resolution}x{resolution}"
         + (f", {summary.get('num_classes')} classes" if summary.get("labels") else "")
         + (f", {summary['skipped']} skipped ({len(summary['skipped_images'])} unreadable, "
-           f"{len(summary['ignored_members'])} with hidden or unsafe names)" if summary.get("skipped") else "")
+           f"{len(summary['ignored_members'])} with hidden or unsafe names)" if summary.get("skipped") and boxes is None else "")
+        + (f", {summary['skipped']} images skipped for their annotation" if summary.get("skipped") and boxes is not None else "")
+        + (f", {summary['boxes_skipped_for_aspect']} boxes skipped for their aspect" if summary.get("boxes_skipped_for_aspect") else "")
     )
 
 

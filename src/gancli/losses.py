@@ -236,3 +236,177 @@ def add_orthogonal_grad(params, strength: float) -> torch.Tensor:
         value = off.square().sum()
         total = value if total is None else total + value
     return total if total is not None else torch.zeros([])
+
+
+# --------------------------------------------------------------------------------------------------
+# The loss zoo of the classic GANs (DCGAN family, and `loss.kind` of the ResNet family).
+#
+# Every loss is two functions of the discriminator's raw outputs (logits for the sigmoid losses,
+# critic values for WGAN): `d(real, fake) -> (real_part, fake_part)` and `g(real, fake) -> part`, each
+# per sample ([N, 1]); the step minimizes the batch mean of the parts. The relativistic average forms
+# compare each sample with the batch mean of the other side, so their G part needs the logits of a
+# real batch too (`needs_real_in_g`) and their value depends on the whole batch at once.
+
+
+def d_nonsat(real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0):
+    """-log D(x) (or BCE against `real_target`, one-sided label smoothing) and -log(1 - D(G(z)))
+    (Goodfellow et al. 2014, Eq. 1; Salimans et al. 2016, Sec. 3.4 for the smoothing)."""
+    return d_bce(real, fake, real_target)
+
+
+def g_nonsat(real: torch.Tensor | None, fake: torch.Tensor) -> torch.Tensor:
+    """-log D(G(z)) (Goodfellow et al. 2014, Sec. 3: the non-saturating generator loss)."""
+    return F.softplus(-fake)
+
+
+def g_minimax(real: torch.Tensor | None, fake: torch.Tensor) -> torch.Tensor:
+    """log(1 - D(G(z))) (Goodfellow et al. 2014, Eq. 1: the minimax game's generator side, which saturates)."""
+    return -F.softplus(fake)
+
+
+def d_wgan(real: torch.Tensor, fake: torch.Tensor):
+    """-C(x) and C(G(z)): the critic maximizes E[C(x)] - E[C(G(z))] (Arjovsky et al. 2017, Eq. 3)."""
+    return -real, fake
+
+
+def g_wgan(real: torch.Tensor | None, fake: torch.Tensor) -> torch.Tensor:
+    """-C(G(z)) (Arjovsky et al. 2017, Algorithm 1)."""
+    return -fake
+
+
+def d_lsgan(real: torch.Tensor, fake: torch.Tensor, a: float = 0.0, b: float = 1.0):
+    """1/2 (D(x) - b)^2 and 1/2 (D(G(z)) - a)^2 (Mao et al. 2017, Eq. 2: a codes fakes, b reals)."""
+    return 0.5 * (real - b).square(), 0.5 * (fake - a).square()
+
+
+def g_lsgan(real: torch.Tensor | None, fake: torch.Tensor, c: float = 1.0) -> torch.Tensor:
+    """1/2 (D(G(z)) - c)^2 (Mao et al. 2017, Eq. 2: c is the value G wants D to believe)."""
+    return 0.5 * (fake - c).square()
+
+
+def d_hinge_pair(real: torch.Tensor, fake: torch.Tensor):
+    return d_hinge(real, fake)
+
+
+def g_hinge_pair(real: torch.Tensor | None, fake: torch.Tensor) -> torch.Tensor:
+    return g_hinge(fake)
+
+
+def d_rasgan(real: torch.Tensor, fake: torch.Tensor):
+    """RaSGAN (Jolicoeur-Martineau 2019, Sec. 4.3): -log sigmoid(C(x) - E C(G(z))) and
+    -log(1 - sigmoid(C(G(z)) - E C(x))), the means over the batch."""
+    return F.softplus(-(real - fake.mean())), F.softplus(fake - real.mean())
+
+
+def g_rasgan(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """RaSGAN generator: the D loss with real and fake swapped (per pair of samples)."""
+    return F.softplus(-(fake - real.mean())) + F.softplus(real - fake.mean())
+
+
+def d_rals(real: torch.Tensor, fake: torch.Tensor):
+    """RaLSGAN (Jolicoeur-Martineau 2019, Appendix A, Eq. of RaLSGAN): (C(x) - E C(G(z)) - 1)^2 and
+    (C(G(z)) - E C(x) + 1)^2."""
+    return (real - fake.mean() - 1).square(), (fake - real.mean() + 1).square()
+
+
+def g_rals(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """RaLSGAN generator: (C(G(z)) - E C(x) - 1)^2 + (C(x) - E C(G(z)) + 1)^2."""
+    return (fake - real.mean() - 1).square() + (real - fake.mean() + 1).square()
+
+
+def d_rahinge(real: torch.Tensor, fake: torch.Tensor):
+    """RaHingeGAN (Jolicoeur-Martineau 2019, Appendix A): max(0, 1 - (C(x) - E C(G(z)))) and
+    max(0, 1 + (C(G(z)) - E C(x)))."""
+    return F.relu(1 - (real - fake.mean())), F.relu(1 + (fake - real.mean()))
+
+
+def g_rahinge(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """RaHingeGAN generator: max(0, 1 - (C(G(z)) - E C(x))) + max(0, 1 + (C(x) - E C(G(z))))."""
+    return F.relu(1 - (fake - real.mean())) + F.relu(1 + (real - fake.mean()))
+
+
+class AdversarialLoss:
+    """One entry of the zoo: `d_loss(real, fake) -> (real_part, fake_part)` and `g_loss(fake, real=None)`
+    per sample. `needs_real_in_g`: the G side compares with real logits (relativistic forms);
+    `critic`: D is a critic without a sigmoid; `clip` (WGAN) and `gp` (WGAN-GP) say how it is kept Lipschitz."""
+
+    def __init__(self, name: str, d, g, *, needs_real_in_g: bool = False, critic: bool = False,
+                 clip: bool = False, gp: bool = False):
+        self.name, self._d, self._g = name, d, g
+        self.needs_real_in_g, self.critic = needs_real_in_g, critic
+        self.clip, self.gp = clip, gp  # WGAN: clip D's weights after each update; WGAN-GP: gradient penalty
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._d(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        return self._g(real_logits, fake_logits)
+
+
+# loss.kind -> what it is, for docs and messages
+LOSS_KINDS: dict[str, str] = {
+    "nonsat": "BCE, non-saturating G (Goodfellow et al. 2014)",
+    "minimax": "BCE, minimax G log(1 - D(G(z))) (Goodfellow et al. 2014)",
+    "wgan": "Wasserstein critic with weight clipping (Arjovsky et al. 2017)",
+    "wgan-gp": "Wasserstein critic with gradient penalty (Gulrajani et al. 2017)",
+    "lsgan": "least squares, a/b/c coding (Mao et al. 2017)",
+    "hinge": "hinge (Lim & Ye 2017; SNGAN, SAGAN, BigGAN)",
+    "rasgan": "relativistic average standard GAN (Jolicoeur-Martineau 2019)",
+    "rals": "relativistic average least squares (Jolicoeur-Martineau 2019)",
+    "rahinge": "relativistic average hinge (Jolicoeur-Martineau 2019)",
+}
+
+
+def adversarial_loss(kind: str, *, real_target: float = 1.0, lsgan_abc: tuple[float, float, float] = (0.0, 1.0, 1.0)) -> AdversarialLoss:
+    """The loss of `loss.kind` (see LOSS_KINDS; 'bce' is 'nonsat'). `real_target` < 1 is one-sided label
+    smoothing of the BCE losses; `lsgan_abc` are LSGAN's a (fake), b (real), c (G's target)."""
+    a, b, c = lsgan_abc
+    table = {
+        "nonsat": (lambda r, f: d_nonsat(r, f, real_target), g_nonsat, {}),
+        "minimax": (lambda r, f: d_nonsat(r, f, real_target), g_minimax, {}),
+        "wgan": (d_wgan, g_wgan, {"critic": True, "clip": True}),
+        "wgan-gp": (d_wgan, g_wgan, {"critic": True, "gp": True}),
+        "lsgan": (lambda r, f: d_lsgan(r, f, a, b), lambda r, f: g_lsgan(r, f, c), {}),
+        "hinge": (d_hinge_pair, g_hinge_pair, {}),
+        "rasgan": (d_rasgan, g_rasgan, {"needs_real_in_g": True}),
+        "rals": (d_rals, g_rals, {"needs_real_in_g": True}),
+        "rahinge": (d_rahinge, g_rahinge, {"needs_real_in_g": True}),
+    }
+    table["bce"] = table["nonsat"]
+    if kind not in table:
+        raise ValueError(f"unknown loss kind {kind!r}; known: {', '.join(LOSS_KINDS)}")
+    d, g, flags = table[kind]
+    return AdversarialLoss(kind, d, g, **flags)
+
+
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, *args) -> torch.Tensor:
+    """WGAN-GP's (||grad_x C(x_hat)||_2 - 1)^2 per sample at x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1]
+    per sample [N, 1, 1, 1] (Gulrajani et al. 2017, Algorithm 1). `args` go to D after the images."""
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grads,) = torch.autograd.grad(D(x_hat, *args).sum(), x_hat, create_graph=True, only_inputs=True)
+    return (grads.flatten(1).norm(dim=1) - 1).square()
+
+
+def clip_weights_(module: torch.nn.Module, clip: float) -> None:
+    """WGAN's weight clipping to [-clip, clip] after each critic update (Arjovsky et al. 2017, Algorithm 1)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.clamp_(-clip, clip)
+
+
+def acgan_class_loss(class_logits: torch.Tensor, labels_onehot: torch.Tensor) -> torch.Tensor:
+    """ACGAN's auxiliary classifier term -log P(C = c | X) per sample (Odena et al. 2017, Eq. 2-3)."""
+    return F.cross_entropy(class_logits, labels_onehot.argmax(dim=1), reduction="none")
+
+
+def instance_noise(images: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """images + N(0, sigma^2) per pixel (instance noise: Sønderby et al. 2017, Sec. 4; Arjovsky & Bottou 2017)."""
+    if sigma <= 0:
+        return images
+    return images + sigma * torch.randn(images.shape, generator=gen).to(images.device)
+
+
+def uniform_pixel_noise(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Real images in [-1, 1] (from uint8) + U[0, 2/255): spreads each 8-bit level over its own bin
+    (dequantization), so D cannot tell reals by their exact quantized values."""
+    return images + torch.rand(images.shape, generator=gen).to(images.device) * (2 / 255)

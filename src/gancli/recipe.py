@@ -48,9 +48,19 @@ class DataConfig:
     use_labels: bool = False  # class-conditional training from dataset.json labels
     max_size: Optional[int] = None  # use at most this many images (deterministic subset)
     allow_resize: bool = False  # resize images whose size differs from `resolution` when loading
+    random_crop: Optional[int] = None  # training reals: the images' stored size; each is read as a random `resolution` crop (e.g. 80 for 64 px); evaluation uses the centre crop
+    color_jitter: Optional[list[float]] = None  # training reals only: brightness, contrast, saturation, hue strengths, e.g. [0.1, 0.1, 0.1, 0.02]
 
     def validate(self, where: str) -> None:
         _power_of_two(self.resolution, f"{where}data.resolution", minimum=4)
+        if self.random_crop is not None and self.random_crop <= self.resolution:
+            raise UserError(f"{where}data.random_crop: the stored size must be larger than data.resolution "
+                            f"({self.resolution}), got {self.random_crop}")
+        if self.color_jitter is not None:
+            j = self.color_jitter
+            if len(j) != 4 or not all(0 <= v < 1 for v in j[:3]) or not 0 <= j[3] <= 0.5:
+                raise UserError(f"{where}data.color_jitter: expected [brightness, contrast, saturation, hue] with the first "
+                                f"three in [0, 1) and hue in [0, 0.5] (turns), got {j}")
         if self.max_size is not None and self.max_size < 1:
             raise UserError(f"{where}data.max_size: must be a positive integer or null, got {self.max_size}")
 

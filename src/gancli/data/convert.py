@@ -34,6 +34,7 @@ from gancli.data.images import (
     ImageProblem,
     ImageTooLarge,
     SourceSpec,
+    check_any_size,
     check_image_header,
     check_resolution,
     close_zip_handles,
@@ -61,6 +62,17 @@ class _Settings:
     resolution: int
     transform: str
     resize_filter: str
+    boxes: BoxOptions | None = None
+
+
+@dataclass(frozen=True)
+class BoxOptions:
+    """`gancli dataset --boxes`: one crop per annotated object (Pascal VOC XML, gancli.data.boxes)."""
+
+    annotations: str  # folder of the annotations, laid out as the images (Stanford Dogs: Annotation/)
+    pad: float = 0.0  # enlarge each box by this fraction of its width and height on each side
+    min_aspect: float | None = None  # skip boxes with height / width below this
+    max_aspect: float | None = None  # skip boxes with height / width above this
 
 
 def make_square(img: Image.Image, transform: str) -> Image.Image:
@@ -89,8 +101,15 @@ def prepare_image(
     return img
 
 
-def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | ImageProblem:
-    """Worker: read, decode and prepare one image; return PNG bytes or the problem."""
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | list | ImageProblem:
+    """Worker: read, decode and prepare one image; return PNG bytes (with --boxes: a list of (PNG bytes,
+    box name) per kept box, and the number of boxes skipped for their aspect) or the problem."""
     label = spec.describe(name)
     try:
         data = read_source_bytes(spec, name)
@@ -103,7 +122,7 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | Im
         too_big = check_image_header(img)
         if too_big:
             return ImageProblem(f"image '{label}' is too large ({too_big}); delete it or pass --skip-bad")
-        if img.format == "JPEG" and min(img.size) > 4 * settings.resolution:
+        if img.format == "JPEG" and min(img.size) > 4 * settings.resolution and settings.boxes is None:
             # DCT-domain downscaling (fast), still leaving >= 2x the target for the resize filter.
             img.draft("RGB", (2 * settings.resolution, 2 * settings.resolution))
         img.load()
@@ -116,10 +135,36 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | Im
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block: keep the stored orientation
         pass
-    img = prepare_image(img, settings.resolution, settings.transform, settings.resize_filter)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
+    if settings.boxes is not None:
+        return _crops(img, settings, name)
+    return _png(prepare_image(img, settings.resolution, settings.transform, settings.resize_filter))
+
+
+def _crops(img: Image.Image, settings: _Settings, name: str) -> tuple[list, int] | ImageProblem:
+    from gancli.data.boxes import AnnotationProblem, keep_aspect, pad_box, parse_voc
+
+    opt = settings.boxes
+    path = annotation_path_of(opt, name)
+    try:
+        with open(path, "rb") as f:
+            boxes = parse_voc(f.read(), path, image_size=img.size)
+    except AnnotationProblem as e:
+        return ImageProblem(f"{e}; fix it or pass --skip-bad")
+    out, skipped = [], 0
+    for box in boxes:
+        box = pad_box(box, opt.pad, *img.size)
+        if not keep_aspect(box, opt.min_aspect, opt.max_aspect):
+            skipped += 1
+            continue
+        crop = img.crop((box.left, box.top, box.right, box.bottom))
+        out.append((_png(prepare_image(crop, settings.resolution, settings.transform, settings.resize_filter)), box.name))
+    return out, skipped
+
+
+def annotation_path_of(opt: BoxOptions, name: str) -> str:
+    from gancli.data.boxes import annotation_path
+
+    return annotation_path(opt.annotations, name) or os.path.join(opt.annotations, os.path.splitext(name)[0])
 
 
 def _member(name: str) -> zipfile.ZipInfo:
@@ -151,6 +196,39 @@ def _progress(enabled: bool, total: int, description: str):
     return image_progress(total, description, enabled)
 
 
+def _check_annotations(opt: BoxOptions, names: list[str], classes, skip_bad: bool, skipped: list[str],
+                       want_classes: bool):
+    """Read every image's annotation (without the images: the box names and whether it parses). A
+    missing or bad one stops with one line, or with skip_bad is listed in `skipped` and its image left
+    out. Returns (names, classes, box class index by name or None)."""
+    from gancli.data.boxes import AnnotationProblem, parse_voc
+
+    kept, kept_classes, box_names = [], [], set()
+    for i, name in enumerate(names):
+        path = annotation_path_of(opt, name)
+        try:
+            if not os.path.isfile(path):
+                raise AnnotationProblem(f"{path}: no annotation for image '{name}'")
+            with open(path, "rb") as f:
+                boxes = parse_voc(f.read(), path, image_size=(1 << 30, 1 << 30))  # sizes checked on the image
+        except AnnotationProblem as e:
+            if not skip_bad:
+                raise UserError(f"{e}; fix it or pass --skip-bad") from None
+            skipped.append(f"{e}")
+            continue
+        box_names.update(b.name for b in boxes)
+        kept.append(name)
+        if classes is not None:
+            kept_classes.append(classes[i])
+    if not kept:
+        raise UserError(f"none of the {len(names)} images has a usable annotation in '{opt.annotations}' "
+                        f"({skipped[0] if skipped else 'no images'})")
+    import numpy as np
+
+    box_classes = {n: k for k, n in enumerate(sorted(box_names))} if want_classes else None
+    return kept, (np.asarray(kept_classes) if classes is not None else None), box_classes
+
+
 def convert_dataset(
     source: str,
     dest: str,
@@ -162,6 +240,8 @@ def convert_dataset(
     max_images: int | None = None,
     progress: bool = True,
     skip_bad: bool = False,
+    boxes: BoxOptions | None = None,
+    any_size: bool = False,
 ) -> dict:
     """Convert `source` (folder, zip or 'emoji') into the training zip `dest`; return a summary.
 
@@ -173,7 +253,11 @@ def convert_dataset(
                    mapping relative image paths to integer classes.
     max_images:    convert only the first N images (sorted path order).
     progress:      show a progress bar (only on a terminal).
-    skip_bad:      skip unreadable images (counted in the summary) instead of failing.
+    skip_bad:      skip unreadable images and missing or bad annotations (listed in the summary) instead
+                   of failing.
+    any_size:      allow a resolution that is not a power of two (data stored for data.random_crop).
+    boxes:         crop each annotated object (BoxOptions: Pascal VOC annotations, padding, aspect
+                   limits); `labels='boxes'` then takes each crop's class from its box name.
 
     Returns {"dest", "source", "count", "resolution", "transform", "resize_filter", "skipped",
     "skipped_images", "labels" and "num_classes" (both the number of classes, or None), "label_source",
@@ -181,7 +265,7 @@ def convert_dataset(
     """
     t0 = time.monotonic()
     source = os.fspath(source)
-    resolution = check_resolution(resolution)
+    resolution = check_any_size(resolution) if any_size else check_resolution(resolution)
     if transform not in TRANSFORMS:
         raise UserError(f"transform {transform!r} is not known: choose {', '.join(TRANSFORMS)}")
     if resize_filter not in RESAMPLE:
@@ -193,6 +277,18 @@ def convert_dataset(
             f"max_images {max_images!r} is not allowed: use a whole number >= 1 (or none for all images)"
         )
     dest_path = _validate_dest(dest)
+    if labels == "boxes" and boxes is None:
+        raise UserError("labels 'boxes' takes the class from each box's name: give the annotations with --boxes DIR")
+    if boxes is not None:
+        if not os.path.isdir(os.path.expanduser(boxes.annotations)):
+            raise UserError(f"--boxes '{boxes.annotations}': no such folder of annotations")
+        boxes = BoxOptions(os.path.abspath(os.path.expanduser(boxes.annotations)), boxes.pad, boxes.min_aspect,
+                           boxes.max_aspect)
+        if boxes.pad < 0:
+            raise UserError(f"--box-pad {boxes.pad}: must be >= 0")
+        for flag, value in (("--min-aspect", boxes.min_aspect), ("--max-aspect", boxes.max_aspect)):
+            if value is not None and value <= 0:
+                raise UserError(f"{flag} {value}: must be > 0 (a box's height / width)")
 
     # Source listing.
     if source == "emoji":
@@ -217,6 +313,8 @@ def convert_dataset(
                 label_source = src.describe("dataset.json")
                 gm = meta.get("gancli") if isinstance(meta.get("gancli"), dict) else {}
                 class_names = gm.get("class_names")
+    elif labels == "boxes":
+        pass  # from the box names, after the annotations are read (below)
     elif labels == "dirs":
         if src is None:
             raise UserError(
@@ -241,13 +339,18 @@ def convert_dataset(
         names = names[:max_images]
         if classes is not None:
             classes = classes[:max_images]
+    skipped: list[str] = []
+    box_classes: dict[str, int] | None = None
+    if boxes is not None:  # every annotation is read once here, so that a missing one stops before any work
+        names, classes, box_classes = _check_annotations(boxes, names, classes, skip_bad, skipped, labels == "boxes")
+        if box_classes is not None:
+            class_names, num_classes, label_source = sorted(box_classes, key=box_classes.get), len(box_classes), "boxes"
 
     # Convert and write to a temporary zip beside dest (gancli.fileio: atomic, never replaces a file).
     os.makedirs(os.path.dirname(dest_path), exist_ok=True)
-    settings = _Settings(resolution, transform, resize_filter)
-    skipped: list[str] = []
+    settings = _Settings(resolution, transform, resize_filter, boxes)
     out_labels: list[list] = []
-    count = 0
+    count, aspect_skipped = 0, 0
     try:
         # The pool forks before the zip is opened and before the progress thread starts.
         with parallel_map(partial(_convert_one, spec, settings), names, min_items=64) as results, \
@@ -261,7 +364,18 @@ def convert_dataset(
                         if isinstance(result, ImageProblem):
                             if not skip_bad:
                                 raise UserError(result.message)
-                            skipped.append(spec.describe(names[i]))
+                            skipped.append(result.message if boxes is not None else spec.describe(names[i]))
+                        elif isinstance(result, tuple):  # --boxes: the crops of one image
+                            crops, n_skipped = result
+                            aspect_skipped += n_skipped
+                            for png, box_name in crops:
+                                arc = archive_name(count)
+                                zf.writestr(_member(arc), png)
+                                if box_classes is not None:
+                                    out_labels.append([arc, box_classes[box_name]])
+                                elif classes is not None:
+                                    out_labels.append([arc, int(classes[i])])
+                                count += 1
                         else:
                             arc = archive_name(count)
                             zf.writestr(_member(arc), result)
@@ -281,14 +395,18 @@ def convert_dataset(
                     "count": count,
                     "skipped": len(skipped) + len(ignored),
                     "labels": label_source,
-                    "num_classes": num_classes if classes is not None else None,
+                    "num_classes": num_classes if classes is not None or box_classes is not None else None,
                     "class_names": class_names,
                     "version": _version(),
                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 }
                 if source == "emoji":
                     info["credit"] = _emoji.EMOJI_CREDIT
-                meta = {"labels": out_labels if classes is not None else None, "gancli": info}
+                if boxes is not None:
+                    info["boxes"] = {"annotations": boxes.annotations, "pad": boxes.pad, "min_aspect": boxes.min_aspect,
+                                     "max_aspect": boxes.max_aspect, "skipped_for_aspect": aspect_skipped}
+                labelled = classes is not None or box_classes is not None
+                meta = {"labels": out_labels if labelled else None, "gancli": info}
                 zf.writestr(_member("dataset.json"), json.dumps(meta, indent=1))
     except FileExistsError:
         raise UserError(f"output '{dest}' exists; choose another path or delete it") from None
@@ -305,9 +423,10 @@ def convert_dataset(
         "skipped": len(skipped) + len(ignored),
         "skipped_images": skipped,
         "ignored_members": ignored,  # image members of a zip left out for their names (hidden, '..', absolute)
-        "labels": num_classes if classes is not None else None,
-        "num_classes": num_classes if classes is not None else None,
+        "labels": num_classes if classes is not None or box_classes is not None else None,
+        "num_classes": num_classes if classes is not None or box_classes is not None else None,
         "label_source": label_source,
+        "boxes_skipped_for_aspect": aspect_skipped,
         "seconds": round(time.monotonic() - t0, 3),
     }
 

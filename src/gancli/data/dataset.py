@@ -28,6 +28,7 @@ from gancli.data import labels as _labels
 from gancli.data.images import (
     ImageProblem,
     ImageSource,
+    check_any_size,
     check_resolution,
     close_zip_handles,
     decode_emoji_image,
@@ -240,6 +241,7 @@ def open_dataset(
     allow_resize: bool = False,
     cache_dir: str | None = None,
     cache: bool = True,
+    any_size: bool = False,
 ) -> ImageDataset:
     """Open a training dataset: 'emoji', a folder of images (recursive), or a zip (NVlabs layout).
 
@@ -253,10 +255,11 @@ def open_dataset(
     allow_resize: resize square images of another size to `resolution` (Lanczos) instead of failing.
     cache_dir:    where decoded arrays are cached (default $GANCLI_CACHE or ~/.cache/gancli).
     cache:        False to neither read nor write the cache.
+    any_size:     `resolution` need not be a power of two (data stored larger for data.random_crop).
     """
     source = os.fspath(source)
     if resolution is not None:
-        resolution = check_resolution(resolution)
+        resolution = check_any_size(resolution) if any_size else check_resolution(resolution)
     cache_root = (cache_dir or default_cache_dir()) if cache else None
     if source == "emoji":
         dataset = _open_emoji(resolution or _emoji.EMOJI_DEFAULT_RESOLUTION, use_labels, max_size, cache_root)

@@ -52,6 +52,13 @@ def is_power_of_two(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
+def check_any_size(size, what: str = "resolution") -> int:
+    """Return `size` as an int >= MIN_RESOLUTION (any size: the stored size of data.random_crop)."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or int(size) < MIN_RESOLUTION:
+        raise UserError(f"{what} {size!r} is not allowed: use a whole number >= {MIN_RESOLUTION}")
+    return int(size)
+
+
 def check_resolution(resolution, what: str = "resolution") -> int:
     """Return `resolution` as an int, or raise UserError unless it is a power of two >= 4."""
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):

@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "resnet": "gancli.families.resnet",
     "pggan": "gancli.families.pggan",
     "stylegan": "gancli.families.stylegan",
+    "dcgan": "gancli.families.dcgan",
 }
 
 _families: dict[str, Family] = {}  # loaded (or registered) families by name

@@ -120,6 +120,97 @@ class TrainConfig:
             raise UserError(f"{where}train.keep_snapshots: must be >= 0, got {self.keep_snapshots}")
 
 
+# The adversarial-loss zoo (gancli.losses.LOSS_KINDS) as recipe values; 'bce' is 'nonsat' (the ResNet
+# family's older name for it).
+AdversarialKind = Literal["hinge", "bce", "nonsat", "minimax", "wgan", "wgan-gp", "lsgan", "rasgan", "rals", "rahinge"]
+_SMOOTHABLE = ("bce", "nonsat", "minimax")
+
+
+@dataclass
+class AdversarialLossConfig(LossConfig):
+    """The loss keys shared by the families that take their loss from the zoo (ResNet, DCGAN)."""
+
+    kind: AdversarialKind = "hinge"  # adversarial loss: nonsat|bce, minimax, wgan, wgan-gp, lsgan, hinge, rasgan, rals, rahinge (docs/dcgan.md)
+    real_target: float = 1.0  # bce/nonsat/minimax: target for reals (one-sided label smoothing, e.g. 0.9)
+    gp_weight: float = 10.0  # wgan-gp: gradient penalty weight lambda (Gulrajani et al. 2017: 10)
+    wgan_clip: float = 0.01  # wgan: critic weights clipped to [-c, c] after each D update (Arjovsky et al. 2017: 0.01)
+    lsgan_a: float = 0.0  # lsgan: D's target for fakes (Mao et al. 2017, Eq. 9: 0)
+    lsgan_b: float = 1.0  # lsgan: D's target for reals (1)
+    lsgan_c: float = 1.0  # lsgan: G's target for fakes (1)
+
+    def validate(self, where: str) -> None:
+        if not 0 < self.real_target <= 1:
+            raise UserError(f"{where}loss.real_target: must be in (0, 1], got {self.real_target}")
+        if self.kind not in _SMOOTHABLE and self.real_target != 1.0:
+            raise UserError(f"{where}loss.real_target: applies to loss.kind bce, nonsat and minimax only "
+                            f"(got loss.kind {self.kind!r})")
+        if self.gp_weight < 0:
+            raise UserError(f"{where}loss.gp_weight: must be >= 0, got {self.gp_weight}")
+        if self.wgan_clip <= 0:
+            raise UserError(f"{where}loss.wgan_clip: must be > 0, got {self.wgan_clip}")
+
+    def make(self):
+        """The `gancli.losses.AdversarialLoss` of this section."""
+        from gancli.losses import adversarial_loss
+
+        return adversarial_loss(self.kind, real_target=self.real_target, lsgan_abc=(self.lsgan_a, self.lsgan_b, self.lsgan_c))
+
+    def describe(self) -> str:
+        """The dry-run line of the adversarial part."""
+        from gancli.losses import LOSS_KINDS
+
+        text = f"{self.kind}: {LOSS_KINDS.get(self.kind, LOSS_KINDS['nonsat'])}"
+        if self.real_target != 1.0:
+            text += f", real target {self.real_target:g}"
+        extra = {"wgan": f", weights clipped to +-{self.wgan_clip:g}", "wgan-gp": f", gradient penalty {self.gp_weight:g}",
+                 "lsgan": f", a {self.lsgan_a:g} b {self.lsgan_b:g} c {self.lsgan_c:g}"}
+        return text + extra.get(self.kind, "")
+
+
+@dataclass
+class AdversarialTrainConfig(TrainConfig):
+    """The training keys shared by the families of several D steps per G step (ResNet, DCGAN): the
+    optimizer, BigGAN's EMA with a start step, the linear lr scaling rule, the adaptive D steps and the
+    learning-rate schedule (gancli.train.schedules)."""
+
+    optimizer: Literal["adam", "rmsprop"] = "adam"  # 'rmsprop': WGAN's choice (Arjovsky et al. 2017, Algorithm 1); betas unused then
+    ema_decay: Optional[float] = None  # EMA decay per G step (BigGAN 0.9999); null: the ema_kimg half-life
+    ema_start: int = 0  # with ema_decay: G steps before the EMA starts (BigGAN 20000); copied until then
+    lr_ref_batch: Optional[int] = None  # scale g_lr and d_lr by batch / lr_ref_batch (null: as given)
+    d_loss_threshold: Optional[float] = None  # extra D steps while the D loss is above this (SAGAN option, any loss)
+    d_extra_steps: int = 0  # the most extra D steps per G step under d_loss_threshold
+    lr_schedule: Literal["constant", "linear", "exponential", "cosine"] = "constant"  # lr multiplier over training (docs/dcgan.md)
+    lr_decay_start_kimg: float = 0.0  # linear/exponential/cosine: the schedule starts here (constant lr before)
+    lr_gamma: float = 0.99  # exponential: lr multiplier per kimg after lr_decay_start_kimg
+    lr_period_kimg: float = 100.0  # cosine: length of the first annealing period (SGDR T_0) in kimg
+    lr_period_mult: float = 1.0  # cosine: each period is this many times longer than the last (SGDR T_mult)
+    lr_min: float = 0.0  # cosine: lowest multiplier (SGDR eta_min / lr)
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise UserError(f"{where}train.ema_decay: must be in [0, 1) or null, got {self.ema_decay}")
+        if self.lr_ref_batch is not None:
+            _positive(self.lr_ref_batch, f"{where}train.lr_ref_batch")
+        for key in ("ema_start", "d_extra_steps", "lr_decay_start_kimg"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{where}train.{key}: must be >= 0, got {getattr(self, key)}")
+        if (self.d_loss_threshold is None) != (self.d_extra_steps == 0):
+            raise UserError(f"{where}train.d_loss_threshold and train.d_extra_steps: set both (extra D steps while the "
+                            "D loss is above the threshold) or neither")
+        if self.lr_schedule == "linear" and self.lr_decay_start_kimg >= self.total_kimg:
+            raise UserError(f"{where}train.lr_decay_start_kimg: the linear decay must start before train.total_kimg "
+                            f"({self.total_kimg:g}), got {self.lr_decay_start_kimg:g}")
+        if not 0 < self.lr_gamma <= 1:
+            raise UserError(f"{where}train.lr_gamma: must be in (0, 1], got {self.lr_gamma}")
+        if self.lr_period_kimg <= 0:
+            raise UserError(f"{where}train.lr_period_kimg: must be > 0, got {self.lr_period_kimg}")
+        if self.lr_period_mult < 1:
+            raise UserError(f"{where}train.lr_period_mult: must be >= 1, got {self.lr_period_mult}")
+        if not 0 <= self.lr_min <= 1:
+            raise UserError(f"{where}train.lr_min: must be in [0, 1], got {self.lr_min}")
+
+
 def _positive(value: int, key: str) -> None:
     if value < 1:
         raise UserError(f"{key}: must be a positive integer, got {value}")

@@ -268,7 +268,13 @@ def evaluate_generator(
 
     from gancli.data import open_dataset
 
-    dataset = open_dataset(source, resolution, use_labels=c_dim > 0, allow_resize=bool(recipe.data.allow_resize))
+    stored = getattr(recipe.data, "random_crop", None)  # trained on random crops: evaluate on centre crops
+    dataset = open_dataset(source, stored or resolution, use_labels=c_dim > 0, allow_resize=bool(recipe.data.allow_resize),
+                           any_size=stored is not None)
+    if stored is not None:
+        from gancli.data.jitter import centre_crop
+
+        dataset.images = np.ascontiguousarray(centre_crop(dataset.images, resolution))
     labels = None
     if c_dim > 0:
         ds_labels = np.asarray(getattr(dataset, "labels", np.zeros((0, 0))), np.float32)

@@ -111,8 +111,29 @@ class Trainer:
         self._data = stream
 
     def next_batch(self, n: int | None = None):
-        """This rank's share of the next `n` images of the global data stream (default: train.batch)."""
-        return self._data.take(self.batch if n is None else n)
+        """This rank's share of the next `n` images of the global data stream (default: train.batch),
+        with the recipe's training-only changes of the reals (`data.color_jitter`), whose draws come from
+        (train.seed, step, minibatch of the step) and are made for the whole global batch."""
+        n = self.batch if n is None else n
+        images, labels = self._data.take(n)
+        d = self.recipe.data
+        jitter = d.color_jitter if d.color_jitter is not None and any(d.color_jitter) else None
+        if d.random_crop is None and jitter is None:
+            return images, labels
+        from gancli.data.jitter import color_jitter, jitter_factors, random_crops
+
+        k = self._reads[1] + 1 if self._reads[0] == self.state.step else 0
+        self._reads = (self.state.step, k)
+        gen = torch.Generator().manual_seed(step_seed(self.recipe.train.seed + 7, (self.state.step, k)))
+        rows = slice(self.ddp.rank, None, self.ddp.world_size)  # draws for the global batch, this rank's rows
+        if d.random_crop is not None:
+            offsets = torch.randint(0, images.shape[-1] - d.resolution + 1, [n, 2], generator=gen)[rows]
+            images = random_crops(images, offsets, d.resolution)
+        if jitter is not None:
+            images = color_jitter(images, jitter_factors(n, jitter, gen)[rows])
+        return images, labels
+
+    _reads = (-1, -1)  # (step, minibatches read in it so far - 1): each read of a step draws its own jitter
 
     def fake_labels(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Labels of randomly drawn training images, for the fakes of conditional models."""

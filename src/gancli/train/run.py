@@ -228,7 +228,8 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     ops.set_impl(recipe.ops)
     check_ops_device(recipe.ops, device or resolve_device(recipe))  # before a run directory is made
     d = recipe.data
-    dataset = open_dataset(d.source, d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
+    dataset = open_dataset(d.source, d.random_crop or d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
+                           any_size=d.random_crop is not None,
                            allow_resize=d.allow_resize)
     if init is not None:  # checked before a run directory is created
         c_dim = dataset.c_dim if recipe.data.use_labels else 0

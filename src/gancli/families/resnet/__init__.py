@@ -35,8 +35,13 @@ class ResNetFamily(Family):
         if bad:
             raise UserError(f"{where}model.attn_res: no generator block outputs {bad[0]} px (they output "
                             f"{', '.join(map(str, sizes))} px)")
+        from gancli.train.schedules import check_relativistic_rounds
+
+        check_relativistic_rounds(recipe, where)
 
     def plan(self, recipe) -> dict[str, str]:
+        from gancli.train.schedules import optimizer_line, steps_line
+
         m, loss, t = recipe.model, recipe.loss, recipe.train
         if t.ema_decay == 0:
             ema = "no EMA (G_ema is a copy of G)"
@@ -44,14 +49,15 @@ class ResNetFamily(Family):
             ema = f"EMA decay {t.ema_decay:g} from step {t.ema_start}"
         else:
             ema = f"EMA half-life {t.ema_kimg:g} kimg"
-        steps = int(t.total_kimg * 1000 // t.batch)
         return {
             "model": (f"{m.kind}: ResNet G {m.g_ch} / D {m.d_ch} base channels, z {m.z_dim}"
                       + (f", shared embedding {m.shared_dim}" if m.shared_dim else "") + (", hierarchical z" if m.hier else "")
-                      + (f", attention at {m.attn_res}" if m.attn_res else "") + (", SN in G and D" if m.g_sn else ", SN in D")),
-            "steps": f"{steps // t.d_steps} G steps ({t.d_steps} D minibatches each)",
-            "optimizer": f"Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}, {t.d_steps} D step(s) per G step, {ema}",
-            "loss": f"{loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else ""),
+                      + (f", attention at {m.attn_res}" if m.attn_res else "") + {(True, True): ", SN in G and D", (False, True): ", SN in D", (True, False): ", SN in G",
+                         (False, False): ", no SN"}[(m.g_sn, m.d_sn)]),
+            "steps": steps_line(t, loss.kind),
+            "optimizer": optimizer_line(t, ema),
+            "loss": f"{loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else "")
+                    + ("" if loss.kind in ("hinge", "bce") else f" ({loss.describe()})"),
         }
 
     def build_networks(self, recipe, c_dim: int, img_channels: int = 3):

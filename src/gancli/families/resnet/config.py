@@ -20,7 +20,8 @@ class ResNetModel(base.ModelConfig):
     attn_res: list[int] = field(default_factory=list)  # self-attention at these resolutions in G and D (SAGAN)
     shared_dim: int = 0  # BigGAN shared class embedding size (0: per-layer class embeddings)
     hier: bool = False  # BigGAN hierarchical latents (z split across G's blocks)
-    g_sn: bool = False  # spectral norm in G too (SAGAN, BigGAN); D always has it
+    g_sn: bool = False  # spectral norm in G too (SAGAN, BigGAN)
+    d_sn: bool = True  # spectral norm in D (SNGAN, SAGAN, BigGAN); false: a plain critic (WGAN-GP's ResNet)
     sn_iters: int = 1  # spectral-norm power iterations per training step
     init: Literal["ortho", "xavier", "default"] = "xavier"  # weight init ('ortho': BigGAN)
 
@@ -36,41 +37,24 @@ class ResNetModel(base.ModelConfig):
 
 
 @dataclass
-class ResNetLoss(base.LossConfig):
-    kind: Literal["hinge", "bce"] = "hinge"  # 'hinge' (SNGAN, SAGAN, BigGAN) or 'bce' (non-saturating, with label smoothing)
-    real_target: float = 1.0  # bce: target for reals (one-sided label smoothing, e.g. 0.9)
+class ResNetLoss(base.AdversarialLossConfig):
+    kind: base.AdversarialKind = "hinge"  # 'hinge' (SNGAN, SAGAN, BigGAN), 'bce' (non-saturating, with label smoothing), or any loss of the zoo (docs/dcgan.md)
     ortho_reg: float = 0.0  # BigGAN off-diagonal orthogonal regularization of G (1e-4 in the paper)
 
     def validate(self, where: str) -> None:
-        if not 0 < self.real_target <= 1:
-            raise UserError(f"{where}loss.real_target: must be in (0, 1], got {self.real_target}")
+        super().validate(where)
         if self.ortho_reg < 0:
             raise UserError(f"{where}loss.ortho_reg: must be >= 0, got {self.ortho_reg}")
-        if self.kind != "bce" and self.real_target != 1.0:
-            raise UserError(f"{where}loss.real_target: applies to loss.kind bce only (got loss.kind {self.kind!r})")
 
 
 @dataclass
-class ResNetTrain(base.TrainConfig):
-    ema_decay: Optional[float] = None  # EMA decay per G step (BigGAN 0.9999); null: the ema_kimg half-life
-    ema_start: int = 0  # with ema_decay: G steps before the EMA starts (BigGAN 20000); copied until then
-    lr_ref_batch: Optional[int] = None  # scale g_lr and d_lr by batch / lr_ref_batch (null: as given)
-    d_loss_threshold: Optional[float] = None  # (SAGAN option) extra D steps while the D loss is above this
-    d_extra_steps: int = 0  # the most extra D steps per G step under d_loss_threshold
+class ResNetTrain(base.AdversarialTrainConfig):
     standing_stats: int = 0  # batches of standing batch-norm statistics for G_ema at each snapshot (0: off)
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
-            raise UserError(f"{where}train.ema_decay: must be in [0, 1) or null, got {self.ema_decay}")
-        if self.lr_ref_batch is not None:
-            base._positive(self.lr_ref_batch, f"{where}train.lr_ref_batch")
-        for key in ("ema_start", "d_extra_steps", "standing_stats"):
-            if getattr(self, key) < 0:
-                raise UserError(f"{where}train.{key}: must be >= 0, got {getattr(self, key)}")
-        if (self.d_loss_threshold is None) != (self.d_extra_steps == 0):
-            raise UserError(f"{where}train.d_loss_threshold and train.d_extra_steps: set both (extra D steps while the "
-                            "D loss is above the threshold) or neither")
+        if self.standing_stats < 0:
+            raise UserError(f"{where}train.standing_stats: must be >= 0, got {self.standing_stats}")
         if self.precision == "mixed":
             raise UserError(f"{where}train.precision: 'mixed' is not implemented for the ResNet family (sngan, sagan, "
                             "biggan); use auto or fp32 (they train in float32)")

@@ -239,13 +239,13 @@ class DBlock(nn.Module):
     convolution (SNGAN's "optimized block").
     """
 
-    def __init__(self, in_ch: int, out_ch: int, downsample: bool, first: bool, sn_iters: int):
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, first: bool, sn_iters: int, sn: bool = True):
         super().__init__()
         self.downsample, self.first = downsample, first
-        self.conv1 = SNConv2d(in_ch, out_ch, 3, padding=1, sn_iters=sn_iters)
-        self.conv2 = SNConv2d(out_ch, out_ch, 3, padding=1, sn_iters=sn_iters)
+        self.conv1 = SNConv2d(in_ch, out_ch, 3, padding=1, sn=sn, sn_iters=sn_iters)
+        self.conv2 = SNConv2d(out_ch, out_ch, 3, padding=1, sn=sn, sn_iters=sn_iters)
         self.learnable_sc = in_ch != out_ch or downsample
-        self.shortcut = SNConv2d(in_ch, out_ch, 1, sn_iters=sn_iters) if self.learnable_sc else None
+        self.shortcut = SNConv2d(in_ch, out_ch, 1, sn=sn, sn_iters=sn_iters) if self.learnable_sc else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x if self.first else F.relu(x)
@@ -389,6 +389,7 @@ class Discriminator(nn.Module):
         attn_res: tuple[int, ...] = (),  # self-attention after the blocks that output these resolutions
         sn_iters: int = 1,  # power iterations per step
         init: str = "xavier",  # weight init, as in the generator
+        sn: bool = True,  # spectral norm (SNGAN, SAGAN, BigGAN); False: a plain critic (WGAN-GP's ResNet)
     ):
         super().__init__()
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
@@ -401,16 +402,16 @@ class Discriminator(nn.Module):
         self.attn = nn.ModuleDict()
         in_ch, res, attended = img_channels, img_resolution, set()
         for i, (mult, down) in enumerate(zip(mults, downs)):
-            self.blocks.append(DBlock(in_ch, mult * ch, down, first=i == 0, sn_iters=sn_iters))
+            self.blocks.append(DBlock(in_ch, mult * ch, down, first=i == 0, sn_iters=sn_iters, sn=sn))
             in_ch = mult * ch
             res = res // 2 if down else res
             if res in attn_res and res not in attended:  # once per resolution, after its first block
                 attended.add(res)
-                self.attn[str(i)] = SelfAttention(in_ch, sn=True, sn_iters=sn_iters)
+                self.attn[str(i)] = SelfAttention(in_ch, sn=sn, sn_iters=sn_iters)
         outputs = [img_resolution // 2 ** sum(downs[: i + 1]) for i in range(len(downs))]
         _check_attention(attn_res, outputs, "discriminator")
-        self.linear = SNLinear(in_ch, 1, sn_iters=sn_iters)
-        self.embed = SNLinear(c_dim, in_ch, bias=False, sn_iters=sn_iters) if c_dim else None
+        self.linear = SNLinear(in_ch, 1, sn=sn, sn_iters=sn_iters)
+        self.embed = SNLinear(c_dim, in_ch, bias=False, sn=sn, sn_iters=sn_iters) if c_dim else None
         _init_weights(self, init)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:

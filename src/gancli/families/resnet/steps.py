@@ -7,7 +7,8 @@ One training step (`Trainer.state.step`) is one generator update:
    mode, no gradient), with the hinge or BCE loss; with `train.d_loss_threshold`, up to
    `train.d_extra_steps` more D updates while the last D loss stays above the threshold (each again
    on fresh reals).
-2. One generator update on `train.batch` fakes, plus BigGAN's orthogonal regularization, whose closed
+2. One generator update on `train.batch` fakes (the relativistic losses also read a fresh real minibatch),
+   plus BigGAN's orthogonal regularization, whose closed
    form gradient is added after the adversarial gradient (`losses.add_orthogonal_grad`).
 3. The EMA of G: BigGAN's per-step decay with a start step (`train.ema_decay`, `train.ema_start`;
    weights are copied before it), or the half-life in images (`train.ema_kimg`) shared with StyleGAN2.
@@ -31,10 +32,11 @@ import copy
 import torch
 
 from gancli.families.base import FamilyTraining
-from gancli.losses import BCELoss, HingeLoss, LossStats, add_orthogonal_grad
+from gancli.losses import LossStats, add_orthogonal_grad, clip_weights_, gradient_penalty
 from gancli.train import distributed
+from gancli.train.schedules import ema_beta, lr_factor, lr_scale, make_optimizer, run_d_steps, set_lr
 from gancli.train.seeding import step_seed
-from gancli.train.updates import half_life_beta, sanitize_grads, update_ema
+from gancli.train.updates import sanitize_grads, update_ema
 
 
 def build_networks(recipe, c_dim: int, img_channels: int = 3):
@@ -47,7 +49,8 @@ def build_networks(recipe, c_dim: int, img_channels: int = 3):
                   ch_mult=m.g_ch_mult, bottom_width=m.bottom_width, attn_res=attn, shared_dim=m.shared_dim,
                   hier=m.hier, sn=m.g_sn, sn_iters=m.sn_iters, init=m.init)
     D = Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.d_ch, ch_mult=m.d_ch_mult,
-                      bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init)
+                      bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init,
+                      sn=m.d_sn)
     return G, D
 
 
@@ -57,7 +60,7 @@ class ResNetTraining(FamilyTraining):
     def __init__(self, trainer):
         super().__init__(trainer)
         t = trainer.recipe.train
-        scale = t.batch / t.lr_ref_batch if t.lr_ref_batch else 1.0  # linear scaling rule (SAGAN option)
+        scale = lr_scale(t)  # linear scaling rule (SAGAN option)
         self.g_lr, self.d_lr = t.g_lr * scale, t.d_lr * scale
         self.G, self.D = build_networks(trainer.recipe, c_dim=trainer.c_dim, img_channels=trainer.img_channels)
         self.G.train().requires_grad_(False).to(trainer.device)
@@ -65,10 +68,11 @@ class ResNetTraining(FamilyTraining):
         self.G_ema = copy.deepcopy(self.G).eval()
         distributed.broadcast_modules(self.G, self.D, self.G_ema)
         G, D = self.G, self.D
-        self.opt_G = torch.optim.Adam(G.parameters(), lr=self.g_lr, betas=tuple(t.betas), eps=t.eps)
-        self.opt_D = torch.optim.Adam(D.parameters(), lr=self.d_lr, betas=tuple(t.betas), eps=t.eps)
+        self.opt_G = make_optimizer(G.parameters(), self.g_lr, t)
+        self.opt_D = make_optimizer(D.parameters(), self.d_lr, t)
         loss = trainer.recipe.loss
-        self.loss = BCELoss(loss.real_target) if loss.kind == "bce" else HingeLoss()
+        self.loss_config = loss
+        self.loss = loss.make()  # the loss zoo (gancli.losses.adversarial_loss)
         self.ortho_reg = loss.ortho_reg
         # BigGAN leaves the shared class embedding out of the orthogonal regularization.
         self.ortho_params = [p for n, p in G.named_parameters() if p.ndim >= 2 and not n.startswith("shared.")]
@@ -101,6 +105,11 @@ class ResNetTraining(FamilyTraining):
             real_logits, fake_logits = D(real_r, real_c_r), D(fake, c_r)
             loss_real, loss_fake = self.loss.d_loss(real_logits, fake_logits)
             loss = loss_real.mean() + loss_fake.mean()
+            if self.loss.gp and self.loss_config.gp_weight > 0:
+                eps = torch.rand([real_r.shape[0], 1, 1, 1], generator=gen).to(tr.device)
+                penalty = gradient_penalty(D, real_r, fake, eps, c_r)
+                stats.add("loss/gp", penalty)
+                loss = loss + penalty.mean() * self.loss_config.gp_weight
             stats.add("loss/D_real", loss_real)
             stats.add("loss/D_fake", loss_fake)
             stats.add("scores/real", real_logits)
@@ -111,6 +120,8 @@ class ResNetTraining(FamilyTraining):
         distributed.sync_grads(D)
         sanitize_grads(D)
         self.opt_D.step()
+        if self.loss.clip:
+            clip_weights_(D, self.loss_config.wgan_clip)
         stats.add("loss/D", total)
         if tr.ddp.world_size > 1:  # every rank must see the same D loss (it decides extra D steps)
             distributed.all_reduce_sum_(total)
@@ -129,10 +140,20 @@ class ResNetTraining(FamilyTraining):
         z, c = self._latents(gen)
         self.opt_G.zero_grad(set_to_none=True)
         G.requires_grad_(True)
-        for share, z_r, c_r in self._rounds(z, c):
-            loss = self.loss.g_loss(D(G(z_r, c_r), c_r))
-            stats.add("loss/G", loss)
-            loss.mean().mul(share).backward()
+        if self.loss.needs_real_in_g:  # relativistic: D's logits of a fresh real minibatch (counted in cur_nimg)
+            tr = self.trainer
+            reals, real_c = tr.next_batch()
+            reals, real_c = reals.to(tr.device, non_blocking=True), real_c.to(tr.device)
+            tr.state.cur_nimg += tr.batch
+            for share, z_r, c_r, real_r, real_c_r in self._rounds(z, c, reals, real_c):
+                loss = self.loss.g_loss(D(G(z_r, c_r), c_r), D(real_r, real_c_r))
+                stats.add("loss/G", loss)
+                loss.mean().mul(share).backward()
+        else:
+            for share, z_r, c_r in self._rounds(z, c):
+                loss = self.loss.g_loss(D(G(z_r, c_r), c_r))
+                stats.add("loss/G", loss)
+                loss.mean().mul(share).backward()
         if self.ortho_reg > 0:
             stats.add("loss/ortho", add_orthogonal_grad(self.ortho_params, self.ortho_reg))
         G.requires_grad_(False)
@@ -147,19 +168,17 @@ class ResNetTraining(FamilyTraining):
         step = tr.state.step
         torch.manual_seed(step_seed(t.seed, step))
         gen = torch.Generator().manual_seed(step_seed(t.seed + 1, step))
-        d_loss = None
-        for _ in range(t.d_steps):
+        factor = lr_factor(t, tr.state.cur_nimg / 1000)  # train.lr_schedule at the step's start
+        set_lr(self.opt_G, self.g_lr * factor)
+        set_lr(self.opt_D, self.d_lr * factor)
+
+        def d_update() -> torch.Tensor:
             reals, real_c = tr.next_batch()
             d_loss = self.d_step(reals, real_c, gen, stats)
             tr.state.cur_nimg += tr.batch
-        extra = 0
-        if t.d_loss_threshold is not None:
-            while extra < t.d_extra_steps and float(d_loss) > t.d_loss_threshold:
-                reals, real_c = tr.next_batch()
-                d_loss = self.d_step(reals, real_c, gen, stats)
-                tr.state.cur_nimg += tr.batch
-                extra += 1
-            stats.add("train/extra_d_steps", torch.tensor(float(extra)))
+            return d_loss
+
+        run_d_steps(t, d_update, stats)
         self.g_step(gen, stats)
         if tr.ddp.is_main:
             self.update_ema()
@@ -168,12 +187,7 @@ class ResNetTraining(FamilyTraining):
     @torch.no_grad()
     def update_ema(self) -> None:
         tr = self.trainer
-        t = tr.recipe.train
-        if t.ema_decay is None:  # the half-life in images, as StyleGAN2
-            beta = half_life_beta(tr.batch, t.ema_kimg, t.ema_rampup, tr.state.cur_nimg)
-        else:
-            beta = t.ema_decay if tr.state.step >= t.ema_start else 0.0  # BigGAN: copy until ema_start
-        update_ema(self.G_ema, self.G, beta)
+        update_ema(self.G_ema, self.G, ema_beta(tr.recipe.train, tr.batch, tr.state.step, tr.state.cur_nimg))
 
     def before_snapshot(self) -> None:
         """Standing batch-norm statistics for G_ema (train.standing_stats batches), from their own generator."""
