@@ -105,6 +105,13 @@ def world(tmp_path, monkeypatch) -> Path:
     _images(home / "photos", 6, (80, 60), 0)
     _images(home / "pets" / "cat", 3, (40, 40), 1)
     _images(home / "pets" / "dog", 3, (40, 40), 2)
+    _images(home / "dogs" / "Images" / "n01-beagle", 2, (40, 30), 8)  # Stanford Dogs layout, VOC boxes
+    for i in range(2):
+        note = home / "dogs" / "Annotation" / "n01-beagle" / f"img{i:02d}"
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text("<annotation><size><width>40</width><height>30</height><depth>3</depth></size><object>"
+                        "<name>beagle</name><bndbox><xmin>5</xmin><ymin>4</ymin><xmax>30</xmax><ymax>26</ymax>"
+                        "</bndbox></object></annotation>")
     _images(tmp_path / "sq16", 12, (16, 16), 3)
     _zip_of(tmp_path / "sq16", home / "ffhq.zip")
     _zip_of(tmp_path / "sq16", home / "ffhq256.zip")
