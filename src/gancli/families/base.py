@@ -37,6 +37,7 @@ CAPABILITIES: dict[str, str] = {
     "class": "can be class-conditional",
     "trunc_psi": "truncates in W toward the average W (psi)",
     "trunc_resample": "truncates by resampling z beyond a threshold",
+    "trunc_temperature": "samples with a temperature (--trunc)",
     "image_in": "translates input images",
     "encode": "encodes images into codes",
     "project": "projects images into its latent space",
@@ -51,6 +52,7 @@ LACKS: dict[str, str] = {
     "class": "takes no class labels",
     "trunc_psi": "has no W to truncate",
     "trunc_resample": "has no z to truncate",
+    "trunc_temperature": "has no sampling temperature",
     "image_in": "does not translate images",
     "encode": "has no encoder",
     "project": "has no latent space to project into",
@@ -155,6 +157,12 @@ class Family:
             raise UserError(f"{where}metrics.names: the {self.title} family does not generate images from seeds, "
                             "so training-time metrics do not apply")
 
+    def adopt_model(self, recipe_model: dict[str, Any], network_model: dict[str, Any]) -> dict[str, Any]:
+        """The `model` section of a run started with `--init NETWORK`: by default the network's (its
+        architecture replaces the recipe's). A family whose recipe adds networks on top of the file's
+        (VQ-VAE-2's stage 2: priors over a stage-1 VQ-VAE) keeps the recipe's keys for those."""
+        return network_model
+
     def auto_settings(self, resolution: int, gpus: int) -> dict[str, Any] | None:
         """Recipe values derived from resolution and GPU count for `auto: true` (None: no such mode)."""
         return None
@@ -225,6 +233,18 @@ class Family:
         return from_z_in_chunks(self, G, z, c, batch=batch, progress=progress, trunc=trunc, cutoff=cutoff,
                                 noise_mode=noise_mode, noise_seeds=seeds)
 
+    # Model-specific paths of `gancli mix` and `gancli project` for families with `encode` (the
+    # style-based path of those commands is unchanged for the others).
+
+    def mix_grid(self, loaded, rows: list[int], cols: list[int], *, trunc: float | None = None):
+        """`mix` for families with `encode`: a uint8 HWC grid mixing the codes of the row and column seeds."""
+        raise UserError(f"mix: a {self.title} network has no mixing of its own")
+
+    def encode_images(self, loaded, images) -> dict[str, Any]:
+        """`project` for families with `encode`: uint8 NHWC images -> {'recon': uint8 NHWC, 'psnr': [N],
+        and the codes by name (arrays, saved in codes.npz)}."""
+        raise UserError(f"project: a {self.title} network has no encoder")
+
     def lacks(self, capability: str) -> bool:
         return capability not in self.capabilities
 
@@ -236,7 +256,8 @@ class FamilyTraining:
     world_size, is_main), `batch` (global), `batch_rank` (this process's share), `batch_gpu` (per
     accumulation round), `state` (step, cur_nimg: the step must advance both), `c_dim`,
     `next_batch(n=None)` (this rank's share of the next n images of the global stream, default
-    `batch`; a step may take any number, so the batch may change during training), and
+    `batch`; a step may take any number, so the batch may change during training), `next_indices(n=None)`
+    (the same share as dataset indices, images not read: for steps on precomputed data), and
     `fake_labels(n, generator)`.
     """
 
@@ -256,6 +277,13 @@ class FamilyTraining:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def weights_from_init(self, modules: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
+        """The weights `--init` loads (all of `modules()`, strictly), from those of the network file:
+        by default the file's as they are. A stage that trains new networks beside frozen ones from an
+        earlier stage (VQ-VAE-2's priors) declares it here: it fills the new ones with their fresh
+        weights, so the file need hold only the earlier stage's."""
+        return modules
 
     def train_step(self, stats) -> None:
         """One training step: read data with trainer.next_batch, update, advance trainer.state."""

@@ -100,7 +100,7 @@ def _is_official_network(spec: str) -> bool:
 def _adopt_network(recipe: Recipe, network: Recipe, origin: str, console) -> Recipe:
     """The user's recipe (data, loss, schedule) with the network's architecture and resolution."""
     d = recipe.to_dict()
-    d["model"] = network.to_dict()["model"]
+    d["model"] = network.family.adopt_model(d["model"], network.to_dict()["model"])
     if d["data"]["resolution"] != network.data.resolution:
         console.print(f"note: training at {network.data.resolution}x{network.data.resolution}, the resolution of {Path(origin).name}")
         d["data"]["resolution"] = network.data.resolution
@@ -195,7 +195,7 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     show = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
     trainer = Trainer(recipe, dataset, run_dir, device=device, console=console, progress=show)
     if init is not None:
-        trainer.load_weights(init[0], origin=init[2])
+        trainer.load_weights(trainer.training.weights_from_init(init[0]), origin=init[2])
         console.print(f"fine-tuning {Path(init[2]).name} into {run_dir} on {trainer.device} "
                       f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
     elif snapshot is not None:

@@ -1,0 +1,60 @@
+"""VQ-VAE-2 in the exploring commands: code mixing (`gancli mix`) and encoding (`gancli project`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+@torch.no_grad()
+def sample_codes(family, G, seeds: list[int], temperature: float):
+    """(top, bottom) codes of each seed's sample, one seed at a time (as `sample` renders them)."""
+    device = next(G.parameters()).device
+    tops, bottoms = [], []
+    for s in seeds:
+        z = family.latents([s], G.z_dim, device)
+        top, bottom = G.sample_codes(z, temperature)
+        tops.append(top)
+        bottoms.append(bottom)
+    return torch.cat(tops), torch.cat(bottoms)
+
+
+@torch.no_grad()
+def mix_grid(family, G, rows: list[int], cols: list[int], *, temperature: float = 1.0) -> np.ndarray:
+    """Top row: the column seeds' samples; left column: the row seeds' samples; cell (r, c): the
+    decoder given row r's top codes and column c's bottom codes. The top-left corner is white."""
+    from gancli.render import make_grid, to_uint8
+
+    seeds = list(dict.fromkeys(rows + cols))
+    top, bottom = sample_codes(family, G, seeds, temperature)
+    at = {s: i for i, s in enumerate(seeds)}
+    decode = G.vqvae.decode_codes
+    own = {s: decode(top[at[s]: at[s] + 1], bottom[at[s]: at[s] + 1]) for s in seeds}
+    res = G.img_resolution
+    blank = torch.ones(1, 3, res, res, device=top.device)
+    cells = [blank] + [own[c] for c in cols]
+    for r in rows:
+        cells.append(own[r])
+        cells += [decode(top[at[r]: at[r] + 1], bottom[at[c]: at[c] + 1]) for c in cols]
+    return make_grid(to_uint8(torch.cat(cells)), len(rows) + 1, len(cols) + 1)
+
+
+@torch.no_grad()
+def encode_images(G, images: np.ndarray) -> dict:
+    """uint8 NHWC [N, R, R, 3] -> codes of both levels, the reconstruction (uint8) and its PSNR (dB, on the
+    uint8 pixels) per image."""
+    from gancli.project import psnr, to_float
+    from gancli.render import to_uint8
+
+    device = next(G.parameters()).device
+    vq = G.vqvae.eval()
+    tops, bottoms, recons = [], [], []
+    for image in images:  # one at a time: an image's result never depends on the others
+        x = to_float(image[None], device)
+        _, _, _, top, bottom, _ = vq.encode(x)
+        tops.append(top)
+        bottoms.append(bottom)
+        recons.append(vq.decode_codes(top, bottom))
+    recon = to_uint8(torch.cat(recons))
+    return {"top": torch.cat(tops).cpu().numpy(), "bottom": torch.cat(bottoms).cpu().numpy(), "recon": recon,
+            "psnr": [psnr(r, t) for r, t in zip(recon, images)]}
