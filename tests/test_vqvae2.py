@@ -292,6 +292,15 @@ def test_sample_truncate_mix_project_on_a_trained_run(cli, stage_runs, tmp_path,
     cell = to_uint8(G.vqvae.decode_codes(top2, bottom4))[0]
     assert np.array_equal(grid[2 * 16: 3 * 16, 2 * 16: 3 * 16], cell)  # row seed 2, column seed 4
 
+    # interpolate: the walk starts and passes through the keyframe samples, quantized at every frame
+    _ok(cli("interpolate", run, "--seeds", "0,1", "--frames", "4", "--out", tmp_path / "walk.gif",
+            "--frames-dir", tmp_path / "frames"))
+    frames = sorted((tmp_path / "frames").iterdir())
+    assert len(frames) == 5
+    for frame, seed in ((frames[0], 0), (frames[4], 1)):
+        assert np.array_equal(np.asarray(Image.open(frame)), np.asarray(Image.open(tmp_path / "s" / f"seed{seed:04d}.png")))
+    assert_user_error(cli("interpolate", run, "--seeds", "0,1", "--space", "w", "--out", tmp_path / "w.gif"), "--space w")
+
     target = sorted(tiny_data.iterdir())[0]
     res = _ok(cli("project", run, target, "--outdir", tmp_path / "p"))
     folder = tmp_path / "p" / target.stem

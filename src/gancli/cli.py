@@ -330,10 +330,10 @@ def interpolate(
     ckpt: Path = typer.Argument(..., help="Checkpoint."),
     seeds: str = typer.Option(..., "--seeds", help="Keyframe seeds, e.g. 1,5,9."),
     frames: int = typer.Option(40, "--frames", help="Frames between two keyframes."),
-    space: Optional[str] = typer.Option(None, "--space", help="z or w (default: w for style-based generators, z for the others)."),
+    space: Optional[str] = typer.Option(None, "--space", help="z or w (default: w for style-based generators, z for the others; VQ-VAE-2: codes, the only one)."),
     kind: str = typer.Option("linear", "--kind", help="linear, slerp or cubic."),
     loop: bool = typer.Option(False, "--loop", help="Return to the first keyframe."),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi (VQ-VAE-2: the temperature of the keyframe samples)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Walk between these classes, e.g. 3,7 (one seed held fixed, or one seed per class); the labels are blended linearly, i.e. through the class embedding."),
     grid: Optional[str] = typer.Option(None, "--grid", help="A grid of walks, e.g. 2x2."),
@@ -342,7 +342,10 @@ def interpolate(
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write every frame as PNG here."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Latent walk between seeds, written as a GIF (or MP4)."""
+    """Latent walk between seeds, written as a GIF (or MP4).
+
+    For a VQ-VAE-2 (stage 2) the walk runs between the seeds' samples in the continuous code space (the code vectors of both levels), quantized to the nearest codes and decoded at every frame; --trunc is the temperature of the samples.
+    """
     from gancli import explore
     from gancli.latent import parse_seeds
     from gancli.render import grid_shape, save_animation, save_png, to_uint8
@@ -360,9 +363,9 @@ def interpolate(
         rows, cols = grid_shape(1, grid)
         walks = rows * cols
     # A grid of walks: walk i visits the keyframe seeds shifted by i * 1000 (distinct, reproducible).
-    all_frames = [to_uint8(explore.interpolation_frames(loaded, [s + 1000 * i for s in seed_list], frames=frames,
-                                                         space=space, kind=kind, loop=loop, psi=trunc,
-                                                         class_idx=class_idx, classes=class_list)) for i in range(walks)]
+    walk = loaded.family.interpolation_frames if loaded.has("encode") else explore.interpolation_frames  # codes: its own walk
+    all_frames = [to_uint8(walk(loaded, [s + 1000 * i for s in seed_list], frames=frames, space=space, kind=kind,
+                                loop=loop, psi=trunc, class_idx=class_idx, classes=class_list)) for i in range(walks)]
     frames_out = explore.animation_grid(all_frames, rows, cols) if grid else list(all_frames[0])
     _make_outdir(out.parent)
     if frames_dir is not None:

@@ -245,6 +245,11 @@ class Family:
         and the codes by name (arrays, saved in codes.npz)}."""
         raise UserError(f"project: a {self.title} network has no encoder")
 
+    def interpolation_frames(self, loaded, seeds: list[int], *, frames: int, space: str | None, kind: str, loop: bool,
+                             psi: float | None, class_idx: int | None, classes: list[int] | None):
+        """`interpolate` for families with `encode`: frames [F, C, H, W] of a walk through the seeds."""
+        raise UserError(f"interpolate: a {self.title} network has no walk of its own")
+
     def lacks(self, capability: str) -> bool:
         return capability not in self.capabilities
 

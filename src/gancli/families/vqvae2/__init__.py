@@ -108,6 +108,21 @@ class VQVAE2Family(Family):
         _require_priors(loaded.G, "mix samples")
         return mix_grid(self, loaded.G, rows, cols, temperature=1.0 if trunc is None else trunc)
 
+    def interpolation_frames(self, loaded, seeds, *, frames, space, kind, loop, psi, class_idx, classes):
+        """interpolate: the seeds' samples' code vectors (both levels) along the path, quantized to the
+        nearest codes and decoded at every frame."""
+        from gancli.families.vqvae2.explore import code_walk
+
+        if space not in (None, "codes"):
+            raise UserError(f"--space {space}: a vqvae2 network walks through its code vectors (--space codes)")
+        if class_idx is not None or classes:
+            raise UserError("--class/--classes: a vqvae2 generator takes no class labels")
+        if len(seeds) < 2:
+            raise UserError("--seeds: an interpolation needs at least two seeds, e.g. --seeds 1,5")
+        _require_priors(loaded.G, "sample the keyframes")
+        self.check_trunc(loaded.G, psi, None)
+        return code_walk(self, loaded.G, seeds, frames=frames, curve=kind, loop=loop, temperature=psi)
+
     def encode_images(self, loaded, images):
         """project: uint8 images NHWC [N, R, R, 3] -> {'top', 'bottom' codes, 'recon' uint8, 'psnr' [N]}."""
         from gancli.families.vqvae2.explore import encode_images

@@ -40,6 +40,23 @@ def mix_grid(family, G, rows: list[int], cols: list[int], *, temperature: float 
 
 
 @torch.no_grad()
+def code_walk(family, G, seeds: list[int], *, frames: int, curve: str, loop: bool, temperature: float) -> torch.Tensor:
+    """Frames [F, 3, R, R]: the keyframe samples' code vectors [K, D, h, w] of each level along the
+    path (`gancli.explore.path_points`), each position quantized to its nearest code, decoded."""
+    from gancli.explore import path_points
+
+    top, bottom = sample_codes(family, G, seeds, temperature)
+    vq = G.vqvae
+    levels = []
+    for codes, quant in ((top, vq.quant_top), (bottom, vq.quant_bottom)):
+        keys = quant.lookup(codes)
+        path = path_points(keys.flatten(1), frames, curve, loop).view(-1, *keys.shape[1:])
+        flat = path.permute(0, 2, 3, 1).reshape(-1, quant.dim)
+        levels.append(quant.nearest(flat).view(path.shape[0], *codes.shape[1:]))
+    return torch.cat([vq.decode_codes(levels[0][i: i + 1], levels[1][i: i + 1]) for i in range(levels[0].shape[0])])
+
+
+@torch.no_grad()
 def encode_images(G, images: np.ndarray) -> dict:
     """uint8 NHWC [N, R, R, 3] -> codes of both levels, the reconstruction (uint8) and its PSNR (dB, on the
     uint8 pixels) per image."""
