@@ -345,3 +345,60 @@ def test_recipes_dry_run_and_bad_values(cli):
     assert_user_error(cli("train", "vqvae2-emoji", "--dry-run", "--set", "model.stage=3"), "model.stage")
     assert_user_error(cli("train", "vqvae2-emoji-prior", "--dry-run", "--set", "train.dead_code_threshold=1"),
                       "stage 1")
+
+
+def test_evaluate_reconstruction_code_usage_and_prior_nll_against_numpy(cli, stage_runs, tiny_data):
+    import json
+
+    from gancli.data import open_dataset
+    from gancli.families.vqvae2.explore import encode_images
+
+    run = stage_runs["s2"]
+    res = _ok(cli("evaluate", run, "--metrics", "recon,codes,nll", "--data", tiny_data, "--batch", "5"))
+    got = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["results"]
+    assert "recon_psnr" in res.out and got["n_images"] == 12
+    G = FAMILY.build_generator(Recipe.from_dict(load_snapshot(latest_checkpoint(run).snapshot).recipe), 0)
+    G.load_state_dict(_tensors_of(run)["vqvae2"])
+    G.eval()
+    images = open_dataset(str(tiny_data), 16).images  # [12, 3, 16, 16]
+    enc = encode_images(G, images.transpose(0, 2, 3, 1))  # one image at a time
+    assert math.isclose(got["recon_psnr"], float(np.mean(enc["psnr"])), rel_tol=1e-9)
+    recon = np.stack([G.vqvae.decode_codes(torch.from_numpy(enc["top"][i: i + 1]), torch.from_numpy(enc["bottom"][i: i + 1]))[0].detach().double().numpy()
+                      for i in range(12)])
+    x = images.astype(np.float64) / 127.5 - 1
+    assert math.isclose(got["recon_mse"], float(np.mean((recon - x) ** 2)), rel_tol=1e-4)
+    for level in ("top", "bottom"):
+        counts = np.bincount(enc[level].flatten(), minlength=16) / enc[level].size
+        p = counts[counts > 0]
+        assert math.isclose(got[f"perplexity_{level}"], math.exp(-(p * np.log(p)).sum()), rel_tol=1e-9)
+        assert got[f"usage_{level}"] == len(p) / 16
+    bits = {}
+    for level in ("top", "bottom"):
+        top, bottom = torch.from_numpy(enc["top"]), torch.from_numpy(enc["bottom"])
+        with torch.no_grad():
+            logits = (G.top_prior(top) if level == "top" else G.bottom_prior(bottom, top)).double().numpy()
+        target = enc[level]
+        logp = logits - logits.max(1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+        picked = np.take_along_axis(logp, target[:, None], 1)
+        bits[level] = -picked.sum() / math.log(2)
+        assert math.isclose(got[f"nll_{level}_bpd"], bits[level] / target.size, rel_tol=1e-6)
+    assert math.isclose(got["nll_bpd"], (bits["top"] + bits["bottom"]) / (12 * (4 + 16)), rel_tol=1e-6)
+    assert got["nll_uniform_bpd"] == 4.0  # log2 of the tiny codebook's 16 codes
+    assert_user_error(cli("evaluate", stage_runs["s1"], "--metrics", "nll", "--data", tiny_data), "no priors")
+    _ok(cli("evaluate", stage_runs["s1"], "--metrics", "recon,codes", "--data", tiny_data))
+
+
+def test_emoji_split_keeps_every_base_emoji_on_one_side():
+    from gancli.data import emoji
+
+    names = emoji.emoji_files()
+    train, heldout = emoji.split_indices(names, "emoji-train"), emoji.split_indices(names, "emoji-heldout")
+    assert sorted(train + heldout) == list(range(len(names))) and not set(train) & set(heldout)
+    bases_train = {emoji.base_emoji(names[i]) for i in train}
+    bases_heldout = {emoji.base_emoji(names[i]) for i in heldout}
+    assert not bases_train & bases_heldout
+    assert 0.04 < len(heldout) / len(names) < 0.2
+    toned = [n for n in names if "-1f3fd" in n]  # a skin-tone variant and its untoned base sit together
+    assert toned and all(emoji.is_heldout(n) == emoji.is_heldout(n.replace("-1f3fd", "")) for n in toned)
+    assert emoji.base_emoji("1f44d-1f3fd.png") == "1f44d" and emoji.split_indices(names, "emoji") is None

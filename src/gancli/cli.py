@@ -557,7 +557,7 @@ def _encode_targets(loaded, stems: dict, prepared, outdir: Path) -> None:
 )
 def evaluate(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint or run directory (omit with --against)."),
-    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips."),
+    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips. VQ-VAE-2 also: recon (MSE, PSNR), codes (usage, perplexity per level), nll (prior bits per code) on --data."),
     data: Optional[str] = typer.Option(None, "--data", help="Real images (default: the checkpoint's dataset)."),
     against: Optional[str] = typer.Option(None, "--against", help="Second image set, compared with --data instead of a checkpoint."),
     num: int = typer.Option(50000, "--num", help="Generated images."),
@@ -575,8 +575,10 @@ def evaluate(
     from gancli.metrics import evaluate_folders, evaluate_generator, parse_metrics
     from gancli.metrics.evaluate import append_result
 
-    names = parse_metrics(metrics)
     progress = sys.stderr.isatty()
+    loaded = _load(ckpt, "evaluate") if ckpt is not None and against is None else None
+    own = loaded.family.own_metrics if loaded is not None else {}
+    names = parse_metrics(metrics, extra=list(own))
     if against is not None:
         if ckpt is not None:
             raise UserError("gancli evaluate: give either a checkpoint or --data A --against B, not both")
@@ -588,16 +590,25 @@ def evaluate(
     else:
         if ckpt is None:
             raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
-        loaded = _load(ckpt, "evaluate", "seeds")
-        result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
-                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
+        generic, mine = [n for n in names if n not in own], [n for n in names if n in own]
+        result = {"results": {}, "protocol": {}}
+        if generic:
+            loaded.require("evaluate", "seeds")
+            result = evaluate_generator(loaded, generic, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
+                                        detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
+        if mine:  # the family's own metrics (VQ-VAE-2: reconstruction, code usage, prior NLL)
+            result["results"].update(loaded.family.evaluate_own(loaded, mine, data_source=data, num_real=num_real,
+                                                                batch=batch))
+            result["protocol"].setdefault("metrics", generic + mine)
+            result["protocol"].setdefault("data", data or loaded.recipe.data.source)
+            result["protocol"].setdefault("n_real", result["results"].get("n_images"))
         where = append_result(loaded.path.parent, result)
     console = _console()
     for key, value in result["results"].items():
         console.print(f"{key:10} {value:.4f}" if isinstance(value, float) else f"{key:10} {value}")
     p = result["protocol"]
-    console.print(f"[dim]{p.get('n_real')} real, {p.get('n_fake')} fake images; detector {Path(str(p.get('detector_path', ''))).name}"
-                  + (f"; appended to {where}" if where else "") + "[/dim]")
+    fakes = f", {p.get('n_fake')} fake images; detector {Path(str(p.get('detector_path', ''))).name}" if "n_fake" in p else " images"
+    console.print(f"[dim]{p.get('n_real')} real{fakes}" + (f"; appended to {where}" if where else "") + "[/dim]")
 
 
 # --------------------------------------------------------------------------------------------------

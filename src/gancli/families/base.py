@@ -141,6 +141,7 @@ class Family:
     inference_module: ClassVar[str] = "G_ema"  # what the commands load
     data_kind: ClassVar[str] = "images"  # what its step reads: 'images' (image, label), 'pairs', 'unpaired'
     supports_augment: ClassVar[bool] = False  # ADA (augment.kind: ada) is wired into its step
+    own_metrics: ClassVar[dict[str, str]] = {}  # `gancli evaluate` metrics of its own: name -> what it measures
 
     # ----------------------------------------------------------------------------------------------
     # Recipes
@@ -249,6 +250,12 @@ class Family:
                              psi: float | None, class_idx: int | None, classes: list[int] | None):
         """`interpolate` for families with `encode`: frames [F, C, H, W] of a walk through the seeds."""
         raise UserError(f"interpolate: a {self.title} network has no walk of its own")
+
+    def evaluate_own(self, loaded, names: list[str], *, data_source: str | None, num_real: int | None,
+                     batch: int) -> dict[str, float]:
+        """`gancli evaluate` for the names in `own_metrics`, on the real images of `data_source`
+        (None: the checkpoint's training data): a flat dict of results (with 'n_images')."""
+        raise UserError(f"evaluate: the {self.title} family has no metrics of its own")
 
     def lacks(self, capability: str) -> bool:
         return capability not in self.capabilities

@@ -147,7 +147,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         recipe = _merge_resume_recipe(stored, recipe, str(snap_path), console)
         run_dir = snap_path.parent
     source = Path(recipe.data.source).expanduser()
-    if recipe.data.source != "emoji" and source.exists():  # the embedded recipe must work from anywhere
+    if not recipe.data.source.startswith("emoji") and source.exists():  # the embedded recipe must work from anywhere
         recipe.data.source = str(source.resolve())
     if recipe.distributed.gpus > 1 and not distributed.under_launcher():  # start the processes here and wait
         distributed.check_launch(recipe, recipe.distributed.gpus)

@@ -24,6 +24,9 @@ class VQVAE2Family(Family):
     train_config = VQVAE2Train
     capabilities = frozenset({"seeds", "encode", "trunc_temperature"})
     modules = ("vqvae2",)
+    own_metrics = {"recon": "reconstruction MSE (pixels in [-1, 1]) and PSNR (uint8, dB, mean per image)",
+                   "codes": "codebook usage (share of codes used) and perplexity per level",
+                   "nll": "prior NLL in bits per code, per level and together (stage 2; uniform: log2 n_embed)"}
     inference_module = "vqvae2"
 
     def validate(self, recipe, where: str) -> None:
@@ -122,6 +125,19 @@ class VQVAE2Family(Family):
         _require_priors(loaded.G, "sample the keyframes")
         self.check_trunc(loaded.G, psi, None)
         return code_walk(self, loaded.G, seeds, frames=frames, curve=kind, loop=loop, temperature=psi)
+
+    def evaluate_own(self, loaded, names, *, data_source, num_real, batch):
+        from gancli.data import open_dataset
+        from gancli.families.vqvae2.explore import code_metrics
+
+        if "nll" in names:
+            _require_priors(loaded.G, "measure the NLL of codes with")
+        d = loaded.recipe.data
+        dataset = open_dataset(data_source or d.source, loaded.G.img_resolution, allow_resize=d.allow_resize)
+        n = len(dataset) if num_real is None else min(int(num_real), len(dataset))
+        if n < 1:
+            raise UserError(f"--num-real {num_real}: needs at least one image")
+        return code_metrics(loaded.G, dataset, n, names, batch=max(1, batch))
 
     def encode_images(self, loaded, images):
         """project: uint8 images NHWC [N, R, R, 3] -> {'top', 'bottom' codes, 'recon' uint8, 'psnr' [N]}."""

@@ -57,6 +57,58 @@ def code_walk(family, G, seeds: list[int], *, frames: int, curve: str, loop: boo
 
 
 @torch.no_grad()
+def code_metrics(G, dataset, n: int, names: list[str], *, batch: int = 32) -> dict[str, float]:
+    """The family's own metrics on the first n images of `dataset` (see `VQVAE2Family.own_metrics`)."""
+    import math
+
+    import torch.nn.functional as F
+
+    from gancli.families.vqvae2.nets import perplexity
+    from gancli.render import to_uint8
+
+    device = next(G.parameters()).device
+    vq = G.vqvae.eval()
+    sq_err, psnrs, tops, bottoms = 0.0, [], [], []
+    for start in range(0, n, batch):
+        images, _ = dataset.get_batch(np.arange(start, min(start + batch, n)))
+        x = torch.from_numpy(images).to(device).float() / 127.5 - 1
+        _, _, _, top, bottom, _ = vq.encode(x)
+        recon = vq.decode_codes(top, bottom)
+        sq_err += float((recon.double() - x.double()).pow(2).sum())
+        real = images.transpose(0, 2, 3, 1).astype(np.float64)
+        for r, t in zip(to_uint8(recon).astype(np.float64), real):
+            mse = float(np.mean((r - t) ** 2))
+            psnrs.append(math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
+        tops.append(top)
+        bottoms.append(bottom)
+    top, bottom = torch.cat(tops), torch.cat(bottoms)
+    out: dict[str, float] = {"n_images": n}
+    if "recon" in names:
+        out["recon_mse"] = sq_err / (n * 3 * G.img_resolution**2)
+        out["recon_psnr"] = float(np.mean(psnrs))
+    if "codes" in names:
+        for level, codes in (("top", top), ("bottom", bottom)):
+            out[f"usage_{level}"] = float(torch.unique(codes).numel()) / G.n_embed
+            out[f"perplexity_{level}"] = float(perplexity(codes, G.n_embed))
+    if "nll" in names:
+        bits = {}
+        for level in ("top", "bottom"):
+            total = 0.0
+            for start in range(0, n, batch):
+                t, b = top[start: start + batch], bottom[start: start + batch]
+                logits = G.top_prior(t) if level == "top" else G.bottom_prior(b, t)
+                target = t if level == "top" else b
+                total += float(F.cross_entropy(logits.double(), target, reduction="sum")) / math.log(2)
+            bits[level] = total
+        n_top, n_bottom = top[0].numel() * n, bottom[0].numel() * n
+        out["nll_top_bpd"] = bits["top"] / n_top
+        out["nll_bottom_bpd"] = bits["bottom"] / n_bottom
+        out["nll_bpd"] = (bits["top"] + bits["bottom"]) / (n_top + n_bottom)
+        out["nll_uniform_bpd"] = math.log2(G.n_embed)
+    return out
+
+
+@torch.no_grad()
 def encode_images(G, images: np.ndarray) -> dict:
     """uint8 NHWC [N, R, R, 3] -> codes of both levels, the reconstruction (uint8) and its PSNR (dB, on the
     uint8 pixels) per image."""
