@@ -332,6 +332,8 @@ def test_commands_that_do_not_apply_say_so_in_one_line(cli, stage_runs, tmp_path
     assert_user_error(cli("sample", s2, "--seeds", "1", "--trunc-cutoff", "2", "--outdir", tmp_path / "x"),
                       "--trunc-cutoff")
     assert_user_error(cli("evaluate", s2, "--metrics", "ppl", "--num", "2"), "ppl")
+    info = _ok(cli("info", s2))
+    assert "vqvae2" in info.out and "stage" in info.out
 
 
 def test_recipes_dry_run_and_bad_values(cli):
@@ -345,6 +347,7 @@ def test_recipes_dry_run_and_bad_values(cli):
     assert_user_error(cli("train", "vqvae2-emoji", "--dry-run", "--set", "model.stage=3"), "model.stage")
     assert_user_error(cli("train", "vqvae2-emoji-prior", "--dry-run", "--set", "train.dead_code_threshold=1"),
                       "stage 1")
+    assert_user_error(cli("train", "vqvae2-emoji", "--dry-run", "--set", "metrics.names=[fid]"), "stage-1", "recon,codes")
 
 
 def test_evaluate_reconstruction_code_usage_and_prior_nll_against_numpy(cli, stage_runs, tiny_data):

@@ -40,6 +40,9 @@ class VQVAE2Family(Family):
         if recipe.train.dead_code_threshold and recipe.distributed.gpus > 1:
             raise UserError(f"{where}train.dead_code_threshold: dead-code restarts run in one process only "
                             f"(distributed.gpus is {recipe.distributed.gpus})")
+        if recipe.model.stage == 1 and recipe.metrics.names:
+            raise UserError(f"{where}metrics.names: a stage-1 VQ-VAE-2 does not generate images from seeds (no priors "
+                            "yet); measure stage 1 with gancli evaluate --metrics recon,codes")
         if recipe.model.stage == 2 and recipe.train.dead_code_threshold:
             raise UserError(f"{where}train.dead_code_threshold: applies to stage 1 (stage 2 keeps the codebooks frozen)")
 
