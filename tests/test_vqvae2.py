@@ -332,6 +332,8 @@ def test_commands_that_do_not_apply_say_so_in_one_line(cli, stage_runs, tmp_path
     assert_user_error(cli("sample", s2, "--seeds", "1", "--trunc-cutoff", "2", "--outdir", tmp_path / "x"),
                       "--trunc-cutoff")
     assert_user_error(cli("evaluate", s2, "--metrics", "ppl", "--num", "2"), "ppl")
+    assert_user_error(cli("train", "vqvae2-emoji-prior", "--outdir", tmp_path / "runs"), "stage 2", "--init STAGE1_RUN")
+    assert not (tmp_path / "runs").exists()
     info = _ok(cli("info", s2))
     assert "vqvae2" in info.out and "stage" in info.out
 

@@ -164,6 +164,11 @@ class Family:
         (VQ-VAE-2's stage 2: priors over a stage-1 VQ-VAE) keeps the recipe's keys for those."""
         return network_model
 
+    def requires_init(self, recipe) -> str | None:
+        """Why this recipe cannot start from fresh weights (None: it can): a later stage that trains
+        on top of an earlier stage's networks needs `--init`. Checked before a run directory is made."""
+        return None
+
     def auto_settings(self, resolution: int, gpus: int) -> dict[str, Any] | None:
         """Recipe values derived from resolution and GPU count for `auto: true` (None: no such mode)."""
         return None

@@ -132,6 +132,10 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
                         "--resume continues a run exactly)")
     if resume and _is_official_network(resume):
         init, resume = resume, None  # fine-tuning an official network: a new run from its weights
+    if init is None and not resume:
+        why = recipe.family.requires_init(recipe)
+        if why:
+            raise UserError(why)
     init_spec, resume_spec = init, resume
     if init is not None:
         from gancli.convert import open_network

@@ -68,6 +68,12 @@ class VQVAE2Family(Family):
             "stage 1": "from --init RUN (its VQ-VAE weights, frozen); codes of the training set cached in RUN/codes.npz",
         }
 
+    def requires_init(self, recipe):
+        if recipe.model.stage == 2:
+            return (f"{recipe.name}: stage 2 trains priors over the codes of a trained stage-1 VQ-VAE: give it with "
+                    f"--init STAGE1_RUN (e.g. gancli train {recipe.name} --init runs/vqvae2-emoji-00000)")
+        return None
+
     def adopt_model(self, recipe_model: dict, network_model: dict) -> dict:
         """Stage 2 from a stage-1 file: the file's VQ-VAE sizes, the recipe's stage and prior sizes."""
         own = {k: v for k, v in recipe_model.items() if k == "stage" or k.startswith("prior_") or k == "cond_res_blocks"}
