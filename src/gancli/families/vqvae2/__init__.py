@@ -65,7 +65,7 @@ class VQVAE2Family(Family):
             "optimizer": f"Adam lr {t.lr:g}, betas {t.betas}, dropout {m.prior_dropout:g}",
             "loss": "cross-entropy of the codes (logged as bits per code; uniform: "
                     f"log2 {m.n_embed} = {__import__('math').log2(m.n_embed):.2f})",
-            "stage 1": "from --init RUN (its VQ-VAE weights, frozen); codes of the training set cached in RUN/codes.npz",
+            "stage 1": "from --init RUN (its VQ-VAE weights, frozen); the training set's codes are extracted once into codes.npz in this run",
         }
 
     def requires_init(self, recipe):
