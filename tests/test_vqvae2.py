@@ -276,7 +276,7 @@ def test_sample_truncate_mix_project_on_a_trained_run(cli, stage_runs, tmp_path,
     _ok(cli("sample", run, "--seeds", "2", "--trunc", "0", "--outdir", tmp_path / "t0"))
 
     out = _ok(cli("truncate", run, "--seeds", "0,1", "--out", tmp_path / "trunc.png"))
-    assert "0, 0.5, 0.8, 1, 1.2" in out.out
+    assert "x temperature 0, 0.5, 0.8, 1, 1.2" in out.out
     assert Image.open(tmp_path / "trunc.png").size == (5 * 16, 2 * 16)
 
     _ok(cli("mix", run, "--rows", "1,2", "--cols", "3,4,5", "--out", tmp_path / "mix.png"))

@@ -431,7 +431,8 @@ def truncate(
     psis = explore.parse_psi(psi) if psi is not None else explore.default_psis(loaded)
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
     _save_image(image, out)
-    _console().print(f"wrote {out} ({len(seed_list)} seeds x psi " + ", ".join(f"{p:g}" for p in psis) + ")")
+    what = "temperature" if loaded.has("trunc_temperature") else "psi"
+    _console().print(f"wrote {out} ({len(seed_list)} seeds x {what} " + ", ".join(f"{p:g}" for p in psis) + ")")
 
 
 @app.command(

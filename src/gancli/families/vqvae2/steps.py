@@ -209,12 +209,10 @@ class CodeCache:
         return top, bottom
 
     def _write(self, top, bottom, key) -> None:
-        import os
-        import tempfile
+        import io
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz.tmp")
-        os.close(fd)
-        with open(tmp, "wb") as f:
-            np.savez(f, top=top, bottom=bottom, fingerprint=np.array(key))
-        os.replace(tmp, self.path)
+        from gancli.fileio import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, top=top, bottom=bottom, fingerprint=np.array(key))
+        atomic_write_bytes(self.path, buf.getvalue())
