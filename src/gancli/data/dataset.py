@@ -261,8 +261,8 @@ def open_dataset(
     if resolution is not None:
         resolution = check_any_size(resolution) if any_size else check_resolution(resolution)
     cache_root = (cache_dir or default_cache_dir()) if cache else None
-    if source == "emoji":
-        dataset = _open_emoji(resolution or _emoji.EMOJI_DEFAULT_RESOLUTION, use_labels, max_size, cache_root)
+    if source in _emoji.SPLITS:  # 'emoji', or its split by base emoji: 'emoji-train', 'emoji-heldout'
+        dataset = _open_emoji(resolution or _emoji.EMOJI_DEFAULT_RESOLUTION, use_labels, max_size, cache_root, source)
     else:
         dataset = _open_files(source, resolution, use_labels, max_size, allow_resize, cache_root)
     dataset.xflip = bool(xflip)
@@ -270,12 +270,21 @@ def open_dataset(
 
 
 def _open_emoji(
-    resolution: int, use_labels: bool, max_size: int | None, cache_root: str | None
+    resolution: int, use_labels: bool, max_size: int | None, cache_root: str | None, source: str = "emoji"
 ) -> ImageDataset:
     if use_labels:
         raise UserError("the built-in dataset 'emoji' has no labels: train it without labels (unconditional)")
     folder = _emoji.emoji_dir()
     names = _emoji.emoji_files(folder)
+    split = _emoji.split_indices(names, source)
+    if split is not None:  # decode (and cache) all, keep the split
+        full = _open_emoji(resolution, use_labels, None, cache_root)
+        images, names = full.images[split], [names[i] for i in split]
+        subset = _subset(len(names), max_size)
+        if subset is not None:
+            images, names = images[subset], [names[i] for i in subset]
+        return ImageDataset(images, None, name=source, source=source, image_names=names,
+                            meta={"credit": _emoji.EMOJI_CREDIT})
     subset = _subset(len(names), max_size)
     images = None
     cache_path = None

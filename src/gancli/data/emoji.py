@@ -54,6 +54,33 @@ def emoji_files(folder: str | None = None) -> list[str]:
     return names
 
 
+# Held-out split: `emoji-train` and `emoji-heldout` are the built-in data split by *base* emoji, so
+# that the skin-tone variants of one emoji (Fitzpatrick modifiers U+1F3FB..U+1F3FF in the file name)
+# never sit on both sides: about 1 base in HELDOUT_EVERY goes to the held-out set, chosen by a hash.
+SPLITS = {"emoji": None, "emoji-train": False, "emoji-heldout": True}
+SKIN_TONES = {"1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff"}
+HELDOUT_EVERY = 10
+
+
+def base_emoji(name: str) -> str:
+    """'1f44d-1f3fd.png' -> '1f44d': the file name's code points without skin-tone modifiers."""
+    parts = name.rsplit(".", 1)[0].lower().split("-")
+    return "-".join(p for p in parts if p not in SKIN_TONES)
+
+
+def is_heldout(name: str) -> bool:
+    digest = hashlib.sha1(base_emoji(name).encode()).digest()
+    return int.from_bytes(digest[:4], "big") % HELDOUT_EVERY == 0
+
+
+def split_indices(names: list[str], source: str) -> list[int] | None:
+    """Indices of `names` in the split that `source` names (None: 'emoji', all of them)."""
+    heldout = SPLITS[source]
+    if heldout is None:
+        return None
+    return [i for i, n in enumerate(names) if is_heldout(n) == heldout]
+
+
 def emoji_identity(folder: str, names: list[str]) -> str:
     """A hash of the package version and every file's name and size (cheap: one stat per file)."""
     try:

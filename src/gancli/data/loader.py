@@ -113,17 +113,21 @@ class Batches:
     def __next__(self):
         return self._tensors(self.next_indices())
 
-    def take(self, count: int):
-        """This rank's share of the next `count` samples of the global stream (advances `position`).
-
-        `count` may change from call to call (a step may take several minibatches, or a schedule may
-        change the batch); it must be a multiple of the world size so that every rank gets as many."""
+    def take_indices(self, count: int) -> np.ndarray:
+        """`take`'s dataset indices, images not read (advances `position` the same way)."""
         count = _int_arg(count, "batch size", 1)
         if count % self.world_size:
             raise UserError(f"batch size {count} is not allowed with {self.world_size} processes: use a multiple of it")
         idx = self.stream.take(self.position, count)[self.rank :: self.world_size]
         self.position += count
-        return self._tensors(idx)
+        return idx
+
+    def take(self, count: int):
+        """This rank's share of the next `count` samples of the global stream (advances `position`).
+
+        `count` may change from call to call (a step may take several minibatches, or a schedule may
+        change the batch); it must be a multiple of the world size so that every rank gets as many."""
+        return self._tensors(self.take_indices(count))
 
     def _tensors(self, indices):
         import torch

@@ -21,6 +21,7 @@ _BUILTIN: dict[str, str] = {
     "pggan": "gancli.families.pggan",
     "stylegan": "gancli.families.stylegan",
     "dcgan": "gancli.families.dcgan",
+    "vqvae2": "gancli.families.vqvae2",
 }
 
 _families: dict[str, Family] = {}  # loaded (or registered) families by name

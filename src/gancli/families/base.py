@@ -37,6 +37,7 @@ CAPABILITIES: dict[str, str] = {
     "class": "can be class-conditional",
     "trunc_psi": "truncates in W toward the average W (psi)",
     "trunc_resample": "truncates by resampling z beyond a threshold",
+    "trunc_temperature": "samples with a temperature (--trunc)",
     "image_in": "translates input images",
     "encode": "encodes images into codes",
     "project": "projects images into its latent space",
@@ -51,6 +52,7 @@ LACKS: dict[str, str] = {
     "class": "takes no class labels",
     "trunc_psi": "has no W to truncate",
     "trunc_resample": "has no z to truncate",
+    "trunc_temperature": "has no sampling temperature",
     "image_in": "does not translate images",
     "encode": "has no encoder",
     "project": "has no latent space to project into",
@@ -233,6 +235,7 @@ class Family:
     inference_module: ClassVar[str] = "G_ema"  # what the commands load
     data_kind: ClassVar[str] = "images"  # what its step reads: 'images' (image, label), 'pairs', 'unpaired'
     supports_augment: ClassVar[bool] = False  # ADA (augment.kind: ada) is wired into its step
+    own_metrics: ClassVar[dict[str, str]] = {}  # `gancli evaluate` metrics of its own: name -> what it measures
 
     # ----------------------------------------------------------------------------------------------
     # Recipes
@@ -248,6 +251,17 @@ class Family:
         if recipe.metrics.names and "seeds" not in self.capabilities:
             raise UserError(f"{where}metrics.names: the {self.title} family does not generate images from seeds, "
                             "so training-time metrics do not apply")
+
+    def adopt_model(self, recipe_model: dict[str, Any], network_model: dict[str, Any]) -> dict[str, Any]:
+        """The `model` section of a run started with `--init NETWORK`: by default the network's (its
+        architecture replaces the recipe's). A family whose recipe adds networks on top of the file's
+        (VQ-VAE-2's stage 2: priors over a stage-1 VQ-VAE) keeps the recipe's keys for those."""
+        return network_model
+
+    def requires_init(self, recipe) -> str | None:
+        """Why this recipe cannot start from fresh weights (None: it can): a later stage that trains
+        on top of an earlier stage's networks needs `--init`. Checked before a run directory is made."""
+        return None
 
     def auto_settings(self, resolution: int, gpus: int) -> dict[str, Any] | None:
         """Recipe values derived from resolution and GPU count for `auto: true` (None: no such mode)."""
@@ -324,6 +338,29 @@ class Family:
         return from_z_in_chunks(self, G, z, c, batch=batch, progress=progress, trunc=trunc, cutoff=cutoff,
                                 noise_mode=noise_mode, noise_seeds=seeds)
 
+    # Model-specific paths of `gancli mix` and `gancli project` for families with `encode` (the
+    # style-based path of those commands is unchanged for the others).
+
+    def mix_grid(self, loaded, rows: list[int], cols: list[int], *, trunc: float | None = None):
+        """`mix` for families with `encode`: a uint8 HWC grid mixing the codes of the row and column seeds."""
+        raise UserError(f"mix: a {self.title} network has no mixing of its own")
+
+    def encode_images(self, loaded, images) -> dict[str, Any]:
+        """`project` for families with `encode`: uint8 NHWC images -> {'recon': uint8 NHWC, 'psnr': [N],
+        and the codes by name (arrays, saved in codes.npz)}."""
+        raise UserError(f"project: a {self.title} network has no encoder")
+
+    def interpolation_frames(self, loaded, seeds: list[int], *, frames: int, space: str | None, kind: str, loop: bool,
+                             psi: float | None, class_idx: int | None, classes: list[int] | None):
+        """`interpolate` for families with `encode`: frames [F, C, H, W] of a walk through the seeds."""
+        raise UserError(f"interpolate: a {self.title} network has no walk of its own")
+
+    def evaluate_own(self, loaded, names: list[str], *, data_source: str | None, num_real: int | None,
+                     batch: int) -> dict[str, float]:
+        """`gancli evaluate` for the names in `own_metrics`, on the real images of `data_source`
+        (None: the checkpoint's training data): a flat dict of results (with 'n_images')."""
+        raise UserError(f"evaluate: the {self.title} family has no metrics of its own")
+
     def lacks(self, capability: str) -> bool:
         return capability not in self.capabilities
 
@@ -335,7 +372,8 @@ class FamilyTraining:
     world_size, is_main), `batch` (global), `batch_rank` (this process's share), `batch_gpu` (per
     accumulation round), `state` (step, cur_nimg: the step must advance both), `c_dim`,
     `next_batch(n=None)` (this rank's share of the next n images of the global stream, default
-    `batch`; a step may take any number, so the batch may change during training), and
+    `batch`; a step may take any number, so the batch may change during training), `next_indices(n=None)`
+    (the same share as dataset indices, images not read: for steps on precomputed data), and
     `fake_labels(n, generator)`.
     """
 
@@ -355,6 +393,13 @@ class FamilyTraining:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def weights_from_init(self, modules: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
+        """The weights `--init` loads (all of `modules()`, strictly), from those of the network file:
+        by default the file's as they are. A stage that trains new networks beside frozen ones from an
+        earlier stage (VQ-VAE-2's priors) declares it here: it fills the new ones with their fresh
+        weights, so the file need hold only the earlier stage's."""
+        return modules
 
     def train_step(self, stats) -> None:
         """One training step: read data with trainer.next_batch, update, advance trainer.state."""

@@ -46,18 +46,20 @@ _WHY_MIN = {"fid": "FID needs at least 2 {noun} images (for a covariance)", "kid
             "ppl": "perceptual path length needs at least 1 {noun} path"}
 
 
-def parse_metrics(metrics: str | Sequence[str]) -> list[str]:
-    """'fid,kid' or ['fid', 'kid'] -> ['fid', 'kid'] (lower-case, order kept, repeats dropped)."""
+def parse_metrics(metrics: str | Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """'fid,kid' or ['fid', 'kid'] -> ['fid', 'kid'] (lower-case, order kept, repeats dropped).
+    `extra`: metric names of the checkpoint's family (`Family.own_metrics`), allowed too."""
     items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    allowed = list(METRICS) + [m for m in extra if m not in METRICS]
     names: list[str] = []
     for item in items:
         name = str(item).strip().lower()
         if not name:
             continue
         if name in LATER:
-            raise UserError(f"--metrics: '{name}' is not available yet ({LATER[name]}); allowed now: {', '.join(METRICS)}")
-        if name not in METRICS:
-            raise UserError(f"--metrics: unknown metric '{name}'; allowed: {', '.join(METRICS)}")
+            raise UserError(f"--metrics: '{name}' is not available yet ({LATER[name]}); allowed now: {', '.join(allowed)}")
+        if name not in allowed:
+            raise UserError(f"--metrics: unknown metric '{name}'; allowed: {', '.join(allowed)}")
         if name not in names:
             names.append(name)
     if not names:

@@ -135,6 +135,11 @@ class Trainer:
 
     _reads = (-1, -1)  # (step, minibatches read in it so far - 1): each read of a step draws its own jitter
 
+    def next_indices(self, n: int | None = None):
+        """The dataset indices of this rank's share of the next `n` samples of the global stream (default:
+        train.batch), without reading the images: for steps that train on precomputed data (codes)."""
+        return self._data.take_indices(self.batch if n is None else n)
+
     def fake_labels(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Labels of randomly drawn training images, for the fakes of conditional models."""
         if not self.c_dim:

@@ -117,7 +117,7 @@ def is_official_network(spec: str) -> bool:
 def _adopt_network(recipe: Recipe, network: Recipe, origin: str, console) -> Recipe:
     """The user's recipe (data, loss, schedule) with the network's architecture and resolution."""
     d = recipe.to_dict()
-    d["model"] = network.to_dict()["model"]
+    d["model"] = network.family.adopt_model(d["model"], network.to_dict()["model"])
     if d["data"]["resolution"] != network.data.resolution:
         console.print(f"note: training at {network.data.resolution}x{network.data.resolution}, the resolution of {Path(origin).name}")
         d["data"]["resolution"] = network.data.resolution
@@ -149,6 +149,10 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
                         "--resume continues a run exactly)")
     if resume and is_official_network(resume):
         init, resume = resume, None  # fine-tuning an official network: a new run from its weights
+    if init is None and not resume:
+        why = recipe.family.requires_init(recipe)
+        if why:
+            raise UserError(why)
     init_spec, resume_spec = init, resume
     if init is not None:
         from gancli.convert import open_network
@@ -167,7 +171,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
         snapshot, state = load_checkpoint(pair)
         run_dir = pair.snapshot.parent
     source = Path(recipe.data.source).expanduser()
-    if recipe.data.source != "emoji" and source.exists():  # the embedded recipe must work from anywhere
+    if not recipe.data.source.startswith("emoji") and source.exists():  # the embedded recipe must work from anywhere
         recipe.data.source = str(source.resolve())
     if recipe.distributed.gpus > 1 and not distributed.under_launcher():  # start the processes here and wait
         distributed.check_launch(recipe, recipe.distributed.gpus)
@@ -243,7 +247,7 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     show = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
     trainer = Trainer(recipe, dataset, run_dir, device=device, console=console, progress=show)
     if init is not None:
-        trainer.load_weights(init[0], origin=init[2])
+        trainer.load_weights(trainer.training.weights_from_init(init[0]), origin=init[2])
         console.print(f"fine-tuning {Path(init[2]).name} into {run_dir} on {trainer.device} "
                       f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
     elif snapshot is not None:
