@@ -413,7 +413,7 @@ def truncate(
     from gancli.latent import parse_seeds
 
     _check_outputs([out], force)
-    loaded = _load(ckpt, "truncate")
+    loaded = _load(ckpt, "truncate", "seeds")
     seed_list = parse_seeds(seeds)
     psis = explore.parse_psi(psi) if psi is not None else explore.default_psis(loaded)
     image = explore.truncation_grid(loaded, seed_list, psis, cutoff=trunc_cutoff, class_idx=class_idx)
@@ -508,6 +508,46 @@ def project(
                       f"({space.upper()}, {steps} steps) -> {folder}/", markup=False)
     if note:
         console.print(f"[dim]{note}[/dim]")
+
+
+@app.command(
+    epilog=_examples(
+        "gancli translate runs/pix2pix-emoji-edges-00000 edges/ --outdir out/",
+        "gancli translate runs/cyclegan-emoji-skintone-00000 dark.png --direction BtoA --outdir out/",
+        "gancli translate ckpt.safetensors photo.jpg --resize --side-by-side --outdir out/",
+    )
+)
+def translate(
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a translator (pix2pix, CycleGAN, CUT), or a run directory (its latest snapshot)."),
+    images: list[Path] = typer.Argument(..., help="Input images, or folders of them (searched recursively)."),
+    outdir: Path = typer.Option(..., "--outdir", help="Output folder: one PNG per input, with the input's name."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA (default: the direction it was trained for; only CycleGAN translates both ways)."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input | output side by side."),
+    resize: bool = typer.Option(False, "--resize", help="Resize inputs of another size to the model's (bicubic) instead of refusing them."),
+    batch: int = typer.Option(8, "--batch", help="Images per forward pass."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+) -> None:
+    """Translate images with an image-to-image checkpoint: images in, images out.
+
+    The checkpoint carries the architecture and the trained direction, so no training flags are repeated. Inputs must be RGB and of the model's size (data.resolution), unless --resize.
+    """
+    from gancli.models import load_generator
+    from gancli.translate import collect_inputs, translate_files
+
+    if direction is not None and direction not in ("AtoB", "BtoA"):
+        raise UserError(f"--direction {direction}: use AtoB or BtoA")
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be >= 1")
+    loaded = _load(ckpt, "translate", "image_in")
+    which = loaded.family.translation_module(loaded.recipe, direction)
+    if which != loaded.family.inference_module:
+        loaded = load_generator(loaded.path, device="cuda" if _cuda() else "cpu", which=which)
+    inputs = collect_inputs(images)
+    _check_outputs([outdir / rel for _, rel in inputs], force)
+    _make_outdir(outdir)
+    n = translate_files(loaded, inputs, outdir, side_by_side=side_by_side, resize=resize, batch=batch,
+                        progress=sys.stderr.isatty())
+    _console().print(f"wrote {n} images to {outdir}/ ({which}, {direction or loaded.recipe.train.direction})")
 
 
 @app.command(

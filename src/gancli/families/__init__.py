@@ -18,6 +18,9 @@ DEFAULT_KIND = "stylegan2"  # model.kind of a recipe that names none
 _BUILTIN: dict[str, str] = {
     "stylegan2": "gancli.families.stylegan2",
     "resnet": "gancli.families.resnet",
+    "pix2pix": "gancli.families.pix2pix",
+    "cyclegan": "gancli.families.cyclegan",
+    "cut": "gancli.families.cut",
 }
 
 _families: dict[str, Family] = {}  # loaded (or registered) families by name
@@ -95,4 +98,5 @@ def require(family: Family, kind: str, command: str, *capabilities: str) -> None
         if cap not in CAPABILITIES:
             raise KeyError(cap)
         if family.lacks(cap):
-            raise UserError(f"{command}: a {kind} generator {LACKS[cap]}")
+            hint = "; it translates images: use gancli translate" if "image_in" in family.capabilities else ""
+            raise UserError(f"{command}: a {kind} generator {LACKS[cap]}{hint}")
