@@ -140,10 +140,7 @@ def open_translation_data(source: str, load_size: int, *, paired: bool, split: s
     """Domains A and B of `source` at `load_size` (see the module docstring). `split`: 'train' or
     'test'; `direction` 'BtoA' swaps the domains; `max_size` keeps the first N of each domain."""
     source = os.fspath(source)
-    if paired and source in BUILTIN_UNPAIRED or not paired and source in BUILTIN_PAIRS:
-        want = "aligned pairs" if paired else "unpaired domains"
-        raise UserError(f"data.source {source!r}: this family trains on {want}; use "
-                        + ", ".join(BUILTIN_PAIRS if paired else BUILTIN_UNPAIRED) + " or a folder of your own")
+    check_source_kind(source, paired)
     if source == "emoji-edges":
         data = _emoji_edges(load_size, split, max_size)
     elif source == "emoji-skintone":
@@ -159,6 +156,14 @@ def open_translation_data(source: str, load_size: int, *, paired: bool, split: s
         data.B, data.names_B = data.B[:max_size], data.names_B[:max_size]
         data.labels = data.labels[:len(data.A)]
     return data
+
+
+def check_source_kind(source: str, paired: bool, where: str = "") -> None:
+    """A built-in task of the other kind (pairs vs unpaired) is refused in one line."""
+    if paired and source in BUILTIN_UNPAIRED or not paired and source in BUILTIN_PAIRS:
+        want = "aligned pairs" if paired else "unpaired domains"
+        raise UserError(f"{where}data.source {source!r}: this family trains on {want}; use "
+                        + ", ".join(BUILTIN_PAIRS if paired else BUILTIN_UNPAIRED) + " or a folder of your own")
 
 
 def _resize_chw(img, size: int) -> np.ndarray:
@@ -273,21 +278,30 @@ def _emoji_edges(size: int, split: str, max_size: int | None = None) -> Translat
 
 
 def skintone_pairs() -> list[tuple[str, str]]:
-    """(light, dark) file names of every emoji that exists in both tones, sorted."""
+    """(light, dark) file names of every emoji in a single tone that exists in both tones, sorted.
+
+    Of the 488 files with U+1F3FB, 152 are couples of two people of different tones (e.g. light and
+    dark holding hands); they belong to neither domain. The 336 others have a dark counterpart."""
     names = set(_emoji.emoji_files())
-    pairs = [(n, n.replace(LIGHT, DARK)) for n in sorted(names) if LIGHT in n and n.replace(LIGHT, DARK) in names]
-    return [(a, b) for a, b in pairs if base_name(a) == base_name(b)]
+    pure = [n for n in sorted(names) if LIGHT in n and not any(t in n for t in TONES if t != LIGHT)]
+    return [(n, n.replace(LIGHT, DARK)) for n in pure if n.replace(LIGHT, DARK) in names]
+
+
+def skintone_split(split: str) -> tuple[list[str], list[str]]:
+    """File names of domain A (light) and B (dark) of `emoji-skintone`'s split: 'test' has both tones of
+    each held-out base (row i of A and B are counterparts); 'train' the light tones of the even-ranked
+    remaining bases and the dark tones of the odd-ranked ones (disjoint bases, no pair seen)."""
+    pairs = skintone_pairs()
+    held = heldout_bases([base_name(a) for a, _ in pairs])
+    if split == "test":
+        chosen = [p for p in pairs if base_name(p[0]) in held]
+        return [a for a, _ in chosen], [b for _, b in chosen]
+    train = [p for p in pairs if base_name(p[0]) not in held]
+    return [a for a, _ in train[0::2]], [b for _, b in train[1::2]]
 
 
 def _emoji_skintone(size: int, split: str, max_size: int | None = None) -> TranslationData:
-    pairs = skintone_pairs()
-    held = heldout_bases([base_name(a) for a, _ in pairs])
-    if split == "test":  # both tones of each held-out base: row i of A and of B are counterparts
-        chosen = [p for p in pairs if base_name(p[0]) in held]
-        na, nb = [a for a, _ in chosen], [b for _, b in chosen]
-    else:  # disjoint bases: light tones of the even-ranked training bases, dark tones of the odd-ranked
-        train = [p for p in pairs if base_name(p[0]) not in held]
-        na, nb = [a for a, _ in train[0::2]], [b for _, b in train[1::2]]
+    na, nb = skintone_split(split)
     na, nb = na[:max_size], nb[:max_size]
     return TranslationData(_emoji_images(size, na), _emoji_images(size, nb), paired=split == "test",
                            name="emoji-skintone", source="emoji-skintone", names_A=na, names_B=nb,

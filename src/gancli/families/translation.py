@@ -83,7 +83,10 @@ class TranslationFamily(base.Family):
             raise UserError(f"{where}data.use_labels: the {self.title} family is not class-conditional; use false")
         if t.load_size < d.resolution:
             raise UserError(f"{where}train.load_size: {t.load_size} is smaller than the crop data.resolution {d.resolution}")
+        from gancli.data.translation import check_source_kind
         from gancli.nets.image2image import PatchGAN
+
+        check_source_kind(d.source, self.data_kind == "pairs", where)
 
         need = PatchGAN.min_resolution(m.d_layers)
         if d.resolution < need:
