@@ -421,3 +421,18 @@ def test_translation_recipes_plan_and_refuse_bad_settings(cli, tmp_path):
     assert_user_error(cli("train", "cyclegan-emoji-skintone", "--dry-run", "--set", "train.load_size=16"),
                       "train.load_size")
     assert_user_error(cli("train", "cyclegan-emoji-skintone", "--dry-run", "--set", "model.z_dim=8"), "model.z_dim")
+
+
+def test_l1_and_psnr_against_their_formulas(pix2pix_run):
+    from gancli.metrics.translation import heldout_scores, l1_psnr
+    from gancli.models import load_generator
+
+    rng = np.random.RandomState(0)
+    a, b = rng.randint(0, 256, (3, 3, 4, 4)).astype(np.uint8), rng.randint(0, 256, (3, 3, 4, 4)).astype(np.uint8)
+    l1, psnr = l1_psnr(a, b)
+    d = a.astype(float) - b.astype(float)
+    assert l1 == pytest.approx(np.mean(np.abs(d)) / 255)
+    assert psnr == pytest.approx(np.mean([20 * math.log10(255) - 10 * math.log10(np.mean(d[i] ** 2)) for i in range(3)]))
+    scores = heldout_scores(load_generator(pix2pix_run))
+    assert scores["images"] > 300 and scores["direction"] == "AtoB"  # the held-out emoji (the test split is not cut by max_size)
+    assert scores["identity_psnr"] < scores["mean_image_psnr"]  # edge maps are far from colour emoji

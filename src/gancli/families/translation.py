@@ -99,11 +99,12 @@ class TranslationFamily(base.Family):
     # Data
 
     def open_dataset(self, recipe, split: str = "train"):
+        """The `split` ('train', 'test') of the recipe's data; data.max_size cuts the training split only."""
         from gancli.data.translation import open_translation_data
 
         d = recipe.data
         return open_translation_data(d.source, recipe.train.load_size, paired=self.data_kind == "pairs", split=split,
-                                     direction=recipe.train.direction, max_size=d.max_size)
+                                     direction=recipe.train.direction, max_size=d.max_size if split == "train" else None)
 
     def data_stream(self, recipe, dataset, batch_rank, *, start_index, rank, world_size):
         from gancli.data.translation import TranslationStream

@@ -1,0 +1,55 @@
+"""Scores of a translator against ground truth on a held-out split (the emoji toy tasks, or any test
+split of aligned pairs): per-image L1 and PSNR, next to two baselines that any useful translator must
+beat: copying the input ('identity'), and the mean of the training targets ('mean image').
+
+Pixels are compared as uint8 (the translator's output is quantized with the official rounding, as a
+written PNG would be): L1 is the mean |x - y| / 255, PSNR is 10 log10(255^2 / MSE) per image, averaged
+over images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def l1_psnr(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Mean L1 (in [0, 1]) and mean per-image PSNR (dB) of uint8 images [N, ...] against targets."""
+    d = pred.astype(np.float64) - target.astype(np.float64)
+    l1 = float(np.abs(d).mean() / 255.0)
+    mse = (d**2).reshape(len(d), -1).mean(1)
+    psnr = 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
+    return l1, float(psnr.mean())
+
+
+def heldout_scores(loaded, direction: str | None = None, batch: int = 16) -> dict:
+    """L1 / PSNR of `loaded` (a translator: `gancli.models.load_generator`) on its data's test split in
+    `direction` (default: the trained one), against the ground-truth counterparts, with the identity
+    and mean-image baselines. The test split must be paired (emoji-edges, emoji-skintone, A|B folders)."""
+    import torch
+
+    from gancli.data.translation import center_crop
+    from gancli.errors import UserError
+    from gancli.render import to_uint8
+
+    recipe, family = loaded.recipe, loaded.family
+    test = family.open_dataset(recipe, split="test")
+    train = family.open_dataset(recipe, split="train")
+    if not test.paired:
+        raise UserError(f"{recipe.data.source}: its test split is not paired, so there is no ground truth to score against")
+    crop = recipe.data.resolution
+    src, dst, mean_from = center_crop(test.A, crop), center_crop(test.B, crop), center_crop(train.B, crop)
+    trained = recipe.train.direction
+    if direction is not None and direction != trained:
+        src, dst, mean_from = dst, src, center_crop(train.A, crop)
+    device = next(loaded.G.parameters()).device
+    outs = []
+    for i in range(0, len(src), batch):
+        x = torch.from_numpy(src[i:i + batch].copy()).to(device).float().div(127.5).sub(1)
+        outs.append(to_uint8(family.translate(loaded.G, x)).transpose(0, 3, 1, 2))
+    pred = np.concatenate(outs)
+    mean_image = np.broadcast_to(np.rint(mean_from.astype(np.float64).mean(0)).astype(np.uint8), dst.shape)
+    result = {"images": len(dst), "direction": direction or trained}
+    for name, images in (("model", pred), ("identity", src), ("mean_image", mean_image)):
+        l1, psnr = l1_psnr(images, dst)
+        result[f"{name}_l1"], result[f"{name}_psnr"] = round(l1, 4), round(psnr, 2)
+    return result
