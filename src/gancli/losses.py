@@ -243,15 +243,14 @@ def add_orthogonal_grad(params, strength: float) -> torch.Tensor:
 # PatchNCE.
 
 
-def gan_target_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
+def gan_target_loss(logits: torch.Tensor, real: bool, loss: str) -> torch.Tensor:
     """The loss of D's patch scores against the target 'real' (1) or 'fake' (0), averaged over patches:
     'lsgan' (least squares, Mao et al. 2017: mean (x - t)^2) or 'vanilla' (sigmoid cross-entropy)."""
     target = torch.full_like(logits, 1.0 if real else 0.0)
-    if kind == "lsgan":
-        return torch.nn.functional.mse_loss(logits, target)
-    if kind == "vanilla":
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
-    raise ValueError(f"unknown GAN loss {kind!r}")
+    losses = {"lsgan": torch.nn.functional.mse_loss, "vanilla": torch.nn.functional.binary_cross_entropy_with_logits}
+    if loss not in losses:
+        raise ValueError(f"unknown GAN loss {loss!r}")
+    return losses[loss](logits, target)
 
 
 def patch_nce_loss(feat_q: torch.Tensor, feat_k: torch.Tensor, batch: int, tau: float = 0.07) -> torch.Tensor:

@@ -171,11 +171,10 @@ class TranslationTraining(base.FamilyTraining):
 
     def train_step(self, stats) -> None:
         tr = self.trainer
-        self.set_lrs()
-        seed = base_seed = tr.recipe.train.seed
         from gancli.train.seeding import step_seed
 
-        seed = step_seed(base_seed, tr.state.step)
+        self.set_lrs()
+        seed = step_seed(tr.recipe.train.seed, tr.state.step)
         torch.manual_seed(seed)  # dropout (pix2pix's noise) draws from the global generator
         gen = torch.Generator(device=tr.device).manual_seed(seed)
         self.step(stats, gen)

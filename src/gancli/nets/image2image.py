@@ -22,16 +22,15 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
+def norm_layer(norm: str, channels: int) -> nn.Module:
     """'batch' (learned affine, running statistics), 'instance' (no affine, no running statistics: the
     reference default), or 'none'."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}")
+    layers = {"batch": lambda: nn.BatchNorm2d(channels, affine=True, track_running_stats=True),
+              "instance": lambda: nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
+              "none": nn.Identity}
+    if norm not in layers:
+        raise ValueError(f"unknown norm {norm!r}")
+    return layers[norm]()
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> nn.Module:
