@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
-
 from gancli.errors import UserError
 from gancli.families import base
 
@@ -69,6 +67,15 @@ def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
     return max(0.0, 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1))
 
 
+def patchgan_min_resolution(n_layers: int) -> int:
+    """The smallest power-of-two input that leaves a PatchGAN of `n_layers` at least one output: each
+    stride-2 4x4 conv (padding 1) halves the size, the two stride-1 4x4 convs take 1 each."""
+    res = 2
+    while (res >> n_layers) - 2 < 1:
+        res *= 2
+    return res
+
+
 class TranslationFamily(base.Family):
     """The part of pix2pix, CycleGAN and CUT that is the same: data, translation, validation."""
 
@@ -84,11 +91,9 @@ class TranslationFamily(base.Family):
         if t.load_size < d.resolution:
             raise UserError(f"{where}train.load_size: {t.load_size} is smaller than the crop data.resolution {d.resolution}")
         from gancli.data.translation import check_source_kind
-        from gancli.nets.image2image import PatchGAN
 
         check_source_kind(d.source, self.data_kind == "pairs", where)
-
-        need = PatchGAN.min_resolution(m.d_layers)
+        need = patchgan_min_resolution(m.d_layers)
         if d.resolution < need:
             raise UserError(f"{where}data.resolution: {d.resolution} px is too small for a PatchGAN of {m.d_layers} "
                             f"layers (needs >= {need}); lower model.d_layers")
@@ -122,7 +127,9 @@ class TranslationFamily(base.Family):
         raise UserError(f"translate --direction {direction}: a {recipe.model.kind} generator translates one way only "
                         f"(it was trained {trained})")
 
-    def translate(self, G, images: torch.Tensor) -> torch.Tensor:
+    def translate(self, G, images):
+        import torch
+
         with torch.no_grad():
             return G(images)
 
@@ -131,94 +138,3 @@ class TranslationFamily(base.Family):
         return (f"Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}; constant for {t.epochs} epochs, then linear "
                 f"toward 0 over {t.epochs_decay} (an epoch: every pair, or the larger domain, once); load "
                 f"{t.load_size}, random crop {recipe.data.resolution}" + (", random flips" if recipe.data.xflip else ""))
-
-
-class TranslationTraining(base.FamilyTraining):
-    """The schedule, the per-step randomness and the grids of a translation run; subclasses build the
-    networks and take the step (`step(stats, gen)`)."""
-
-    optimizer_lrs: dict[str, float]  # optimizer name -> initial lr
-
-    def __init__(self, trainer):
-        super().__init__(trainer)
-        self.t = trainer.recipe.train
-        data = trainer.dataset
-        from gancli.data.translation import center_crop
-
-        k = min(self.t.grid_seeds or 8, len(data.A), len(data.B))
-        picks = torch.linspace(0, min(len(data.A), len(data.B)) - 1, k).round().long().tolist()
-        crop = trainer.recipe.data.resolution
-        self.grid_A = torch.from_numpy(center_crop(data.A[picks], crop).copy()).float().div(127.5).sub(1).to(trainer.device)
-        self.grid_B = torch.from_numpy(center_crop(data.B[picks], crop).copy()).float().div(127.5).sub(1).to(trainer.device)
-
-    # Schedule -------------------------------------------------------------------------------------
-
-    @property
-    def epoch(self) -> int:
-        return self.trainer.state.cur_nimg // self.trainer.dataset.num_images
-
-    def lr_factor(self) -> float:
-        return lr_factor(self.epoch, self.t.epochs, self.t.epochs_decay)
-
-    def set_lrs(self) -> None:
-        f = self.lr_factor()
-        for name, opt in self.optimizers().items():
-            for group in opt.param_groups:
-                group["lr"] = self.optimizer_lrs[name] * f
-
-    def log_values(self) -> dict[str, float]:
-        return {"epoch": float(self.epoch), "lr": self.optimizer_lrs["G"] * self.lr_factor()}
-
-    def train_step(self, stats) -> None:
-        tr = self.trainer
-        from gancli.train.seeding import step_seed
-
-        self.set_lrs()
-        seed = step_seed(tr.recipe.train.seed, tr.state.step)
-        torch.manual_seed(seed)  # dropout (pix2pix's noise) draws from the global generator
-        gen = torch.Generator(device=tr.device).manual_seed(seed)
-        self.step(stats, gen)
-        tr.state.cur_nimg += tr.batch
-        tr.state.step += 1
-
-    def step(self, stats, gen: torch.Generator) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def update(opt: torch.optim.Optimizer, loss: torch.Tensor, *modules: torch.nn.Module) -> None:
-        from gancli.train.updates import sanitize_grads
-
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for m in modules:
-            sanitize_grads(m)
-        opt.step()
-
-    # Grids ----------------------------------------------------------------------------------------
-
-    def grid_columns(self, A: torch.Tensor, B: torch.Tensor) -> list[torch.Tensor]:
-        """The grid's columns for inputs A and their counterparts B: input | output | target."""
-        G = self.modules()[self.trainer.family.inference_module]
-        return [A, self.trainer.family.translate(G, A), B]
-
-    def grid(self, seeds, c):
-        from gancli.render import make_grid, to_uint8
-
-        modules = list(self.modules().values())
-        modes = [m.training for m in modules]
-        for m in modules:
-            m.eval()
-        try:
-            with torch.no_grad():
-                columns = self.grid_columns(self.grid_A, self.grid_B)
-        finally:
-            for m, mode in zip(modules, modes):
-                m.train(mode)
-        images = torch.stack(columns, 1).flatten(0, 1)  # row by row: one input and what became of it
-        return make_grid(to_uint8(images), len(self.grid_A), len(columns))
-
-    def reals_grid(self):
-        from gancli.render import make_grid, to_uint8
-
-        images = torch.stack([self.grid_A, self.grid_B], 1).flatten(0, 1)
-        return make_grid(to_uint8(images), len(self.grid_A), 2)

@@ -142,18 +142,6 @@ class PatchGAN(nn.Module):
                 jump *= m.stride[0]
         return size
 
-    @staticmethod
-    def min_resolution(n_layers: int) -> int:
-        """The smallest input that still gives at least one output (each stride-1 4x4 conv loses one)."""
-        res = 2
-        while True:
-            s = res
-            for _ in range(n_layers):
-                s = s // 2
-            if s - 2 >= 1:
-                return res
-            res *= 2
-
 
 # --------------------------------------------------------------------------------------------------
 # ResNet generator

@@ -16,7 +16,7 @@ import itertools
 import torch
 
 from gancli.families.cut.nets import PatchSampleMLP, build_discriminator, build_generator
-from gancli.families.translation import TranslationTraining
+from gancli.families.translation_steps import TranslationTraining
 from gancli.losses import gan_target_loss, patch_nce_loss
 
 

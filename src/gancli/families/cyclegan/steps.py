@@ -13,7 +13,7 @@ import itertools
 import torch
 
 from gancli.families.cyclegan.nets import ImagePool, build_discriminator, build_generator
-from gancli.families.translation import TranslationTraining
+from gancli.families.translation_steps import TranslationTraining
 from gancli.losses import gan_target_loss
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from gancli.families.pix2pix.nets import build_discriminator, build_generator
-from gancli.families.translation import TranslationTraining
+from gancli.families.translation_steps import TranslationTraining
 from gancli.losses import gan_target_loss
 
 
