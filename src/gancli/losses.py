@@ -410,3 +410,39 @@ def uniform_pixel_noise(images: torch.Tensor, gen: torch.Generator) -> torch.Ten
     """Real images in [-1, 1] (from uint8) + U[0, 2/255): spreads each 8-bit level over its own bin
     (dequantization), so D cannot tell reals by their exact quantized values."""
     return images + torch.rand(images.shape, generator=gen).to(images.device) * (2 / 255)
+
+
+# Image-to-image translation (pix2pix, CycleGAN, CUT): the GAN losses against constant targets, and
+# PatchNCE.
+
+
+def gan_target_loss(logits: torch.Tensor, real: bool, loss: str) -> torch.Tensor:
+    """The loss of D's patch scores against the target 'real' (1) or 'fake' (0), averaged over patches:
+    'lsgan' (least squares, Mao et al. 2017: mean (x - t)^2) or 'vanilla' (sigmoid cross-entropy)."""
+    target = torch.full_like(logits, 1.0 if real else 0.0)
+    losses = {"lsgan": torch.nn.functional.mse_loss, "vanilla": torch.nn.functional.binary_cross_entropy_with_logits}
+    if loss not in losses:
+        raise ValueError(f"unknown GAN loss {loss!r}")
+    return losses[loss](logits, target)
+
+
+def patch_nce_loss(feat_q: torch.Tensor, feat_k: torch.Tensor, batch: int, tau: float = 0.07) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020, Eq. 2-3): per query patch, the cross-entropy of picking its own key
+    among the keys of the other patches of the same image.
+
+    feat_q, feat_k: [batch * P, C] L2-normalised features of the same P patch locations in the output
+    (queries) and the input (keys, no gradient). Logits are q.k / tau; the positive is the key at the
+    same location, the negatives the P - 1 other keys of that image. As in the reference code, the
+    positive's own slot among the negatives is kept with the logit -10 / tau (so the softmax has
+    1 + P terms). Returns the loss of every query [batch * P].
+    """
+    k = feat_k.detach()
+    n, dim = feat_q.shape
+    l_pos = (feat_q * k).sum(1, keepdim=True)  # [n, 1]
+    q, kk = feat_q.view(batch, -1, dim), k.view(batch, -1, dim)
+    p = q.shape[1]
+    l_neg = torch.bmm(q, kk.transpose(2, 1))  # [batch, P, P]
+    eye = torch.eye(p, device=q.device, dtype=torch.bool)[None]
+    l_neg = l_neg.masked_fill(eye, -10.0).view(-1, p)
+    logits = torch.cat([l_pos, l_neg], 1) / tau
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(n, dtype=torch.long, device=q.device), reduction="none")

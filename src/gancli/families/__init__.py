@@ -22,6 +22,9 @@ _BUILTIN: dict[str, str] = {
     "stylegan": "gancli.families.stylegan",
     "dcgan": "gancli.families.dcgan",
     "vqvae2": "gancli.families.vqvae2",
+    "pix2pix": "gancli.families.pix2pix",
+    "cyclegan": "gancli.families.cyclegan",
+    "cut": "gancli.families.cut",
 }
 
 _families: dict[str, Family] = {}  # loaded (or registered) families by name
@@ -99,4 +102,5 @@ def require(family: Family, kind: str, command: str, *capabilities: str) -> None
         if cap not in CAPABILITIES:
             raise KeyError(cap)
         if family.lacks(cap):
-            raise UserError(f"{command}: a {kind} generator {LACKS[cap]}")
+            hint = "; it translates images: use gancli translate" if "image_in" in family.capabilities else ""
+            raise UserError(f"{command}: a {kind} generator {LACKS[cap]}{hint}")

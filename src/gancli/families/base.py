@@ -296,6 +296,39 @@ class Family:
         """The object that trains one run of this family (optimizers, EMA, state, step)."""
         raise NotImplementedError
 
+    # ----------------------------------------------------------------------------------------------
+    # Data (what `data_kind` means): the dataset a run trains on and the stream its step reads.
+
+    def open_dataset(self, recipe):
+        """The training dataset of the recipe's `data` section (default: images and labels through
+        `gancli.data.open_dataset`). It must offer `num_images`, `num_channels`, `c_dim` (and `labels`
+        when c_dim > 0); `FamilyTraining.reals_grid` shows it."""
+        from gancli.data import open_dataset
+
+        d = recipe.data
+        return open_dataset(d.source, d.random_crop or d.resolution, use_labels=d.use_labels, xflip=d.xflip,
+                            max_size=d.max_size, any_size=d.random_crop is not None, allow_resize=d.allow_resize)
+
+    def data_stream(self, recipe, dataset, batch_rank: int, *, start_index: int, rank: int, world_size: int):
+        """The endless, seeded, resumable stream the step reads with `Trainer.next_batch(n)`: anything
+        with `take(n)` and `position` (samples of the global stream consumed; saved for the resume).
+        Default: (images, labels) batches (`gancli.data.batches`)."""
+        from gancli.data import batches
+
+        return batches(dataset, batch_rank, seed=recipe.train.seed, start_index=start_index, rank=rank,
+                       world_size=world_size)
+
+    # ----------------------------------------------------------------------------------------------
+    # Images in, images out (capability `image_in`)
+
+    def translation_module(self, recipe, direction: str | None) -> str:
+        """The module that translates in `direction` ('AtoB', 'BtoA'; None: the trained one)."""
+        raise UserError(f"a {self.title} generator does not translate images")
+
+    def translate(self, G, images: torch.Tensor) -> torch.Tensor:
+        """Translated images (NCHW in [-1, 1]) for input images (NCHW in [-1, 1])."""
+        raise UserError(f"a {self.title} generator does not translate images")
+
     def check_trunc(self, G, trunc: float | None, cutoff: int | None) -> None:
         """Refuse truncation values this generator cannot use (one line)."""
 
@@ -417,6 +450,28 @@ class FamilyTraining:
         tr = self.trainer
         G = self.modules()[tr.family.inference_module]
         return tr.family.generate(G, seeds, c=c, noise_mode="const", batch=16)
+
+    def grid(self, seeds: list[int], c):
+        """The training grid (HWC uint8) written as fakes-NNNNNN.png: `render_grid`'s images, as square
+        as possible. Translation families lay out input | output | target instead."""
+        from gancli.render import grid_shape, make_grid, to_uint8
+
+        images = self.render_grid(seeds, c)
+        rows, cols = grid_shape(self.trainer.grid_size)
+        return make_grid(to_uint8(images), rows, cols)
+
+    def reals_grid(self):
+        """The grid of training data written as reals.png (HWC uint8): a fair sample of the images."""
+        import numpy as np
+
+        from gancli.render import grid_shape, make_grid
+
+        tr = self.trainer
+        n = min(tr.grid_size, tr.dataset.num_images)
+        picks = np.random.RandomState(0).choice(tr.dataset.num_images, n, replace=False)  # a fair sample
+        images = np.stack([tr.dataset[int(i)][0] for i in picks]).transpose(0, 2, 3, 1)
+        rows, cols = grid_shape(tr.grid_size)
+        return make_grid(images, rows, cols)
 
 
 def from_z_in_chunks(family: Family, G, z, c, *, batch: int = 1, progress: bool = False,

@@ -206,20 +206,13 @@ class Trainer:
 
     @torch.no_grad()
     def render_grid(self) -> np.ndarray:
-        from gancli.render import grid_shape, make_grid, to_uint8
-
-        images = self.training.render_grid(self.grid_seeds, self.grid_c)
-        rows, cols = grid_shape(self.grid_size)
-        return make_grid(to_uint8(images), rows, cols)
+        """The training grid (HWC uint8), laid out by the family (`FamilyTraining.grid`)."""
+        return self.training.grid(self.grid_seeds, self.grid_c)
 
     def save_reals_grid(self) -> None:
-        from gancli.render import grid_shape, make_grid, save_png
+        from gancli.render import save_png
 
-        n = min(self.grid_size, self.dataset.num_images)
-        picks = np.random.RandomState(0).choice(self.dataset.num_images, n, replace=False)  # a fair sample
-        images = np.stack([self.dataset[int(i)][0] for i in picks]).transpose(0, 2, 3, 1)
-        rows, cols = grid_shape(self.grid_size)
-        save_png(make_grid(images, rows, cols), self.run_dir / "reals.png")
+        save_png(self.training.reals_grid(), self.run_dir / "reals.png")
 
     def check_finite(self) -> None:
         for name, module in self.modules().items():
@@ -276,7 +269,6 @@ class Trainer:
 
     def run(self, log=None) -> str:
         """Train until total_kimg (returns 'done') or until a stop is requested (returns 'stopped')."""
-        from gancli.data import batches
         from gancli.render import save_png
 
         t = self.recipe.train
@@ -291,8 +283,8 @@ class Trainer:
         if self.state.cur_nimg == 0 and main:
             self.save_reals_grid()
             save_png(self.render_grid(), self.run_dir / "fakes-000000.png")
-        self._data = batches(self.dataset, self.batch_rank, seed=t.seed, start_index=self._start_position,
-                             rank=self.ddp.rank, world_size=self.ddp.world_size)
+        self._data = self.family.data_stream(self.recipe, self.dataset, self.batch_rank, start_index=self._start_position,
+                                             rank=self.ddp.rank, world_size=self.ddp.world_size)
         self._session_start = time.time()
         stats = LossStats()
         tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0

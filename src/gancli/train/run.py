@@ -225,16 +225,12 @@ def _new_run_dir(recipe: Recipe, outdir: Path) -> Path:
 
 def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot, state, init, world) -> Path:
     from gancli import ops
-    from gancli.data import open_dataset
     from gancli.train import distributed
     from gancli.train.loop import Trainer, check_ops_device, resolve_device
 
     ops.set_impl(recipe.ops)
     check_ops_device(recipe.ops, device or resolve_device(recipe))  # before a run directory is made
-    d = recipe.data
-    dataset = open_dataset(d.source, d.random_crop or d.resolution, use_labels=d.use_labels, xflip=d.xflip, max_size=d.max_size,
-                           any_size=d.random_crop is not None,
-                           allow_resize=d.allow_resize)
+    dataset = recipe.family.open_dataset(recipe)  # the family's kind of data (images, pairs, unpaired)
     if init is not None:  # checked before a run directory is created
         c_dim = dataset.c_dim if recipe.data.use_labels else 0
         if int(init[1].get("c_dim", 0)) != c_dim:
