@@ -102,8 +102,9 @@ def _biggan_1000_classes(dest: Path) -> None:
 def _other_families(root: Path) -> None:
     """Tiny runs of the families other help examples name: a VQ-VAE-2 prior (stage 1, then stage 2
     with --init) as vqvae2-prior-run/, and pix2pix and CycleGAN translators as pix2pix-run/ and cyclegan-run/, with their inputs."""
-    from gancli.cli import main
     from test_vqvae2 import TINY_MODEL
+
+    from gancli.cli import main
 
     model = ", ".join(f"{k}: {v}" for k, v in TINY_MODEL.items())
     common = "data: {resolution: 16}\ntrain: {batch: 4, snapshot_kimg: 1000, image_kimg: 1000, grid_seeds: 4, lr: 0.001}\n"
