@@ -161,3 +161,11 @@ def test_embedded_recipes_tolerate_retired_keys():
     stored["train"]["batch"] = "many"  # types are still checked
     with pytest.raises(UserError, match="train.batch"):
         Recipe.from_dict(stored, origin="ckpt", strict=False)
+
+
+def test_dry_run_augment_line_says_how_p_moves(cli):
+    ada = cli("train", "quickstart-ada", "--dry-run")
+    assert ada.code == 0 and "augment    ada (bgc, target 0.6), p 0 adaptive (0 to 1 in 100 kimg)" in ada.out
+    fixed = cli("train", "quickstart-ada", "--dry-run", "--set", "augment.adaptive=false", "--set", "augment.p=0.2")
+    assert "augment    ada (bgc, target 0.6), p 0.2 fixed" in fixed.out
+    assert "augment    none" in cli("train", "quickstart", "--dry-run").out

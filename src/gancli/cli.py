@@ -145,7 +145,6 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[lis
     accum = t.batch // recipe.distributed.gpus // batch_gpu
     steps = int(t.total_kimg * 1000 // t.batch)
     plan = recipe.family.plan(recipe)
-    a = recipe.augment
     lines = [
         f"data       {recipe.data.source} at {recipe.data.resolution}x{recipe.data.resolution}"
         + (" with x-flips" if recipe.data.xflip else "") + (", class-conditional" if recipe.data.use_labels else ""),
@@ -154,9 +153,7 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[lis
         f"{recipe.distributed.gpus} process(es), {batch_gpu} per device" + (f", {accum} accumulation rounds" if accum > 1 else ""),
         f"optimizer  {plan['optimizer']}",
         f"loss       {plan['loss']}",
-        f"augment    {a.kind}" + (f" ({a.pipe}, target {a.target:g})" if a.kind != "none" else "")
-        + (f", p {a.p:g}" + (f" adaptive (0 to 1 in {a.speed_kimg:g} kimg)" if a.adaptive else " fixed")
-           if a.kind != "none" else "") + plan.get("augment_note", ""),
+        f"augment    {recipe.augment.describe()}{plan.get('augment_note', '')}",
         f"output     {'resume ' + resume if resume else str(outdir / (recipe.name + '-NNNNN'))}: checkpoint every "
         f"{t.snapshot_kimg:g} kimg, images every {t.image_kimg:g} kimg",
         f"ops        {recipe.ops}, device {t.device}",

@@ -91,6 +91,13 @@ class AugmentConfig:
     noise: Optional[float] = None  # additive RGB noise: probability multiplier (null: 1 if the preset has it, else 0)
     cutout: Optional[float] = None  # cutout: probability multiplier (null: 1 if the preset has it, else 0)
 
+    def describe(self) -> str:
+        """The dry-run's augment line: 'none', or the preset, target and how p moves."""
+        if self.kind not in ("ada",):
+            return self.kind
+        moves = f" adaptive (0 to 1 in {self.speed_kimg:g} kimg)" if self.adaptive else " fixed"
+        return f"{self.kind} ({self.pipe}, target {self.target:g}), p {self.p:g}{moves}"
+
     def validate(self, where: str) -> None:
         if not 0 <= self.p <= 1:
             raise UserError(f"{where}augment.p: must be in [0, 1], got {self.p}")
