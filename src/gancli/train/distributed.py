@@ -165,13 +165,24 @@ def setup(recipe, rank: int, local_rank: int, world_size: int):
 
 
 def shutdown() -> None:
-    """Leave the process group (no-op for a single process)."""
+    """Leave the process group (no-op for a single process).
+
+    The groups' C++ worker threads must be gone before the interpreter finalizes: a thread that
+    releases a finished collective's tensors then needs the GIL and aborts the process ("terminate
+    called without an active exception", signal 6). destroy_process_group only unregisters the groups;
+    they die, and their threads are joined, when the last Python reference goes, and the trainer holds
+    them in reference cycles (trainer <-> family training object). So collect those cycles here, while
+    the interpreter is still alive."""
     global _current
     if _current.enabled:
+        import gc
+
         import torch.distributed as dist
 
         if dist.is_initialized():
             dist.destroy_process_group()
+        _current = Context()
+        gc.collect()
     _current = Context()
 
 
