@@ -18,6 +18,7 @@ from typing import Literal
 
 from gancli.errors import UserError
 from gancli.families import base
+from gancli.families.base import require_multiple
 
 
 @dataclass
@@ -82,6 +83,18 @@ class TranslationFamily(base.Family):
     capabilities = frozenset({"image_in"})
     data_kind = "pairs"
     directions: tuple[str, ...] = ("trained",)  # 'trained': only the recipe's direction; CycleGAN: both
+
+    def downsampling(self, recipe) -> tuple[int, str]:
+        """(total downsampling factor of the generator, what it is): the crop must be a multiple of it, so
+        that every decoder level meets its encoder level at the same size. Default: the ResNet
+        generator's two stride-2 halvings (CycleGAN, CUT)."""
+        return 4, f"the {self.title} ResNet generator (two halvings)"
+
+    def check_resolution(self, recipe, where: str) -> None:
+        """Any crop the generator's halvings divide and the PatchGAN (fully convolutional) can score:
+        not only powers of two (a 3-level PatchGAN scores any crop of 32 px or more)."""
+        factor, what = self.downsampling(recipe)
+        require_multiple(recipe.data.resolution, where, factor, what)
 
     def validate(self, recipe, where: str) -> None:
         super().validate(recipe, where)
