@@ -230,7 +230,7 @@ DOUBLING_BASES = (4, 5, 6, 7)  # first feature map sizes of the doubling generat
 def require_power_of_two(res: int, where: str, family: Family) -> None:
     if res < 4 or res & (res - 1):
         raise UserError(f"{where}data.resolution: the {family.title} family (model.kind {', '.join(family.kinds)}) "
-                        f"takes powers of two only ({POWERS_OF_TWO}), got {res}")
+                        f"needs a power of two ({POWERS_OF_TWO}), got {res}")
 
 
 def doubling_base(res: int, min_doublings: int = 1) -> int | None:
@@ -278,7 +278,7 @@ def require_multiple(res: int, where: str, factor: int, what: str, minimum: int 
     if res % factor == 0 and res >= low:
         return
     sizes = [low] if res < low else [res // factor * factor, res // factor * factor + factor]
-    raise UserError(f"{where}data.resolution: {what} takes multiples of {factor} px from {low} ({low}, {low + factor}, "
+    raise UserError(f"{where}data.resolution: {what} takes {low} px or a multiple of {factor} above it ({low + factor}, "
                     f"{low + 2 * factor}, ...), got {res}; nearest allowed: {', '.join(map(str, sizes))}")
 
 
