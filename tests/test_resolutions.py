@@ -3,7 +3,9 @@ SNGAN STL-10 model and a 48 px DCGAN, the sngan-stl10 recipe, and translators at
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,51 @@ def test_cyclegan_trains_at_36_px(cli, tmp_path):
     snap = load_snapshot(latest_checkpoint(run).snapshot)
     assert snap.meta["step"] == 2
     assert Image.open(run / "fakes-000000.png").size == (6 * 36, 2 * 36)
+
+
+# --------------------------------------------------------------------------------------------------
+# gancli dataset on non-square images
+
+
+def _zip_image(path: Path) -> np.ndarray:
+    with zipfile.ZipFile(path) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(".png")]
+        return np.asarray(Image.open(io.BytesIO(zf.read(name))).convert("RGB"))
+
+
+def test_dataset_centre_crops_a_wide_image_to_48_px(cli, tmp_path):
+    rng = np.random.RandomState(3)
+    wide = rng.randint(0, 255, (48, 80, 3)).astype(np.uint8)  # 80x48: the centred 48 columns are 16..63
+    (tmp_path / "src").mkdir()
+    Image.fromarray(wide).save(tmp_path / "src" / "wide.png")
+    result = cli("dataset", tmp_path / "src", tmp_path / "out.zip", "--resolution", "48")
+    assert result.code == 0 and "48x48" in result.out, result
+    np.testing.assert_array_equal(_zip_image(tmp_path / "out.zip"), wide[:, 16:64])
+    # a tall one, shrunk: the centred square, then the resize filter (the oracle: the same slice resized)
+    tall = rng.randint(0, 255, (100, 60, 3)).astype(np.uint8)
+    (tmp_path / "tall").mkdir()
+    Image.fromarray(tall).save(tmp_path / "tall" / "tall.png")
+    assert cli("dataset", tmp_path / "tall", tmp_path / "tall.zip", "--resolution", "48", "--filter", "box").code == 0
+    expected = np.asarray(Image.fromarray(tall[20:80]).resize((48, 48), Image.Resampling.BOX))
+    np.testing.assert_array_equal(_zip_image(tmp_path / "tall.zip"), expected)
+
+
+def test_dataset_center_crop_wide_letterboxes_a_wide_band(cli, tmp_path):
+    rng = np.random.RandomState(4)
+    wide = rng.randint(1, 255, (12, 40, 3)).astype(np.uint8)  # 40x12, band 32:12 -> the centred 32 columns
+    (tmp_path / "src").mkdir()
+    Image.fromarray(wide).save(tmp_path / "src" / "car.png")
+    result = cli("dataset", tmp_path / "src", tmp_path / "out.zip", "--resolution", "32", "--transform",
+                 "center-crop-wide", "--band", "12")
+    assert result.code == 0, result
+    out = _zip_image(tmp_path / "out.zip")
+    assert out.shape == (32, 32, 3)
+    np.testing.assert_array_equal(out[10:22], wide[:, 4:36])  # the band in the middle rows
+    assert (out[:10] == 0).all() and (out[22:] == 0).all()  # black above and below
+    meta = json.loads(zipfile.ZipFile(tmp_path / "out.zip").read("dataset.json"))
+    assert meta["gancli"]["transform"] == "center-crop-wide" and meta["gancli"]["band"] == 12
+    # --band without center-crop-wide, or larger than the square, is refused in one line
+    assert_user_error(cli("dataset", tmp_path / "src", tmp_path / "o2.zip", "--resolution", "32", "--band", "12"),
+                      "--band", "center-crop-wide")
+    assert_user_error(cli("dataset", tmp_path / "src", tmp_path / "o3.zip", "--resolution", "32", "--transform",
+                          "center-crop-wide", "--band", "40"), "--band 40", "1 to --resolution (32)")
