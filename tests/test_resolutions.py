@@ -214,3 +214,50 @@ def test_dataset_center_crop_wide_letterboxes_a_wide_band(cli, tmp_path):
                       "--band", "center-crop-wide")
     assert_user_error(cli("dataset", tmp_path / "src", tmp_path / "o3.zip", "--resolution", "32", "--transform",
                           "center-crop-wide", "--band", "40"), "--band 40", "1 to --resolution (32)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Non-square training (translators only: data.width)
+
+
+def test_square_families_refuse_data_width_in_one_line(cli):
+    for name in ("sngan-stl10", "dcgan-cifar10", "stylegan2-cifar"):
+        assert_user_error(cli("train", name, "--dry-run", "--set", "data.width=64"), "data.width", "square images only",
+                          "pix2pix, cyclegan, cut")
+    assert_user_error(cli("train", "cyclegan-horse2zebra", "--dry-run", "--set", "data.width=510"), "data.width",
+                      "multiple of 4", "nearest allowed: 508, 512")
+    assert_user_error(cli("train", "pix2pix-emoji-edges", "--dry-run", "--set", "data.width=64"), "data.width",
+                      "built-in emoji-edges images are square")
+
+
+def test_pix2pix_trains_and_translates_32x64_crops(cli, tmp_path):
+    rng = np.random.RandomState(5)
+    folder = tmp_path / "pairs" / "train"
+    folder.mkdir(parents=True)
+    for i in range(3):  # A | B side by side, each half 64 wide and 32 high: 128x32
+        Image.fromarray(rng.randint(0, 255, (32, 128, 3)).astype(np.uint8)).save(folder / f"{i}.png")
+    recipe = tmp_path / "wide.yaml"
+    recipe.write_text(f"base: pix2pix-emoji-edges\nname: wide\ndata: {{source: {tmp_path / 'pairs'}, resolution: 32, "
+                      "width: 64}\nmodel: {num_downs: 5, ngf: 2, ndf: 2}\n"
+                      "train: {load_size: 36, threads: 1, batch: 1, epochs: 1, epochs_decay: 1, snapshot_kimg: 1000, "
+                      "image_kimg: 1000, grid_seeds: 2}\n")
+    dry = cli("train", recipe, "--dry-run")
+    assert dry.code == 0 and "load 36x72, random crop 32x64" in " ".join(dry.out.split()), dry
+    result = cli("train", recipe, "--kimg", 0.002, "--outdir", tmp_path / "runs")
+    assert result.code == 0, result
+    (run,) = (tmp_path / "runs").iterdir()
+    assert load_snapshot(latest_checkpoint(run).snapshot).meta["step"] == 2
+    assert Image.open(run / "fakes-000000.png").size == (3 * 64, 2 * 32)  # input | output | target, 2 rows
+    # gancli translate takes 64x32 inputs (and says so for others)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng.randint(0, 255, (32, 64, 3)).astype(np.uint8)).save(tmp_path / "in" / "x.png")
+    out = cli("translate", run, tmp_path / "in" / "x.png", "--outdir", tmp_path / "out")
+    assert out.code == 0, out
+    assert Image.open(tmp_path / "out" / "x.png").size == (64, 32)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "in" / "sq.png")
+    assert_user_error(cli("translate", run, tmp_path / "in" / "sq.png", "--outdir", tmp_path / "out2"),
+                      "32x32", "the model takes 64x32")
+    # a pair whose halves are not 2:1 (64:32) is refused naming the image
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(folder / "square-halves.png")
+    assert_user_error(cli("train", recipe, "--kimg", 0.001, "--outdir", tmp_path / "runs2"), "square-halves.png",
+                      "each half 2:1")

@@ -271,14 +271,14 @@ def require_doubling(res: int, where: str, what: str, min_doublings: int = 1) ->
     return base
 
 
-def require_multiple(res: int, where: str, factor: int, what: str, minimum: int = 0) -> None:
+def require_multiple(res: int, where: str, factor: int, what: str, minimum: int = 0, key: str = "data.resolution") -> None:
     """res must be a multiple of `factor` (a network's total downsampling) and >= minimum; otherwise one
-    line with the nearest allowed sizes."""
+    line (naming `key`) with the nearest allowed sizes."""
     low = max(factor, -(-minimum // factor) * factor)  # the smallest allowed size
     if res % factor == 0 and res >= low:
         return
     sizes = [low] if res < low else [res // factor * factor, res // factor * factor + factor]
-    raise UserError(f"{where}data.resolution: {what} takes {low} px or a multiple of {factor} above it ({low + factor}, "
+    raise UserError(f"{where}{key}: {what} takes {low} px or a multiple of {factor} above it ({low + factor}, "
                     f"{low + 2 * factor}, ...), got {res}; nearest allowed: {', '.join(map(str, sizes))}")
 
 
@@ -299,6 +299,7 @@ class Family:
     inference_module: ClassVar[str] = "G_ema"  # what the commands load
     data_kind: ClassVar[str] = "images"  # what its step reads: 'images' (image, label), 'pairs', 'unpaired'
     supports_augment: ClassVar[bool] = False  # ADA (augment.kind: ada) is wired into its step
+    non_square: ClassVar[bool] = False  # trains on H x W images (recipe data.width); the others need squares
     own_metrics: ClassVar[dict[str, str]] = {}  # `gancli evaluate` metrics of its own: name -> what it measures
 
     # ----------------------------------------------------------------------------------------------
@@ -315,6 +316,15 @@ class Family:
         if recipe.metrics.names and "seeds" not in self.capabilities:
             raise UserError(f"{where}metrics.names: the {self.title} family does not generate images from seeds, "
                             "so training-time metrics do not apply")
+
+    def check_image_shape(self, recipe, where: str) -> None:
+        """The recipe's image size against what this family's networks take (called before `validate`):
+        `data.width` (non-square) only where `non_square`, then `check_resolution`."""
+        if recipe.data.width is not None and not self.non_square:
+            raise UserError(f"{where}data.width: the {self.title} family (model.kind {', '.join(self.kinds)}) trains on "
+                            f"square images only (data.resolution x data.resolution); remove data.width (non-square "
+                            "training: the image-to-image families pix2pix, cyclegan, cut)")
+        self.check_resolution(recipe, where)
 
     def check_resolution(self, recipe, where: str) -> None:
         """Refuse a `data.resolution` this family's networks cannot take, in one line naming the key and
