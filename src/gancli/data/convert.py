@@ -99,7 +99,7 @@ def wide_band(img: Image.Image, resolution: int, band: int, resize_filter: str) 
     if w * band > h * resolution:  # wider than the band: crop the sides
         cw, ch = round(h * resolution / band), h
     else:  # taller: crop top and bottom
-        cw, ch = w, round(w * band / resolution)
+        cw, ch = w, max(1, round(w * band / resolution))
     left, top = (w - cw) // 2, (h - ch) // 2
     img = img.crop((left, top, left + cw, top + ch))
     if img.size != (resolution, band):

@@ -73,7 +73,8 @@ class ResNetFamily(Family):
 
     @staticmethod
     def _widths(recipe) -> str:
-        """'from 6x6, channels 512-256-128-64 / D 64-128-256-512-1024': the layout the networks will have."""
+        """The dry-run's layout of the networks that will be built, e.g. '3 up-blocks from 6x6, channels
+        512-256-128-64 / D 5 blocks, channels 64-128-256-512-1024' (sngan-stl10)."""
         from gancli.families.resnet.nets import d_layout, g_channel_mults
 
         m, res = recipe.model, recipe.data.resolution
