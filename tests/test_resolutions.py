@@ -15,7 +15,7 @@ from helpers import assert_user_error
 from PIL import Image
 
 from gancli.families.base import doubling_base, doubling_sizes
-from gancli.models import build_networks
+from gancli.models import build_networks, load_generator
 from gancli.recipe import load_recipe, parse_override
 from gancli.train.checkpoint import latest_checkpoint, load_snapshot
 
@@ -261,3 +261,25 @@ def test_pix2pix_trains_and_translates_32x64_crops(cli, tmp_path):
     Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(folder / "square-halves.png")
     assert_user_error(cli("train", recipe, "--kimg", 0.001, "--outdir", tmp_path / "runs2"), "square-halves.png",
                       "each half 2:1")
+
+
+def test_cut_trains_on_unpaired_32x48_crops(cli, tmp_path):
+    rng = np.random.RandomState(6)
+    for d, count in (("trainA", 2), ("trainB", 3)):
+        (tmp_path / "h2z" / d).mkdir(parents=True)
+        for i in range(count):  # any size: resized to the load shape (36 x 54), then cropped 32 x 48
+            Image.fromarray(rng.randint(0, 255, (40, 60, 3)).astype(np.uint8)).save(tmp_path / "h2z" / d / f"{i}.png")
+    recipe = tmp_path / "cut.yaml"
+    recipe.write_text(f"base: cut-emoji-skintone\nname: cutwide\ndata: {{source: {tmp_path / 'h2z'}, resolution: 32, "
+                      "width: 48}\nmodel: {ngf: 2, ndf: 2, n_blocks: 1, nce_layers: [0, 4], mlp_dim: 4}\n"
+                      "loss: {nce_patches: 8}\n"
+                      "train: {load_size: 36, threads: 1, batch: 1, epochs: 1, epochs_decay: 1, snapshot_kimg: 1000, "
+                      "image_kimg: 1000, grid_seeds: 2}\n")
+    result = cli("train", recipe, "--kimg", 0.002, "--outdir", tmp_path / "runs")
+    assert result.code == 0, result
+    (run,) = (tmp_path / "runs").iterdir()
+    snap = load_snapshot(latest_checkpoint(run).snapshot)
+    assert snap.meta["step"] == 2
+    G = load_generator(run).G
+    with torch.no_grad():
+        assert G(torch.zeros(1, 3, 32, 48)).shape == (1, 3, 32, 48)
