@@ -378,7 +378,7 @@ def test_random_crops_and_centre_crop_against_slicing():
 
 def test_random_crop_training_from_data_stored_larger(cli, tiny_data, tmp_path):
     stored = tmp_path / "stored20.zip"
-    assert_user_error(cli("dataset", tiny_data, stored, "--resolution", "20"), "power of two")
+    # any size converts now (the family decides what it trains on); --any-size is still accepted
     result = cli("dataset", tiny_data, stored, "--resolution", "20", "--any-size")
     assert result.code == 0, result
     extra = ["data.random_crop=20", "data.color_jitter=[0.1,0.1,0.1,0.02]", "train.lr_schedule=cosine",

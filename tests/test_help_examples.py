@@ -139,6 +139,8 @@ def world(tmp_path, monkeypatch) -> Path:
     _images(home / "photos", 6, (80, 60), 0)
     _images(home / "pets" / "cat", 3, (40, 40), 1)
     _images(home / "pets" / "dog", 3, (40, 40), 2)
+    _images(home / "stl10" / "unlabeled", 3, (96, 96), 4)  # STL-10's 96 px images, converted to 48 px
+    _images(home / "cars", 3, (120, 80), 5)  # wide subjects for center-crop-wide
     _images(home / "dogs" / "Images" / "n01-beagle", 2, (40, 30), 8)  # Stanford Dogs layout, VOC boxes
     for i in range(2):
         note = home / "dogs" / "Annotation" / "n01-beagle" / f"img{i:02d}"

@@ -807,14 +807,17 @@ def evaluate(
         "gancli dataset ~/photos photos64-pad.zip --resolution 64 --transform pad --filter box",
         "gancli dataset ~/pets pets128.zip --resolution 128 --labels dirs",
         "gancli dataset emoji emoji32.zip --resolution 32",
+        "gancli dataset ~/stl10/unlabeled stl10-48.zip --resolution 48",
+        "gancli dataset ~/cars cars256.zip --resolution 256 --transform center-crop-wide --band 192",
         "gancli dataset ~/dogs/Images dogs64.zip --resolution 64 --boxes ~/dogs/Annotation --box-pad 0.1 --labels boxes",
     )
 )
 def dataset(
     source: str = typer.Argument(..., help="Image folder (recursive), zip, or 'emoji'."),
     dest: Path = typer.Argument(..., help="Training zip to write (must not exist)."),
-    resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (a power of two, or any size with --any-size)."),
-    transform: str = typer.Option("center-crop", "--transform", help="To a square: center-crop, pad (white) or stretch."),
+    resolution: int = typer.Option(..., "--resolution", help="Output size in pixels (square), e.g. 64 or 48; which sizes a model takes is its family's rule (docs/datasets.md)."),
+    transform: str = typer.Option("center-crop", "--transform", help="To a square: center-crop, pad (white), stretch, or center-crop-wide (a centred wide crop letterboxed in black, see --band)."),
+    band: Optional[int] = typer.Option(None, "--band", help="With --transform center-crop-wide: height of the image band in the square (default 3/4 of --resolution, 4:3)."),
     resize_filter: str = typer.Option("lanczos", "--filter", help="Resize filter: lanczos, box, bicubic, bilinear or nearest."),
     labels: Optional[str] = typer.Option(None, "--labels", help="'dirs' (one class per subfolder), 'boxes' (the class of each box, with --boxes), a JSON/CSV file path->class, or 'none' (default: the source's dataset.json)."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Convert at most N images."),
@@ -823,7 +826,7 @@ def dataset(
     box_pad: float = typer.Option(0.0, "--box-pad", help="With --boxes: enlarge each box by this fraction of its width and height on each side."),
     min_aspect: Optional[float] = typer.Option(None, "--min-aspect", help="With --boxes: skip boxes whose height / width is below this."),
     max_aspect: Optional[float] = typer.Option(None, "--max-aspect", help="With --boxes: skip boxes whose height / width is above this."),
-    any_size: bool = typer.Option(False, "--any-size", help="Allow a --resolution that is not a power of two: data stored larger for data.random_crop (e.g. 80 for 64 px crops)."),
+    any_size: bool = typer.Option(False, "--any-size", help="No longer needed (any --resolution >= 4 is accepted); kept for old scripts."),
 ) -> None:
     """Convert images into a training zip (NVlabs layout, dataset.json labels, settings recorded)."""
     from gancli.data import convert_dataset
@@ -835,7 +838,7 @@ def dataset(
         source, str(dest), resolution=resolution, transform=transform, resize_filter=resize_filter,
         labels=labels, max_images=max_images, progress=sys.stderr.isatty(), skip_bad=skip_bad,
         boxes=BoxOptions(str(boxes), box_pad, min_aspect, max_aspect) if boxes is not None else None,
-        any_size=any_size,
+        any_size=any_size, band=band,
     )
     console = _console()
     if boxes is not None:

@@ -43,7 +43,8 @@ RECIPE_FORMAT = 1
 @dataclass
 class DataConfig:
     source: str = "emoji"  # 'emoji' (built-in Twemoji), an image folder, or a training zip
-    resolution: int = 64  # training resolution in pixels (a power of two)
+    resolution: int = 64  # training resolution in pixels: the family decides which sizes (powers of two; ResNet, DCGAN: b x 2^k, b 4-7; translators: multiples of their downsampling; docs/datasets.md)
+    width: Optional[int] = None  # non-square training (image-to-image families only): the crop width in px, data.resolution its height; null: square
     xflip: bool = False  # add horizontally mirrored copies (doubles the dataset)
     use_labels: bool = False  # class-conditional training from dataset.json labels
     max_size: Optional[int] = None  # use at most this many images (deterministic subset)
@@ -51,8 +52,16 @@ class DataConfig:
     random_crop: Optional[int] = None  # training reals: the images' stored size; each is read as a random `resolution` crop (e.g. 80 for 64 px); evaluation uses the centre crop
     color_jitter: Optional[list[float]] = None  # training reals only: brightness, contrast, saturation, hue strengths, e.g. [0.1, 0.1, 0.1, 0.02]
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the training images: (resolution, width), square when width is null."""
+        return self.resolution, self.width if self.width is not None else self.resolution
+
     def validate(self, where: str) -> None:
-        _power_of_two(self.resolution, f"{where}data.resolution", minimum=4)
+        if self.resolution < 4:  # which sizes above that: the family's own rule (Family.check_resolution)
+            raise UserError(f"{where}data.resolution: must be at least 4 px, got {self.resolution}")
+        if self.width is not None and self.width < 4:
+            raise UserError(f"{where}data.width: must be at least 4 px or null (square), got {self.width}")
         if self.random_crop is not None and self.random_crop <= self.resolution:
             raise UserError(f"{where}data.random_crop: the stored size must be larger than data.resolution "
                             f"({self.resolution}), got {self.random_crop}")
@@ -192,6 +201,7 @@ class Recipe:
         where = f"{origin}: "
         for section in (self.data, self.model, self.loss, self.augment, self.train, self.distributed, self.metrics):
             section.validate(where)
+        self.family.check_image_shape(self, where)
         self.family.validate(self, where)
         batch_gpu = self.train.batch_gpu
         gpus = self.distributed.gpus
@@ -333,11 +343,6 @@ def _build(cls: type, data: dict[str, Any], origin: str, prefix: str, strict: bo
 def _positive(value: int, key: str) -> None:
     if value < 1:
         raise UserError(f"{key}: must be a positive integer, got {value}")
-
-
-def _power_of_two(value: int, key: str, minimum: int) -> None:
-    if value < minimum or value & (value - 1):
-        raise UserError(f"{key}: must be a power of two >= {minimum}, got {value}")
 
 
 # --------------------------------------------------------------------------------------------------

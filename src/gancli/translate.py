@@ -42,8 +42,8 @@ def collect_inputs(specs: list[Path]) -> list[tuple[Path, Path]]:
     return out
 
 
-def read_input(path: Path, size: int, resize: bool) -> np.ndarray:
-    """uint8 [3, size, size] of one input image, or a UserError naming the file."""
+def read_input(path: Path, size: int | tuple[int, int], resize: bool) -> np.ndarray:
+    """uint8 [3, H, W] of one input image (size: H = W, or (H, W)), or a UserError naming the file."""
     from PIL import Image
 
     from gancli.data.images import composite_rgb
@@ -61,11 +61,12 @@ def read_input(path: Path, size: int, resize: bool) -> np.ndarray:
         raise
     except Exception as e:
         raise UserError(f"{path}: cannot read image ({str(e).strip() or type(e).__name__})") from None
-    if rgb.size != (size, size):
+    h, w = (size, size) if isinstance(size, int) else size
+    if rgb.size != (w, h):
         if not resize:
-            raise UserError(f"{path}: is {rgb.size[0]}x{rgb.size[1]}, the model takes {size}x{size} "
+            raise UserError(f"{path}: is {rgb.size[0]}x{rgb.size[1]}, the model takes {w}x{h} "
                             "(pass --resize to resize it)")
-        rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
+        rgb = rgb.resize((w, h), Image.Resampling.BICUBIC)
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
@@ -76,7 +77,7 @@ def translate_files(loaded, inputs: list[tuple[Path, Path]], outdir: Path, *, si
 
     from gancli.render import save_png, to_uint8
 
-    size = int(loaded.recipe.data.resolution)
+    size = tuple(int(v) for v in loaded.recipe.data.shape)  # (height, width)
     images = [read_input(path, size, resize) for path, _ in inputs]  # every input is checked before any is written
     device = next(loaded.G.parameters()).device
     from gancli.families.base import render_steps

@@ -8,7 +8,8 @@ Output layout (readable by gancli and by NVlabs' StyleGAN2-ADA / StyleGAN3 tools
                                "num_classes", "class_names", "skipped", "version", "date"}}
 
 Every image becomes RGB (alpha composited onto white, greyscale and palettes expanded, EXIF rotation
-applied), is made square (`center-crop`, `pad` with white, or `stretch`) and resized to the
+applied), is made square (`center-crop`, `pad` with white, `stretch`, or `center-crop-wide`: a centred wide
+crop letterboxed in black) and resized to the
 resolution with the chosen filter. Members are stored uncompressed with a fixed timestamp, so the
 same input gives the same PNG members. The zip is written to a temporary file beside `dest` and
 moved into place only when complete; an existing `dest` is never overwritten.
@@ -34,7 +35,6 @@ from gancli.data.images import (
     ImageProblem,
     ImageTooLarge,
     SourceSpec,
-    check_any_size,
     check_image_header,
     check_resolution,
     close_zip_handles,
@@ -46,7 +46,7 @@ from gancli.data.images import (
 from gancli.errors import UserError
 from gancli.fileio import atomic_path
 
-TRANSFORMS = ("center-crop", "pad", "stretch")
+TRANSFORMS = ("center-crop", "pad", "stretch", "center-crop-wide")
 RESIZE_FILTERS = tuple(RESAMPLE)
 IMAGES_PER_FOLDER = 1000
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -63,6 +63,7 @@ class _Settings:
     transform: str
     resize_filter: str
     boxes: BoxOptions | None = None
+    band: int | None = None  # center-crop-wide: the height of the image band in the square
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,34 @@ def make_square(img: Image.Image, transform: str) -> Image.Image:
     return canvas
 
 
+def wide_band(img: Image.Image, resolution: int, band: int, resize_filter: str) -> Image.Image:
+    """`center-crop-wide`: the largest centred crop of aspect resolution:band, resized to resolution x
+    band and placed in the middle of a black resolution x resolution square (letterboxed: the layout
+    of wide subjects such as LSUN cars in NVlabs' datasets, 512 x 384 in 512 x 512)."""
+    w, h = img.size
+    if w * band > h * resolution:  # wider than the band: crop the sides
+        cw, ch = round(h * resolution / band), h
+    else:  # taller: crop top and bottom
+        cw, ch = w, max(1, round(w * band / resolution))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    img = img.crop((left, top, left + cw, top + ch))
+    if img.size != (resolution, band):
+        img = img.resize((resolution, band), RESAMPLE[resize_filter])
+    canvas = Image.new("RGB", (resolution, resolution), (0, 0, 0))
+    canvas.paste(img, (0, (resolution - band) // 2))
+    return canvas
+
+
 def prepare_image(
-    img: Image.Image, resolution: int, transform: str = "center-crop", resize_filter: str = "lanczos"
+    img: Image.Image, resolution: int, transform: str = "center-crop", resize_filter: str = "lanczos",
+    band: int | None = None,
 ) -> Image.Image:
-    """The converter's per-image pipeline on a decoded PIL image -> RGB `resolution` x `resolution`."""
+    """The converter's per-image pipeline on a decoded PIL image -> RGB `resolution` x `resolution`.
+
+    band: the image band's height for `center-crop-wide` (default 3/4 of the resolution: 4:3)."""
     img = composite_rgb(img)
+    if transform == "center-crop-wide":
+        return wide_band(img, resolution, band or resolution * 3 // 4, resize_filter)
     img = make_square(img, transform)
     if img.size != (resolution, resolution):
         img = img.resize((resolution, resolution), RESAMPLE[resize_filter])
@@ -137,7 +161,7 @@ def _convert_one(spec: SourceSpec, settings: _Settings, name: str) -> bytes | li
         pass
     if settings.boxes is not None:
         return _crops(img, settings, name)
-    return _png(prepare_image(img, settings.resolution, settings.transform, settings.resize_filter))
+    return _png(prepare_image(img, settings.resolution, settings.transform, settings.resize_filter, settings.band))
 
 
 def _crops(img: Image.Image, settings: _Settings, name: str) -> tuple[list, int] | ImageProblem:
@@ -157,7 +181,8 @@ def _crops(img: Image.Image, settings: _Settings, name: str) -> tuple[list, int]
             skipped += 1
             continue
         crop = img.crop((box.left, box.top, box.right, box.bottom))
-        out.append((_png(prepare_image(crop, settings.resolution, settings.transform, settings.resize_filter)), box.name))
+        out.append((_png(prepare_image(crop, settings.resolution, settings.transform, settings.resize_filter,
+                                       settings.band)), box.name))
     return out, skipped
 
 
@@ -242,11 +267,15 @@ def convert_dataset(
     skip_bad: bool = False,
     boxes: BoxOptions | None = None,
     any_size: bool = False,
+    band: int | None = None,
 ) -> dict:
     """Convert `source` (folder, zip or 'emoji') into the training zip `dest`; return a summary.
 
-    resolution:    output size, a power of two >= 4.
-    transform:     'center-crop' (largest centred square), 'pad' (white borders) or 'stretch'.
+    resolution:    output size (square), any whole number >= 4: which sizes a model takes is its family's
+                   rule (powers of two; ResNet/DCGAN b x 2^k such as 48; docs/datasets.md).
+    transform:     'center-crop' (largest centred square), 'pad' (white borders), 'stretch', or
+                   'center-crop-wide' (a centred resolution:band crop letterboxed in black, for wide subjects).
+    band:          center-crop-wide only: the height of the image band (default 3/4 of resolution).
     resize_filter: 'lanczos', 'box', 'bicubic', 'bilinear' or 'nearest'.
     labels:        None = the source's own dataset.json labels if it has any; 'none' = no labels;
                    'dirs' = each top-level subfolder is a class (sorted names); or a .json/.csv file
@@ -255,7 +284,7 @@ def convert_dataset(
     progress:      show a progress bar (only on a terminal).
     skip_bad:      skip unreadable images and missing or bad annotations (listed in the summary) instead
                    of failing.
-    any_size:      allow a resolution that is not a power of two (data stored for data.random_crop).
+    any_size:      kept for old callers: any size is accepted either way.
     boxes:         crop each annotated object (BoxOptions: Pascal VOC annotations, padding, aspect
                    limits); `labels='boxes'` then takes each crop's class from its box name.
 
@@ -265,9 +294,14 @@ def convert_dataset(
     """
     t0 = time.monotonic()
     source = os.fspath(source)
-    resolution = check_any_size(resolution) if any_size else check_resolution(resolution)
+    resolution = check_resolution(resolution)
     if transform not in TRANSFORMS:
         raise UserError(f"transform {transform!r} is not known: choose {', '.join(TRANSFORMS)}")
+    if band is not None and transform != "center-crop-wide":
+        raise UserError(f"--band {band}: applies to --transform center-crop-wide only (the image families train on "
+                        "square images: center-crop, pad or stretch make them square)")
+    if band is not None and (isinstance(band, bool) or not isinstance(band, int) or not 1 <= band <= resolution):
+        raise UserError(f"--band {band}: the band height must be a whole number from 1 to --resolution ({resolution})")
     if resize_filter not in RESAMPLE:
         raise UserError(f"resize filter {resize_filter!r} is not known: choose {', '.join(RESIZE_FILTERS)}")
     if max_images is not None and (
@@ -348,7 +382,7 @@ def convert_dataset(
 
     # Convert and write to a temporary zip beside dest (gancli.fileio: atomic, never replaces a file).
     os.makedirs(os.path.dirname(dest_path), exist_ok=True)
-    settings = _Settings(resolution, transform, resize_filter, boxes)
+    settings = _Settings(resolution, transform, resize_filter, boxes, band)
     out_labels: list[list] = []
     count, aspect_skipped = 0, 0
     try:
@@ -391,6 +425,7 @@ def convert_dataset(
                     "source": source if source == "emoji" else os.path.abspath(os.path.expanduser(source)),
                     "resolution": resolution,
                     "transform": transform,
+                    **({"band": band or resolution * 3 // 4} if transform == "center-crop-wide" else {}),
                     "resize_filter": resize_filter,
                     "count": count,
                     "skipped": len(skipped) + len(ignored),

@@ -2,7 +2,8 @@
 
 A dataset is small enough to hold in memory: every image is decoded once into one uint8 array
 `images [N, 3, R, R]` (with a process pool when there are many files). Training data must already be
-RGB, square, all one size and a power of two on a side; anything else is a UserError naming the
+RGB, square and all one size (which sizes a model takes is its family's rule, checked with the
+recipe); anything else is a UserError naming the
 first offending image and pointing at the converter (`gancli dataset`), which fixes all of these.
 
 Decoded arrays of the built-in `emoji` dataset and of zips are cached as `.npy` files under the cache
@@ -248,14 +249,14 @@ def open_dataset(
     source:       'emoji', a folder (searched recursively for .png/.jpg/.jpeg/.webp/.bmp; hidden files
                   skipped) or a .zip with images anywhere inside and an optional root `dataset.json`
                   ({"labels": [[relative_path, class], ...] or null}).
-    resolution:   required image size; None = the images' own size (emoji: 64). Must be a power of two.
+    resolution:   required image size; None = the images' own size (emoji: 64). Any whole number >= 4.
     use_labels:   load class labels from dataset.json as one-hot rows (c_dim = max class + 1).
     xflip:        double the dataset with horizontally mirrored copies.
     max_size:     use a fixed random subset (seed 0, file order kept) of at most this many images.
     allow_resize: resize square images of another size to `resolution` (Lanczos) instead of failing.
     cache_dir:    where decoded arrays are cached (default $GANCLI_CACHE or ~/.cache/gancli).
     cache:        False to neither read nor write the cache.
-    any_size:     `resolution` need not be a power of two (data stored larger for data.random_crop).
+    any_size:     kept for callers of old; any size is accepted either way (data.random_crop's stored size).
     """
     source = os.fspath(source)
     if resolution is not None:

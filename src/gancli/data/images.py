@@ -60,16 +60,16 @@ def check_any_size(size, what: str = "resolution") -> int:
 
 
 def check_resolution(resolution, what: str = "resolution") -> int:
-    """Return `resolution` as an int, or raise UserError unless it is a power of two >= 4."""
+    """Return `resolution` as an int, or raise UserError unless it is a whole number >= 4.
+
+    Which sizes a model takes is its family's rule (`Family.check_resolution`: powers of two for the
+    style-based families, b x 2^k for ResNet and DCGAN, multiples of the downsampling for translators),
+    checked with the recipe; the data layer takes any size."""
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):
-        raise UserError(
-            f"{what} {resolution!r} is not an integer: use a power of two >= {MIN_RESOLUTION}, e.g. 64"
-        )
+        raise UserError(f"{what} {resolution!r} is not an integer: use a whole number of pixels >= {MIN_RESOLUTION}, e.g. 64")
     resolution = int(resolution)
-    if resolution < MIN_RESOLUTION or not is_power_of_two(resolution):
-        raise UserError(
-            f"{what} {resolution} is not allowed: use a power of two >= {MIN_RESOLUTION} (4, 8, ..., 64, 128, ...)"
-        )
+    if resolution < MIN_RESOLUTION:
+        raise UserError(f"{what} {resolution} is not allowed: use a whole number of pixels >= {MIN_RESOLUTION}")
     return resolution
 
 
@@ -329,7 +329,7 @@ def to_chw(img: Image.Image) -> np.ndarray:
 def decode_training_image(
     spec: SourceSpec, expect: int | None, allow_resize: bool, name: str, reference: str | None = None
 ) -> np.ndarray | ImageProblem:
-    """Decode one training image strictly: RGB, square, power of two, `expect` px unless resizing.
+    """Decode one training image strictly: RGB, square, `expect` px unless resizing.
 
     `expect` is the size every image must have: the requested resolution, or (when `reference`
     names the image it came from) the first image's size. With `allow_resize` a square image of
@@ -363,13 +363,11 @@ def decode_training_image(
     w, h = img.size
     if w != h:
         return ImageProblem(
-            f"image '{label}' is {w}x{h}, not square; training images must be square, all the same size, a power of two: {hint} (it centre-crops or pads)"
+            f"image '{label}' is {w}x{h}, not square; the image families train on square images, all the same size: {hint} (it centre-crops or pads)"
         )
     if expect is None:
-        if not is_power_of_two(w) or w < MIN_RESOLUTION:
-            return ImageProblem(
-                f"image '{label}' is {w}x{h}; training images must be a power of two >= {MIN_RESOLUTION} on a side: {hint}"
-            )
+        if w < MIN_RESOLUTION:
+            return ImageProblem(f"image '{label}' is {w}x{h}; training images must be at least {MIN_RESOLUTION} px on a side: {hint}")
     elif w != expect:
         if reference is not None:
             return ImageProblem(

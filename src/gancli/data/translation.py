@@ -9,8 +9,9 @@ Sources (`data.source`):
   the built-in `emoji-skintone` (light-tone U+1F3FB variants -> dark-tone U+1F3FF variants).
 
 Every image is decoded once, resized to `load_size` (bicubic, as the reference code) and held as uint8
-`[N, 3, L, L]`. The stream (`TranslationStream`) crops `crop` x `crop` at a random offset and flips
-at random ("load 286, random crop 256, flips": pix2pix Sec. 6.2, CycleGAN Sec. 7.1). Like
+`[N, 3, L, L]` (or `[N, 3, LH, LW]` for non-square training: recipe `data.width`, the crop keeping its
+aspect). The stream (`TranslationStream`) crops `crop` x `crop` (or crop_h x crop_w) at a random offset
+and flips at random ("load 286, random crop 256, flips": pix2pix Sec. 6.2, CycleGAN Sec. 7.1). Like
 `gancli.data.loader`, the order is a function of (seed, position) only: the index at stream position
 p comes from the seeded epoch permutations, the crop offset and flip of sample p from
 `SeedSequence([seed, stream, p])`, so a resumed run reads exactly what it would have read.
@@ -24,6 +25,7 @@ of each held-out base: the ground truth of each translation. Twemoji artwork: CC
 
 from __future__ import annotations
 
+import math
 import os
 from functools import partial
 
@@ -51,7 +53,8 @@ HELDOUT_FRACTION = 0.1
 
 
 class TranslationData:
-    """Images of domains A and B held as uint8 [N, 3, L, L] (`pairs`: row i of A goes with row i of B)."""
+    """Images of domains A and B held as uint8 [N, 3, L, L], or [N, 3, LH, LW] for non-square training
+    (`pairs`: row i of A goes with row i of B)."""
 
     def __init__(self, A: np.ndarray, B: np.ndarray, *, paired: bool, name: str, source: str,
                  names_A: list[str], names_B: list[str], meta: dict | None = None):
@@ -71,32 +74,46 @@ class TranslationData:
 
     @property
     def load_size(self) -> int:
+        """The stored height (the side of square data)."""
         return int(self.A.shape[2])
 
+    @property
+    def load_shape(self) -> tuple[int, int]:
+        """(height, width) of the stored images."""
+        return int(self.A.shape[2]), int(self.A.shape[3])
+
     def describe(self) -> str:
+        h, w = self.load_shape
+        size = f"{h}px" if h == w else f"{h}x{w}px"
         if self.paired:
-            return f"{self.name}: {len(self.A)} pairs at {self.load_size}px"
-        return f"{self.name}: {len(self.A)} A and {len(self.B)} B images at {self.load_size}px"
+            return f"{self.name}: {len(self.A)} pairs at {size}"
+        return f"{self.name}: {len(self.A)} A and {len(self.B)} B images at {size}"
 
 
-def _jitter(seed: int, stream: int, position: int, room: int, flip: bool) -> tuple[int, int, bool]:
+def _jitter(seed: int, stream: int, position: int, room: tuple[int, int], flip: bool) -> tuple[int, int, bool]:
+    """(y, x, flip) of sample `position`: offsets in [0, room_y] and [0, room_x] (drawn one after the other:
+    for square data the same numbers as one draw of two), then the flip."""
     rs = np.random.RandomState(np.random.SeedSequence([int(seed), stream, int(position)]).generate_state(1)[0])
-    y, x = (int(v) for v in rs.randint(0, room + 1, size=2))
+    y, x = int(rs.randint(0, room[0] + 1)), int(rs.randint(0, room[1] + 1))
     return y, x, bool(flip and rs.rand() < 0.5)
 
 
-def _crop(image: np.ndarray, y: int, x: int, size: int, flip: bool) -> np.ndarray:
-    out = image[:, y:y + size, x:x + size]
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def _crop(image: np.ndarray, y: int, x: int, size: tuple[int, int], flip: bool) -> np.ndarray:
+    out = image[:, y:y + size[0], x:x + size[1]]
     return out[:, :, ::-1] if flip else out
 
 
 class TranslationStream:
-    """Endless seeded (A, B) batches of float32 [n, 3, crop, crop] in [-1, 1]; `position` counts samples
-    of the global stream (all ranks), as `gancli.data.Batches`."""
+    """Endless seeded (A, B) batches of float32 [n, 3, crop_h, crop_w] in [-1, 1] (`crop`: a side, or
+    (height, width)); `position` counts samples of the global stream (all ranks), as `gancli.data.Batches`."""
 
-    def __init__(self, data: TranslationData, crop: int, flip: bool, seed: int = 0, start_index: int = 0,
-                 device="cpu", *, rank: int = 0, world_size: int = 1):
-        self.data, self.crop, self.flip, self.seed = data, int(crop), bool(flip), int(seed)
+    def __init__(self, data: TranslationData, crop: int | tuple[int, int], flip: bool, seed: int = 0,
+                 start_index: int = 0, device="cpu", *, rank: int = 0, world_size: int = 1):
+        self.data, self.crop, self.flip, self.seed = data, _hw(crop), bool(flip), int(seed)
         self.position, self.device, self.rank, self.world_size = int(start_index), device, rank, world_size
         self.order_A = IndexStream(len(data.A), self.seed)
         self.order_B = None if data.paired else IndexStream(len(data.B), self.seed + 1)
@@ -109,7 +126,7 @@ class TranslationStream:
         positions = np.arange(self.position, self.position + count)[self.rank::self.world_size]
         ia = self.order_A.take(self.position, count)[self.rank::self.world_size]
         ib = ia if self.order_B is None else self.order_B.take(self.position, count)[self.rank::self.world_size]
-        room = self.data.load_size - self.crop
+        room = (self.data.load_shape[0] - self.crop[0], self.data.load_shape[1] - self.crop[1])
         A, B = [], []
         for p, a, b in zip(positions, ia, ib):
             ya, xa, fa = _jitter(self.seed, 1, p, room, self.flip)
@@ -125,22 +142,29 @@ class TranslationStream:
         return tensor(A), tensor(B)
 
 
-def center_crop(images: np.ndarray, crop: int) -> np.ndarray:
-    """The centre `crop` x `crop` of uint8 [N, 3, L, L] images (the grid's and the tests' view)."""
-    o = (images.shape[2] - crop) // 2
-    return images[:, :, o:o + crop, o:o + crop]
+def center_crop(images: np.ndarray, crop: int | tuple[int, int]) -> np.ndarray:
+    """The centre `crop` x `crop` (or (height, width)) of uint8 [N, 3, H, W] images (the grid's and the
+    tests' view)."""
+    ch, cw = _hw(crop)
+    oy, ox = (images.shape[2] - ch) // 2, (images.shape[3] - cw) // 2
+    return images[:, :, oy:oy + ch, ox:ox + cw]
 
 
 # --------------------------------------------------------------------------------------------------
 # Opening sources
 
 
-def open_translation_data(source: str, load_size: int, *, paired: bool, split: str = "train",
+def open_translation_data(source: str, load_size: int | tuple[int, int], *, paired: bool, split: str = "train",
                           direction: str = "AtoB", max_size: int | None = None) -> TranslationData:
-    """Domains A and B of `source` at `load_size` (see the module docstring). `split`: 'train' or
-    'test'; `direction` 'BtoA' swaps the domains; `max_size` keeps the first N of each domain."""
+    """Domains A and B of `source` at `load_size` (a side, or (height, width) for non-square training;
+    see the module docstring). `split`: 'train' or 'test'; `direction` 'BtoA' swaps the domains;
+    `max_size` keeps the first N of each domain."""
     source = os.fspath(source)
     check_source_kind(source, paired)
+    if source in BUILTIN_PAIRS + BUILTIN_UNPAIRED:
+        load_size = _hw(load_size)[0]  # the built-in emoji are square (recipes with data.width are refused)
+    else:
+        load_size = _hw(load_size)
     if source == "emoji-edges":
         data = _emoji_edges(load_size, split, max_size)
     elif source == "emoji-skintone":
@@ -166,28 +190,35 @@ def check_source_kind(source: str, paired: bool, where: str = "") -> None:
                         + ", ".join(BUILTIN_PAIRS if paired else BUILTIN_UNPAIRED) + " or a folder of your own")
 
 
-def _resize_chw(img, size: int) -> np.ndarray:
+def _resize_chw(img, size: tuple[int, int]) -> np.ndarray:
+    """RGB PIL image -> uint8 [3, H, W] at size (H, W), bicubic (the reference code's resize)."""
     from PIL import Image
 
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    h, w = size
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.BICUBIC)
     return to_chw(img)
 
 
-def _decode_aligned(spec, size: int, name: str):
-    """One A|B image -> (A, B) at `size`, or an ImageProblem."""
+def _decode_aligned(spec, size: tuple[int, int], name: str):
+    """One A|B image -> (A, B) at `size` (H, W), or an ImageProblem. Each half must have the aspect of
+    `size` (square halves, twice as wide as high, for square training)."""
     img = _open_loaded(read_source_bytes(spec, name), spec.describe(name))
     if isinstance(img, ImageProblem):
         return img
     img = composite_rgb(img)
     w, h = img.size
-    if w != 2 * h:
+    if w * size[0] != 2 * h * size[1]:
+        g = math.gcd(size[0], size[1])
+        shape = ("twice as wide as high" if size[0] == size[1] else
+                 f"each half {size[1] // g}:{size[0] // g} (width:height, as data.width:data.resolution)")
         return ImageProblem(f"image '{spec.describe(name)}' is {w}x{h}: an aligned pair is A and B side by side, "
-                            "twice as wide as high")
-    return np.stack([_resize_chw(img.crop((0, 0, h, h)), size), _resize_chw(img.crop((h, 0, w, h)), size)])
+                            + shape)
+    half = w // 2
+    return np.stack([_resize_chw(img.crop((0, 0, half, h)), size), _resize_chw(img.crop((half, 0, w, h)), size)])
 
 
-def _decode_one(spec, size: int, name: str):
+def _decode_one(spec, size: tuple[int, int], name: str):
     img = _open_loaded(read_source_bytes(spec, name), spec.describe(name))
     return img if isinstance(img, ImageProblem) else _resize_chw(composite_rgb(img), size)
 
@@ -209,7 +240,7 @@ def _split_folder(source: str, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _aligned(source: str, size: int, split: str) -> TranslationData:
+def _aligned(source: str, size: tuple[int, int], split: str) -> TranslationData:
     if not os.path.exists(os.path.expanduser(source)):
         raise UserError(f"data.source {source}: no such folder or zip of aligned A|B images")
     sub = _split_folder(source, ("train",) if split == "train" else ("test", "val"))
@@ -220,7 +251,7 @@ def _aligned(source: str, size: int, split: str) -> TranslationData:
                            source=source, names_A=names, names_B=names)
 
 
-def _unpaired(source: str, size: int, split: str) -> TranslationData:
+def _unpaired(source: str, size: tuple[int, int], split: str) -> TranslationData:
     domains = []
     for d in ("A", "B"):
         folder = os.path.join(os.path.expanduser(source), f"{split}{d}")

@@ -219,6 +219,70 @@ def _positive(value: int, key: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# Resolution rules (Family.check_resolution). Which sizes a family takes is a property of its networks:
+# powers of two (style-based, progressive), base x 2^k (ResNet, DCGAN: they grow from a small base map by
+# doubling), or multiples of the total downsampling factor (the image-to-image translators).
+
+POWERS_OF_TWO = ", ".join(str(2**k) for k in range(2, 11))  # 4, 8, ..., 1024
+DOUBLING_BASES = (4, 5, 6, 7)  # first feature map sizes of the doubling generators: one octave, so b is unique
+
+
+def require_power_of_two(res: int, where: str, family: Family) -> None:
+    if res < 4 or res & (res - 1):
+        raise UserError(f"{where}data.resolution: the {family.title} family (model.kind {', '.join(family.kinds)}) "
+                        f"needs a power of two ({POWERS_OF_TWO}), got {res}")
+
+
+def doubling_base(res: int, min_doublings: int = 1) -> int | None:
+    """The base b in DOUBLING_BASES with res = b * 2^k, k >= min_doublings (48 -> 6, 32 -> 4, 40 -> 5), or
+    None when res has no such form (50 = 25 * 2)."""
+    for b in DOUBLING_BASES:
+        k = 0
+        while b * 2**k < res:
+            k += 1
+        if b * 2**k == res and k >= min_doublings:
+            return b
+    return None
+
+
+def doubling_sizes(limit: int, min_doublings: int = 1) -> list[int]:
+    """Every b * 2^k (b in DOUBLING_BASES, k >= min_doublings) up to `limit`, sorted."""
+    sizes = {b * 2**k for b in DOUBLING_BASES for k in range(min_doublings, 16) if b * 2**k <= limit}
+    return sorted(sizes)
+
+
+def nearest(sizes: list[int], res: int) -> str:
+    """The allowed sizes next to `res`: the largest below and the smallest above, e.g. '48, 56'."""
+    below = [s for s in sizes if s < res][-1:]
+    above = [s for s in sizes if s > res][:1]
+    return ", ".join(str(s) for s in below + above)
+
+
+def require_doubling(res: int, where: str, what: str, min_doublings: int = 1) -> int:
+    """The base b of res = b * 2^k (b in 4..7, k >= min_doublings); otherwise one line with the nearest
+    allowed sizes. `what` says which network grows, e.g. 'a ResNet generator'."""
+    base = doubling_base(res, min_doublings)
+    if base is None:
+        sizes = doubling_sizes(max(2 * res, 64), min_doublings)
+        raise UserError(f"{where}data.resolution: {what} grows from a {min(DOUBLING_BASES)}x{min(DOUBLING_BASES)} to "
+                        f"{max(DOUBLING_BASES)}x{max(DOUBLING_BASES)} map by doubling, so it takes b x 2^k px with b in "
+                        f"{', '.join(map(str, DOUBLING_BASES))} and k >= {min_doublings} ({', '.join(map(str, sizes[:12]))}, ...), "
+                        f"got {res}; nearest allowed: {nearest(sizes, res)}")
+    return base
+
+
+def require_multiple(res: int, where: str, factor: int, what: str, minimum: int = 0, key: str = "data.resolution") -> None:
+    """res must be a multiple of `factor` (a network's total downsampling) and >= minimum; otherwise one
+    line (naming `key`) with the nearest allowed sizes."""
+    low = max(factor, -(-minimum // factor) * factor)  # the smallest allowed size
+    if res % factor == 0 and res >= low:
+        return
+    sizes = [low] if res < low else [res // factor * factor, res // factor * factor + factor]
+    raise UserError(f"{where}{key}: {what} takes {low} px or a multiple of {factor} above it ({low + factor}, "
+                    f"{low + 2 * factor}, ...), got {res}; nearest allowed: {', '.join(map(str, sizes))}")
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 class Family:
@@ -235,6 +299,7 @@ class Family:
     inference_module: ClassVar[str] = "G_ema"  # what the commands load
     data_kind: ClassVar[str] = "images"  # what its step reads: 'images' (image, label), 'pairs', 'unpaired'
     supports_augment: ClassVar[bool] = False  # ADA (augment.kind: ada) is wired into its step
+    non_square: ClassVar[bool] = False  # trains on H x W images (recipe data.width); the others need squares
     own_metrics: ClassVar[dict[str, str]] = {}  # `gancli evaluate` metrics of its own: name -> what it measures
 
     # ----------------------------------------------------------------------------------------------
@@ -251,6 +316,21 @@ class Family:
         if recipe.metrics.names and "seeds" not in self.capabilities:
             raise UserError(f"{where}metrics.names: the {self.title} family does not generate images from seeds, "
                             "so training-time metrics do not apply")
+
+    def check_image_shape(self, recipe, where: str) -> None:
+        """The recipe's image size against what this family's networks take (called before `validate`):
+        `data.width` (non-square) only where `non_square`, then `check_resolution`."""
+        if recipe.data.width is not None and not self.non_square:
+            raise UserError(f"{where}data.width: the {self.title} family (model.kind {', '.join(self.kinds)}) trains on "
+                            f"square images only (data.resolution x data.resolution); remove data.width (non-square "
+                            "training: the image-to-image families pix2pix, cyclegan, cut)")
+        self.check_resolution(recipe, where)
+
+    def check_resolution(self, recipe, where: str) -> None:
+        """Refuse a `data.resolution` this family's networks cannot take, in one line naming the key and
+        the allowed sizes. Called before `validate`. Default: powers of two >= 4 (the style-based and
+        progressive families grow or halve by two from 4x4 all the way)."""
+        require_power_of_two(recipe.data.resolution, where, self)
 
     def adopt_model(self, recipe_model: dict[str, Any], network_model: dict[str, Any]) -> dict[str, Any]:
         """The `model` section of a run started with `--init NETWORK`: by default the network's (its

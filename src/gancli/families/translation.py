@@ -18,6 +18,7 @@ from typing import Literal
 
 from gancli.errors import UserError
 from gancli.families import base
+from gancli.families.base import require_multiple
 
 
 @dataclass
@@ -81,7 +82,29 @@ class TranslationFamily(base.Family):
 
     capabilities = frozenset({"image_in"})
     data_kind = "pairs"
+    non_square = True  # fully convolutional G and D: H x W crops (data.width)
     directions: tuple[str, ...] = ("trained",)  # 'trained': only the recipe's direction; CycleGAN: both
+
+    def downsampling(self, recipe) -> tuple[int, str]:
+        """(total downsampling factor of the generator, what it is): the crop must be a multiple of it, so
+        that every decoder level meets its encoder level at the same size. Default: the ResNet
+        generator's two stride-2 halvings (CycleGAN, CUT)."""
+        return 4, f"the {self.title} ResNet generator (two halvings)"
+
+    def check_resolution(self, recipe, where: str) -> None:
+        """Any crop the generator's halvings divide and the PatchGAN (fully convolutional) can score:
+        not only powers of two, and not only squares (data.width: e.g. 256 x 512)."""
+        factor, what = self.downsampling(recipe)
+        require_multiple(recipe.data.resolution, where, factor, what)
+        if recipe.data.width is not None:
+            require_multiple(recipe.data.width, where, factor, what, key="data.width")
+
+    def load_shape(self, recipe) -> tuple[int, int]:
+        """(height, width) the images are resized to before the random crop: train.load_size high, and as
+        wide as keeps the crop's aspect (load 286 for a 256 x 512 crop: 286 x 572)."""
+        h, w = recipe.data.shape
+        load = recipe.train.load_size
+        return load, load if w == h else int(round(load * w / h))
 
     def validate(self, recipe, where: str) -> None:
         super().validate(recipe, where)
@@ -90,13 +113,17 @@ class TranslationFamily(base.Family):
             raise UserError(f"{where}data.use_labels: the {self.title} family is not class-conditional; use false")
         if t.load_size < d.resolution:
             raise UserError(f"{where}train.load_size: {t.load_size} is smaller than the crop data.resolution {d.resolution}")
-        from gancli.data.translation import check_source_kind
+        from gancli.data.translation import BUILTIN_PAIRS, BUILTIN_UNPAIRED, check_source_kind
 
         check_source_kind(d.source, self.data_kind == "pairs", where)
+        if d.width is not None and d.source in BUILTIN_PAIRS + BUILTIN_UNPAIRED:
+            raise UserError(f"{where}data.width: the built-in {d.source} images are square; train non-square crops on "
+                            "a folder of your own images, or remove data.width")
         need = patchgan_min_resolution(m.d_layers)
-        if d.resolution < need:
-            raise UserError(f"{where}data.resolution: {d.resolution} px is too small for a PatchGAN of {m.d_layers} "
-                            f"layers (needs >= {need}); lower model.d_layers")
+        for key, size in (("data.resolution", d.resolution), ("data.width", d.shape[1])):
+            if size < need:
+                raise UserError(f"{where}{key}: {size} px is too small for a PatchGAN of {m.d_layers} "
+                                f"layers (needs >= {need}); lower model.d_layers")
         if recipe.distributed.gpus != 1:
             raise UserError(f"{where}distributed.gpus: the {self.title} family trains in one process (batch 1 in the papers)")
 
@@ -108,13 +135,13 @@ class TranslationFamily(base.Family):
         from gancli.data.translation import open_translation_data
 
         d = recipe.data
-        return open_translation_data(d.source, recipe.train.load_size, paired=self.data_kind == "pairs", split=split,
+        return open_translation_data(d.source, self.load_shape(recipe), paired=self.data_kind == "pairs", split=split,
                                      direction=recipe.train.direction, max_size=d.max_size if split == "train" else None)
 
     def data_stream(self, recipe, dataset, batch_rank, *, start_index, rank, world_size):
         from gancli.data.translation import TranslationStream
 
-        return TranslationStream(dataset, recipe.data.resolution, recipe.data.xflip, seed=recipe.train.seed,
+        return TranslationStream(dataset, recipe.data.shape, recipe.data.xflip, seed=recipe.train.seed,
                                  start_index=start_index, rank=rank, world_size=world_size)
 
     # ----------------------------------------------------------------------------------------------
@@ -137,4 +164,11 @@ class TranslationFamily(base.Family):
         t = recipe.train
         return (f"Adam lr G {t.g_lr:g} / D {t.d_lr:g}, betas {t.betas}; constant for {t.epochs} epochs, then linear "
                 f"toward 0 over {t.epochs_decay} (an epoch: every pair, or the larger domain, once); load "
-                f"{t.load_size}, random crop {recipe.data.resolution}" + (", random flips" if recipe.data.xflip else ""))
+                f"{_size(self.load_shape(recipe))}, random crop {_size(recipe.data.shape)}"
+                + (", random flips" if recipe.data.xflip else ""))
+
+
+def _size(shape: tuple[int, int]) -> str:
+    """'256' for a square, '256x512' (height x width) otherwise."""
+    h, w = shape
+    return str(h) if h == w else f"{h}x{w}"

@@ -24,7 +24,7 @@ class TranslationTraining(base.FamilyTraining):
 
         k = min(self.t.grid_seeds or 8, len(data.A), len(data.B))
         picks = torch.linspace(0, min(len(data.A), len(data.B)) - 1, k).round().long().tolist()
-        crop = trainer.recipe.data.resolution
+        crop = trainer.recipe.data.shape
         self.grid_A = torch.from_numpy(center_crop(data.A[picks], crop).copy()).float().div(127.5).sub(1).to(trainer.device)
         self.grid_B = torch.from_numpy(center_crop(data.B[picks], crop).copy()).float().div(127.5).sub(1).to(trainer.device)
 

@@ -32,7 +32,7 @@ def heldout_arrays(loaded, direction: str | None = None, batch: int = 16):
 
     recipe, family = loaded.recipe, loaded.family
     test = family.open_dataset(recipe, split="test")
-    crop = recipe.data.resolution
+    crop = recipe.data.shape
     src, dst = center_crop(test.A, crop), center_crop(test.B, crop)
     if direction is not None and direction != recipe.train.direction:
         src, dst = dst, src
@@ -57,7 +57,7 @@ def heldout_scores(loaded, direction: str | None = None, batch: int = 16) -> dic
         raise UserError(f"{recipe.data.source}: its test split is not paired, so there is no ground truth to score against")
     train = loaded.family.open_dataset(recipe, split="train")
     swapped = direction is not None and direction != recipe.train.direction
-    mean_from = center_crop(train.A if swapped else train.B, recipe.data.resolution)
+    mean_from = center_crop(train.A if swapped else train.B, recipe.data.shape)
     mean_image = np.broadcast_to(np.rint(mean_from.astype(np.float64).mean(0)).astype(np.uint8), dst.shape)
     result = {"images": len(dst), "direction": direction or recipe.train.direction}
     for name, images in (("model", pred), ("identity", src), ("mean_image", mean_image)):

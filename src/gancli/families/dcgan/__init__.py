@@ -10,7 +10,7 @@ functions live in `gancli.losses` and the optimizer, schedule, EMA and D-steps r
 from __future__ import annotations
 
 from gancli.errors import UserError
-from gancli.families.base import Family
+from gancli.families.base import Family, require_doubling
 from gancli.families.dcgan.config import DCGANLoss, DCGANModel, DCGANTrain
 
 
@@ -23,11 +23,12 @@ class DCGANFamily(Family):
     train_config = DCGANTrain
     capabilities = frozenset({"seeds", "class"})
 
+    def check_resolution(self, recipe, where: str) -> None:
+        """G grows from a b x b map by doubling and D halves down to it: b * 2^k, b in 4..7, k >= 1."""
+        require_doubling(recipe.data.resolution, where, "a DCGAN")
+
     def validate(self, recipe, where: str) -> None:
         super().validate(recipe, where)
-        res = recipe.data.resolution
-        if res < 8:
-            raise UserError(f"{where}data.resolution: a DCGAN needs at least 8 px (it grows from 4x4 by doubling), got {res}")
         t, loss = recipe.train, recipe.loss
         per_process = t.batch // max(1, recipe.distributed.gpus)
         if t.batch_gpu is not None and t.batch_gpu != per_process:
@@ -43,8 +44,9 @@ class DCGANFamily(Family):
         from gancli.train.schedules import optimizer_line, steps_line
 
         m, loss, t = recipe.model, recipe.loss, recipe.train
-        res = recipe.data.resolution
-        levels = (res // 4).bit_length() - 1
+        from gancli.families.dcgan.nets import base_and_levels
+
+        b, levels = base_and_levels(recipe.data.resolution)
         if t.ema_decay == 0:
             ema = "no EMA (G_ema is a copy of G)"
         elif t.ema_decay is not None:
@@ -60,7 +62,7 @@ class DCGANFamily(Family):
         if loss.pixel_noise:
             extras.append("uniform pixel noise on reals")
         return {
-            "model": (f"dcgan: G {m.g_ch * 2 ** (levels - 1)} channels at 4x4 down to {m.g_ch}, D {m.d_ch} up to "
+            "model": (f"dcgan: G {m.g_ch * 2 ** (levels - 1)} channels at {b}x{b} down to {m.g_ch}, D {m.d_ch} up to "
                       f"{m.d_ch * 2 ** (levels - 1)} ({m.d_norm} norm), z {m.z_dim}"),
             "steps": steps_line(t, loss.kind),
             "optimizer": optimizer_line(t, ema),

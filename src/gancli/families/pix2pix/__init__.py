@@ -6,7 +6,6 @@ step in `steps.py`, the recipe sections in `config.py`; data, schedule and grids
 
 from __future__ import annotations
 
-from gancli.errors import UserError
 from gancli.families.pix2pix.config import Pix2PixLoss, Pix2PixModel, Pix2PixTrain
 from gancli.families.translation import TranslationFamily
 
@@ -22,12 +21,9 @@ class Pix2PixFamily(TranslationFamily):
     inference_module = "G"
     data_kind = "pairs"
 
-    def validate(self, recipe, where: str) -> None:
-        super().validate(recipe, where)
-        m, res = recipe.model, recipe.data.resolution
-        if res != 2**m.num_downs:
-            raise UserError(f"{where}model.num_downs: a U-Net of {m.num_downs} halvings takes {2**m.num_downs} px, "
-                            f"but data.resolution is {res} (use num_downs {res.bit_length() - 1})")
+    def downsampling(self, recipe) -> tuple[int, str]:
+        n = recipe.model.num_downs  # 8 halvings: 256 px down to 1x1 ('unet_256'); 512 px would end at 2x2
+        return 2**n, f"a U-Net of {n} halvings (model.num_downs)"
 
     def plan(self, recipe) -> dict[str, str]:
         m, loss = recipe.model, recipe.loss

@@ -8,8 +8,8 @@ standing statistics) in `steps.py`, the recipe sections in `config.py`.
 from __future__ import annotations
 
 from gancli.errors import UserError
-from gancli.families.base import Family
-from gancli.families.resnet.config import ResNetLoss, ResNetModel, ResNetTrain
+from gancli.families.base import Family, require_doubling
+from gancli.families.resnet.config import ResNetLoss, ResNetModel, ResNetTrain, bottom_width_of
 
 # Values of --trunc from this one on leave z untouched in practice: no truncation.
 NO_TRUNCATION = 6.0
@@ -24,13 +24,24 @@ class ResNetFamily(Family):
     train_config = ResNetTrain
     capabilities = frozenset({"seeds", "class", "trunc_resample"})
 
+    def check_resolution(self, recipe, where: str) -> None:
+        """G grows from a bottom_width map by doubling and D ends in global sum pooling (any size): the
+        resolution must be b * 2^k, b in 4..7 (derived; 48 = 6 * 2^3) or b = model.bottom_width (given)."""
+        m, res = recipe.model, recipe.data.resolution
+        if m.bottom_width is None:
+            require_doubling(res, where, "a ResNet generator (model.bottom_width null: derived)")
+            return
+        sizes = [m.bottom_width * 2**k for k in range(1, 16) if m.bottom_width * 2**k <= max(res, 2 * m.bottom_width)]
+        if res not in sizes:
+            raise UserError(f"{where}model.bottom_width: {m.bottom_width} does not double up to data.resolution {res} "
+                            f"(the resolution must be bottom_width * 2^k: {', '.join(map(str, sizes[-3:]))}, "
+                            f"{2 * sizes[-1]}, ...; or leave model.bottom_width null to derive it)")
+
     def validate(self, recipe, where: str) -> None:
         super().validate(recipe, where)
         m, res = recipe.model, recipe.data.resolution  # G grows from bottom_width by doubling
-        sizes = [m.bottom_width * 2**k for k in range(1, 12) if m.bottom_width * 2**k <= res]
-        if res not in sizes:
-            raise UserError(f"{where}model.bottom_width: {m.bottom_width} does not double up to data.resolution {res} "
-                            "(the resolution must be bottom_width * 2^k)")
+        bottom = bottom_width_of(m, res)
+        sizes = [bottom * 2**k for k in range(1, 16) if bottom * 2**k <= res]
         bad = [r for r in m.attn_res if r not in sizes]
         if bad:
             raise UserError(f"{where}model.attn_res: no generator block outputs {bad[0]} px (they output "
@@ -50,7 +61,7 @@ class ResNetFamily(Family):
         else:
             ema = f"EMA half-life {t.ema_kimg:g} kimg"
         return {
-            "model": (f"{m.kind}: ResNet G {m.g_ch} / D {m.d_ch} base channels, z {m.z_dim}"
+            "model": (f"{m.kind}: ResNet G {self._widths(recipe)}, z {m.z_dim}"
                       + (f", shared embedding {m.shared_dim}" if m.shared_dim else "") + (", hierarchical z" if m.hier else "")
                       + (f", attention at {m.attn_res}" if m.attn_res else "") + {(True, True): ", SN in G and D", (False, True): ", SN in D", (True, False): ", SN in G",
                          (False, False): ", no SN"}[(m.g_sn, m.d_sn)]),
@@ -59,6 +70,19 @@ class ResNetFamily(Family):
             "loss": f"{loss.kind}" + (f", orthogonal reg {loss.ortho_reg:g}" if loss.ortho_reg else "")
                     + ("" if loss.kind in ("hinge", "bce") else f" ({loss.describe()})"),
         }
+
+    @staticmethod
+    def _widths(recipe) -> str:
+        """The dry-run's layout of the networks that will be built, e.g. '3 up-blocks from 6x6, channels
+        512-256-128-64 / D 5 blocks, channels 64-128-256-512-1024' (sngan-stl10)."""
+        from gancli.families.resnet.nets import d_layout, g_channel_mults
+
+        m, res = recipe.model, recipe.data.resolution
+        bottom = bottom_width_of(m, res)
+        g = m.g_ch_mult or g_channel_mults(res, bottom)
+        d = m.d_ch_mult or d_layout(res, bottom)[0]
+        return (f"{len(g) - 1} up-blocks from {bottom}x{bottom}, channels {'-'.join(str(m.g_ch * x) for x in g)} / "
+                f"D {len(d)} blocks, channels {'-'.join(str(m.d_ch * x) for x in d)}")
 
     def build_networks(self, recipe, c_dim: int, img_channels: int = 3):
         from gancli.families.resnet.steps import build_networks

@@ -16,7 +16,7 @@ class ResNetModel(base.ModelConfig):
     d_ch: int = 64  # discriminator base width
     g_ch_mult: Optional[list[int]] = None  # G width multipliers, block inputs then output (null: paper table)
     d_ch_mult: Optional[list[int]] = None  # D width multipliers per block (null: paper table)
-    bottom_width: int = 4  # size of G's first feature map (resolution = bottom_width * 2^blocks)
+    bottom_width: Optional[int] = None  # size of G's first feature map (resolution = bottom_width * 2^blocks); null: from data.resolution, the b in 4..7 (32 -> 4, 48 -> 6)
     attn_res: list[int] = field(default_factory=list)  # self-attention at these resolutions in G and D (SAGAN)
     shared_dim: int = 0  # BigGAN shared class embedding size (0: per-layer class embeddings)
     hier: bool = False  # BigGAN hierarchical latents (z split across G's blocks)
@@ -27,8 +27,10 @@ class ResNetModel(base.ModelConfig):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        for key in ("g_ch", "d_ch", "bottom_width", "sn_iters"):
+        for key in ("g_ch", "d_ch", "sn_iters"):
             base._positive(getattr(self, key), f"{where}model.{key}")
+        if self.bottom_width is not None:
+            base._positive(self.bottom_width, f"{where}model.bottom_width")
         for key in ("g_ch_mult", "d_ch_mult"):
             if getattr(self, key) is not None and (not getattr(self, key) or min(getattr(self, key)) < 1):
                 raise UserError(f"{where}model.{key}: must be a non-empty list of positive integers or null")
@@ -58,3 +60,12 @@ class ResNetTrain(base.AdversarialTrainConfig):
         if self.precision == "mixed":
             raise UserError(f"{where}train.precision: 'mixed' is not implemented for the ResNet family (sngan, sagan, "
                             "biggan); use auto or fp32 (they train in float32)")
+
+
+def bottom_width_of(model: ResNetModel, resolution: int) -> int:
+    """G's first feature-map size: model.bottom_width, or (null) the b in 4..7 with resolution = b * 2^k
+    (4 for the power-of-two sizes, 6 for SNGAN's 48 px STL-10 model). Recipes are validated first, so
+    a resolution without such a b does not reach here; 4 is the fallback of old checkpoints."""
+    if model.bottom_width is not None:
+        return model.bottom_width
+    return base.doubling_base(resolution) or 4

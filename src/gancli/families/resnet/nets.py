@@ -52,15 +52,27 @@ D_CH_MULT = {
 }
 
 
+# SNGAN's STL-10 model at 48 px (Miyato et al. 2018, Appendix B, the ResNet table for STL-10): G from a 6x6
+# map, 512 -> 256 -> 128 -> 64 channels with g_ch 64 over 3 up-blocks; D 64, 128, 256, 512 (four
+# downsampling blocks: 48 -> 3) then 1024 at 3x3, global sum pooling. Keyed (resolution, bottom_width).
+G_CH_MULT_BOTTOM = {(48, 6): [8, 4, 2, 1]}
+D_LAYOUT_BOTTOM = {(48, 6): ([1, 2, 4, 8, 16], [True, True, True, True, False])}
+
+
 def g_channel_mults(resolution: int, bottom_width: int) -> list[int]:
     blocks = int(round(math.log2(resolution // bottom_width)))
+    if (resolution, bottom_width) in G_CH_MULT_BOTTOM:
+        return list(G_CH_MULT_BOTTOM[resolution, bottom_width])
     if resolution in G_CH_MULT and bottom_width == 4:
         return list(G_CH_MULT[resolution])
-    return [4] * (blocks + 1)  # the CIFAR / STL layout: equal width everywhere (BigGAN arch 32, SNGAN)
+    return [4] * (blocks + 1)  # the CIFAR layout: equal width everywhere (BigGAN arch 32, SNGAN CIFAR-10)
 
 
 def d_layout(resolution: int, bottom_width: int) -> tuple[list[int], list[bool]]:
     """(channel multipliers, downsample flags) of the discriminator blocks."""
+    if (resolution, bottom_width) in D_LAYOUT_BOTTOM:
+        mults, downs = D_LAYOUT_BOTTOM[resolution, bottom_width]
+        return list(mults), list(downs)
     if resolution in D_CH_MULT and bottom_width == 4:
         mults = list(D_CH_MULT[resolution])
         return mults, [True] * (len(mults) - 1) + [False]
@@ -293,7 +305,7 @@ class Generator(nn.Module):
         self,
         z_dim: int,  # input latent size
         c_dim: int,  # classes (0: unconditional)
-        img_resolution: int,  # output resolution: bottom_width * 2^blocks
+        img_resolution: int,  # output resolution: bottom_width * 2^blocks (any such size: 32, 48, 64, 96, ...)
         img_channels: int = 3,  # output channels
         ch: int = 64,  # base width: block channels are ch * multiplier
         ch_mult: Optional[list[int]] = None,  # multipliers at the input of each block and the output (None: paper table)

@@ -32,6 +32,7 @@ import copy
 import torch
 
 from gancli.families.base import FamilyTraining
+from gancli.families.resnet.config import bottom_width_of
 from gancli.losses import LossStats, add_orthogonal_grad, clip_weights_, gradient_penalty
 from gancli.train import distributed
 from gancli.train.schedules import ema_beta, lr_factor, lr_scale, make_optimizer, run_d_steps, set_lr
@@ -45,11 +46,12 @@ def build_networks(recipe, c_dim: int, img_channels: int = 3):
 
     m = recipe.model
     res, attn = recipe.data.resolution, tuple(m.attn_res)
+    bottom = bottom_width_of(m, res)
     G = Generator(z_dim=m.z_dim, c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.g_ch,
-                  ch_mult=m.g_ch_mult, bottom_width=m.bottom_width, attn_res=attn, shared_dim=m.shared_dim,
+                  ch_mult=m.g_ch_mult, bottom_width=bottom, attn_res=attn, shared_dim=m.shared_dim,
                   hier=m.hier, sn=m.g_sn, sn_iters=m.sn_iters, init=m.init)
     D = Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_channels, ch=m.d_ch, ch_mult=m.d_ch_mult,
-                      bottom_width=m.bottom_width, attn_res=attn, sn_iters=m.sn_iters, init=m.init,
+                      bottom_width=bottom, attn_res=attn, sn_iters=m.sn_iters, init=m.init,
                       sn=m.d_sn)
     return G, D
 
