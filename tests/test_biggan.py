@@ -455,3 +455,29 @@ def test_attention_resolution_must_exist_and_psi_is_refused(cli):
     G = Generator(z_dim=8, c_dim=0, img_resolution=8, ch=2)
     with pytest.raises(UserError, match="resampling"):
         G(torch.randn(1, 8), None, truncation_psi=0.7)
+
+
+@pytest.mark.parametrize("g_batch, loss", [(None, "hinge"), (8, "hinge"), (8, "rahinge")])
+def test_g_update_draws_train_g_batch_fakes(labelled_data, tmp_path, g_batch, loss):
+    """train.g_batch (SNGAN's n_gen_samples: 2x the batch) sets the fakes of the G update, in rounds of
+    batch_gpu; a relativistic loss also reads as many reals; D updates keep train.batch."""
+    from gancli.losses import LossStats
+
+    extra = ["train.d_steps=1", f"loss.kind={loss}", f"train.g_batch={g_batch or 'null'}"]
+    extra += ["train.batch_gpu=null"] if loss == "rahinge" else []  # relativistic: whole batches
+    tr, dataset = _trainer(labelled_data, tmp_path, "sngan-cifar10", *extra)
+    tr.use_data(_batches(dataset, 4))
+    G, seen = tr.training.G, []
+    forward = G.forward
+
+    def counting(z, c, *args, **kwargs):
+        seen.append((next(G.parameters()).requires_grad, len(z)))  # G trains only in its own update
+        return forward(z, c, *args, **kwargs)
+
+    G.forward = counting
+    tr.train_step(LossStats())
+    n = g_batch or 4
+    g_rows = sum(rows for grad, rows in seen if grad)
+    d_rows = sum(rows for grad, rows in seen if not grad)
+    assert g_rows == n and d_rows == 4 and all(rows <= (n if loss == "rahinge" else 2) for _, rows in seen)
+    assert tr.state.cur_nimg == 4 + (n if loss == "rahinge" else 0)

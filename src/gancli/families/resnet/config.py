@@ -52,11 +52,14 @@ class ResNetLoss(base.AdversarialLossConfig):
 @dataclass
 class ResNetTrain(base.AdversarialTrainConfig):
     standing_stats: int = 0  # batches of standing batch-norm statistics for G_ema at each snapshot (0: off)
+    g_batch: Optional[int] = None  # fakes per G update (null: train.batch); SNGAN's reference code uses 2x the batch (n_gen_samples 128 at batch 64)
 
     def validate(self, where: str) -> None:
         super().validate(where)
         if self.standing_stats < 0:
             raise UserError(f"{where}train.standing_stats: must be >= 0, got {self.standing_stats}")
+        if self.g_batch is not None and self.g_batch < 1:
+            raise UserError(f"{where}train.g_batch: must be a whole number >= 1 or null (train.batch), got {self.g_batch}")
         if self.precision == "mixed":
             raise UserError(f"{where}train.precision: 'mixed' is not implemented for the ResNet family (sngan, sagan, "
                             "biggan); use auto or fp32 (they train in float32)")

@@ -31,6 +31,7 @@ import copy
 
 import torch
 
+from gancli.errors import UserError
 from gancli.families.base import FamilyTraining
 from gancli.families.resnet.config import bottom_width_of
 from gancli.losses import LossStats, add_orthogonal_grad, clip_weights_, gradient_penalty
@@ -62,6 +63,9 @@ class ResNetTraining(FamilyTraining):
     def __init__(self, trainer):
         super().__init__(trainer)
         t = trainer.recipe.train
+        if t.g_batch is not None and t.g_batch % trainer.ddp.world_size:
+            raise UserError(f"train.g_batch ({t.g_batch}) must be divisible by the number of processes "
+                            f"({trainer.ddp.world_size})")
         scale = lr_scale(t)  # linear scaling rule (SAGAN option)
         self.g_lr, self.d_lr = t.g_lr * scale, t.d_lr * scale
         self.G, self.D = build_networks(trainer.recipe, c_dim=trainer.c_dim, img_channels=trainer.img_channels)
@@ -130,23 +134,27 @@ class ResNetTraining(FamilyTraining):
             total /= tr.ddp.world_size
         return total
 
-    def _latents(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """z and fake labels for the global batch (the same on every rank); this rank's rows."""
+    def _latents(self, gen: torch.Generator, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """z and fake labels for a global batch of n (default train.batch; the same on every rank); this
+        rank's rows."""
         tr = self.trainer
+        n = tr.batch if n is None else n
         rank, world = tr.ddp.rank, tr.ddp.world_size
-        z = torch.randn([tr.batch, self.G.z_dim], generator=gen)[rank::world].to(tr.device)
-        return z, tr.fake_labels(tr.batch, gen)[rank::world]
+        z = torch.randn([n, self.G.z_dim], generator=gen)[rank::world].to(tr.device)
+        return z, tr.fake_labels(n, gen)[rank::world]
 
     def g_step(self, gen: torch.Generator, stats: LossStats) -> None:
+        """One G update on train.g_batch fakes (default train.batch)."""
         G, D = self.G, self.D
-        z, c = self._latents(gen)
+        tr = self.trainer
+        n = tr.recipe.train.g_batch or tr.batch
+        z, c = self._latents(gen, n)
         self.opt_G.zero_grad(set_to_none=True)
         G.requires_grad_(True)
-        if self.loss.needs_real_in_g:  # relativistic: D's logits of a fresh real minibatch (counted in cur_nimg)
-            tr = self.trainer
-            reals, real_c = tr.next_batch()
+        if self.loss.needs_real_in_g:  # relativistic: D's logits of as many fresh reals (counted in cur_nimg)
+            reals, real_c = tr.next_batch(n)
             reals, real_c = reals.to(tr.device, non_blocking=True), real_c.to(tr.device)
-            tr.state.cur_nimg += tr.batch
+            tr.state.cur_nimg += n
             for share, z_r, c_r, real_r, real_c_r in self._rounds(z, c, reals, real_c):
                 loss = self.loss.g_loss(D(G(z_r, c_r), c_r), D(real_r, real_c_r))
                 stats.add("loss/G", loss)
