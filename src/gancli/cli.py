@@ -797,6 +797,45 @@ def evaluate(
     console.print(f"[dim]{p.get('n_real')} real{fakes}" + (f"; appended to {where}" if where else "") + "[/dim]")
 
 
+@app.command(
+    epilog=_examples(
+        "gancli report runs/quickstart-00000",
+        "gancli report runs/quickstart-00000 --out quickstart.html --max-grids 20",
+    )
+)
+def report(
+    run: Path = typer.Argument(..., help="Training run folder (runs/<name>-NNNNN)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default: RUN/report.html). A previous gancli report there is replaced; any other file needs --force."),
+    max_grids: int = typer.Option(100, "--max-grids", help="Embed at most N of the fakes-*.png grids, evenly spaced, always the first and the last (0: all)."),
+    grid_width: int = typer.Option(1024, "--grid-width", help="Scale wider grids down to this many pixels before embedding them."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out even when it is not a previous gancli report."),
+) -> None:
+    """One self-contained HTML page for a training run: loss curves, ADA p, learning rates and every logged metric over kimg, the fakes grid of every image tick (slider), the resolved recipe, training time and images/s.
+
+    Needs the plotting extra (pip install 'gancli[report]'). The page works offline: plotly.js is inlined and the images are embedded, nothing is fetched. It can be made while a run trains.
+    """
+    from gancli.report import check_output, require_plotly
+
+    require_plotly()
+    _require_paths(run, missing="no such run folder")
+    if not run.is_dir():
+        raise UserError(f"{run}: not a directory (give a training run folder, e.g. runs/quickstart-00000)")
+    if max_grids < 0:
+        raise UserError(f"--max-grids {max_grids}: must be 0 (all) or more")
+    if grid_width < 16:
+        raise UserError(f"--grid-width {grid_width}: must be at least 16 pixels")
+    out = out if out is not None else run / "report.html"
+    check_output(out, force)
+    _check_outdir(out.parent, "--out")
+    from gancli.report import write_report
+
+    _make_outdir(out.parent)
+    facts = write_report(run, out, max_grids=max_grids, grid_width=grid_width)
+    grids = f"{facts['grids']} of {facts['all_grids']}" if facts["grids"] < facts["all_grids"] else f"{facts['grids']}"
+    _console().print(f"wrote {out} ({facts['bytes'] / 1e6:.1f} MB: {facts['series']} series, {grids} image grids)",
+                     markup=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Helpers: dataset, info, doctor
 
@@ -919,7 +958,7 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
 def doctor(
     build: bool = typer.Option(True, "--build/--no-build", help="With a GPU: build (or load) the CUDA kernels, check them against the reference ops and time them."),
 ) -> None:
-    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets, metric weights, the built-in recipes, scipy and the optional plugins (MP4, TensorBoard)."""
+    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets, metric weights, the built-in recipes, scipy and the optional plugins (MP4, TensorBoard, the report's plotly)."""
     from gancli.doctor import run_doctor
 
     raise typer.Exit(run_doctor(_console(), build_kernels=build))

@@ -310,6 +310,8 @@ class Trainer:
                     extra = self.training.log_values()
                     values.update({k: v for k, v in extra.items() if "/" in k})  # shown in the bar too
                     record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
+                              "time_s": round(self.state.wall_time + time.time() - self._session_start, 2),
+                              **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers().items()},
                               **{k: round(v, 5) for k, v in extra.items() if "/" not in k},
                               **{k: round(v, 5) for k, v in values.items()}}
                     if log is not None:
