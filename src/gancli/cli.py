@@ -197,7 +197,7 @@ def _load(ckpt: Path, command: str = "", *needs: str):
     from gancli import explore
     from gancli.models import load_generator
 
-    explore.show_progress(sys.stderr.isatty())
+    explore.show_progress(True)  # a bar on a terminal, plain lines every 20 s otherwise (gancli.progress)
     loaded = load_generator(ckpt, device="cuda" if _cuda() else "cpu")
     if needs:
         loaded.require(command, *needs)
@@ -629,7 +629,7 @@ def project(
     target_float = projection.to_float(prepared, device)
     every = max(1, steps // 100)  # about 100 video frames, then the result
     frames: list[list] = [[] for _ in targets]
-    progress, task = projection.progress_bar(steps, sys.stderr.isatty())
+    progress, task = projection.progress_bar(steps, True)
 
     def on_step(step, images, dist, loss):
         psnr = projection.step_psnr(images, target_float)
@@ -707,7 +707,7 @@ def translate(
     _check_outputs([outdir / rel for _, rel in inputs], force)
     _make_outdir(outdir)
     n = translate_files(loaded, inputs, outdir, side_by_side=side_by_side, resize=resize, batch=batch,
-                        progress=sys.stderr.isatty())
+                        progress=True)
     _console().print(f"wrote {n} images to {outdir}/ ({which}, {direction or loaded.recipe.train.direction})")
 
 
@@ -744,7 +744,7 @@ def evaluate(
     from gancli.metrics import evaluate_folders, evaluate_generator, parse_metrics
     from gancli.metrics.evaluate import append_result
 
-    progress = sys.stderr.isatty()
+    progress = True  # a bar on a terminal; off one, a plain line every 20 s with count, rate and ETA
     loaded = _load(ckpt, "evaluate") if ckpt is not None and against is None else None
     own = loaded.family.own_metrics if loaded is not None else {}
     names = parse_metrics(metrics, extra=list(own))
@@ -872,7 +872,7 @@ def dataset(
         raise UserError("--box-pad, --min-aspect and --max-aspect apply to --boxes only")
     summary = convert_dataset(
         source, str(dest), resolution=resolution, transform=transform, resize_filter=resize_filter,
-        labels=labels, max_images=max_images, progress=sys.stderr.isatty(), skip_bad=skip_bad,
+        labels=labels, max_images=max_images, progress=True, skip_bad=skip_bad,
         boxes=BoxOptions(str(boxes), box_pad, min_aspect, max_aspect) if boxes is not None else None,
         any_size=any_size,
     )

@@ -346,11 +346,22 @@ class Trainer:
 
 
 class _Progress:
-    """A rich progress bar: kimg, images/s, ETA and the latest losses. Silent when disabled."""
+    """A rich progress bar: kimg, images/s, ETA and the latest losses. Silent when disabled. When the
+    console is not a terminal (a log file), a plain line every 20 s instead (gancli.progress.PlainProgress)."""
 
     def __init__(self, total_nimg: int, start_nimg: int, enabled: bool, console=None):
         self.enabled = enabled
+        self.plain = None
         if not enabled:
+            return
+        from rich.console import Console
+
+        if not (console or Console(stderr=True)).is_terminal:
+            from gancli.progress import PlainProgress
+
+            self.plain = PlainProgress()
+            self.task = self.plain.add_task("training", total=total_nimg, completed=start_nimg)
+            self.progress = self.plain
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -379,6 +390,10 @@ class _Progress:
         shown = [k for k in ("loss/G", "loss/D", "loss/r1_penalty", "loss/pl_penalty", "augment/p") if k in values]
         shown += [k for k in extra if k in values and k not in shown]
         shown += sorted(k for k in values if k.startswith("metrics/"))
+        if self.plain is not None:
+            self.plain.tasks[self.task]["fields"] = {k.split("/")[-1]: _shown_value(values[k], k in extra) for k in shown}
+            self.plain.update(self.task, completed=cur_nimg)
+            return
         losses = "  ".join(f"{k.split('/')[-1]} {_shown_value(values[k], k in extra)}" for k in shown)
         fields = {"kimg": f"{cur_nimg / 1000:.1f}/{self.total / 1000:g}", "losses": losses}
         if rate is not None:
