@@ -88,6 +88,7 @@ def train(
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (processes) on this machine (distributed.gpus); on CPU, processes. Under torchrun the environment decides (docs/distributed.md)."),
     ops: Optional[str] = typer.Option(None, "--ops", help="Kernels: auto, cuda or ref (ops)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (train.device)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (train.threads; default: the cores not busy with other work, see docs/training.md)."),
     set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set train.g_lr=0.001 (repeatable)."),
     outdir: Path = typer.Option(Path("runs"), "--outdir", help="Parent folder of run directories (runs/<name>-NNNNN)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run (its directory or a snapshot file), or fine-tune an official .pkl network in a new run."),
@@ -104,7 +105,7 @@ def train(
     flags = {
         "data.source": data, "data.resolution": resolution, "data.xflip": mirror, "train.batch": batch,
         "train.batch_gpu": batch_gpu, "train.total_kimg": kimg, "train.snapshot_kimg": snap,
-        "train.seed": seed, "distributed.gpus": gpus, "ops": ops, "train.device": device,
+        "train.seed": seed, "distributed.gpus": gpus, "ops": ops, "train.device": device, "train.threads": threads,
     }
     overrides += [(key.split("."), value) for key, value in flags.items() if value is not None]
     from gancli.train import run as training
@@ -160,6 +161,11 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[lis
     ]
     lines += [f"{key:10} {value}" for key, value in plan.items() if key not in ("model", "steps", "optimizer", "loss", "augment_note")]
     lines += [f"resume     {note}" for note in notes or []]
+    from gancli.train.estimate import LONG_PLAN_STEPS, plan_time_line
+
+    if steps >= LONG_PLAN_STEPS:  # a long plan: time the networks here (a few seconds) and say what it takes
+        _console(stderr=True).print("[dim]timing the networks on this machine for the plan's duration ...[/dim]")
+        lines.insert(3, f"time       {plan_time_line(recipe, steps)}")
     for line in lines:
         console.print(line, markup=False)
     if recipe.description:

@@ -61,7 +61,12 @@ class Trainer:
         self.show_progress = progress
         self.stop_requested: Callable[[], bool] = lambda: False
         t = recipe.train
-        if t.threads:
+        self.threads = None  # on a CPU: the thread count chosen and why (train/threads.py)
+        if self.device.type == "cpu":
+            from gancli.train.threads import training_threads
+
+            self.threads = training_threads(t.threads)
+        elif t.threads:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
         self.c_dim = dataset.c_dim if recipe.data.use_labels else 0
@@ -214,6 +219,14 @@ class Trainer:
 
         save_png(self.training.reals_grid(), self.run_dir / "reals.png")
 
+    def _say(self, line: str) -> None:
+        if self.console is not None:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            import sys
+
+            print(line, file=sys.stderr)
+
     def check_finite(self) -> None:
         for name, module in self.modules().items():
             for pname, p in module.named_parameters():
@@ -289,9 +302,16 @@ class Trainer:
         stats = LossStats()
         tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0
         outcome = "done" if self.state.cur_nimg >= self.total_nimg else ""
+        from gancli.train.threads import StallWatch
+
+        stalls = StallWatch()
         with _Progress(self.total_nimg, self.state.cur_nimg, enabled=self.show_progress, console=self.console) as bar:
             while not outcome:
+                step_start = time.perf_counter()
                 self.train_step(stats)
+                stall = stalls.step(time.perf_counter() - step_start, self.state.step)
+                if stall and main:
+                    self._say(f"warning: {stall}")
                 tick_steps += 1
                 cur = self.state.cur_nimg
                 done = cur >= self.total_nimg

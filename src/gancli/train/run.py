@@ -253,6 +253,8 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     else:
         console.print(f"training {recipe.name} into {run_dir} on {trainer.device} "
                       f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
+    if trainer.threads is not None and trainer.threads.reduced:
+        console.print(f"note: {trainer.threads.reason}", markup=False, soft_wrap=True)
     if world is not None:
         console.print(f"{world[2]} processes ({distributed.current().backend}), {trainer.batch_rank} images per "
                       f"process and step, {trainer.batch_rank // trainer.batch_gpu} accumulation round(s)")
