@@ -37,7 +37,7 @@ def test_both_ways_of_timing_give_a_rate(monkeypatch):
     assert stepped.how == "G and D steps of batch 16 timed" and stepped.img_per_s > 0
     monkeypatch.setattr(estimate, "STEP_BUDGET_S", 0.0)  # too slow to step: the forward pass x 6.5
     forward = estimate.measure_rate(recipe)
-    assert forward.how == "G + D forward of 2 images timed, x6.5 for a step" and forward.img_per_s > 0
+    assert forward.how == "G + D forward of 1 image timed, x6.5 for a step" and forward.img_per_s > 0
     line = estimate.plan_time_line(recipe, steps=estimate.LONG_PLAN_STEPS)
     assert line.startswith("at ~") and "80 kimg is " in line
     assert estimate.plan_time_line(recipe, steps=estimate.LONG_PLAN_STEPS - 1) is None
@@ -131,3 +131,10 @@ def test_training_on_a_busy_machine_uses_the_free_cores_and_says_so(cli, tiny_da
     assert quiet.code == 0 and "load average" not in quiet.err  # chosen: no note
     bad = cli(*tiny_args(tiny_data, "train.total_kimg=0.008"), "--threads", "0", "--outdir", tmp_path)
     assert bad.code == 2 and "train.threads: must be a positive integer, got 0" in bad.err
+
+
+def test_timing_that_takes_too_long_is_cut_short(cli, monkeypatch):
+    monkeypatch.setenv("GANCLI_TIMING_BUDGET_S", "0.05")  # the child process cannot even import torch in time
+    result = cli("train", "stylegan2-auto", "--dry-run", "--resolution", "16")
+    assert result.code == 0, result
+    assert "\ntime       not timed: building and timing the networks here took over 0.05 s" in result.out

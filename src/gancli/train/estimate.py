@@ -11,6 +11,10 @@ weights on this CPU and times them, with the threads training would use
   estimated as FORWARDS_PER_STEP of them: a backward costs about two forwards, so G's phase is
   3 G + 3 D forwards and D's phase 1 G + 6 D, 4 G + 9 D in all, about 6.5 (G + D) forwards.
 
+The timing runs in a child process that gets TIMING_BUDGET_S seconds (GANCLI_TIMING_BUDGET_S): the
+dry run itself never imports torch, and big networks (BigGAN at 128 px takes 30-60 s to build on a
+busy 2-core CPU) end in one line saying the timing did not finish.
+
 Regularizers (R1, path length, ...), the optimizer update and data loading are not counted, so the
 time is a lower bound. Families whose generator does not take z (translators, VQ-VAE-2) and runs on
 a CUDA device are not timed (the dry run says so): a GPU dry run would have to build CUDA kernels.
@@ -18,13 +22,19 @@ a CUDA device are not timed (the dry run says so): a GPU dry run would have to b
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 LONG_PLAN_STEPS = 10_000  # shorter plans (the quick start: 5,000 steps) keep their instant dry run
-TIMING_BATCH = 2  # images per timed pass (>1: batch-norm generators need two)
+TIMING_BATCH = 1  # images per timed forward pass (in eval mode, so batch norm takes one)
 STEP_BUDGET_S = 3.0  # a step-shaped pass is timed only when it should take less than this
 FORWARDS_PER_STEP = 6.5  # a training step per image ~ this many (G + D) forward passes (see above)
+TIMING_BUDGET_S = 30.0  # the dry run waits this long for the timing process, then says it did not finish
 
 
 @dataclass
@@ -84,6 +94,7 @@ def _time_networks(recipe, torch) -> RateEstimate:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         G, D = recipe.family.build_networks(recipe, c_dim=0)
+        G.eval(), D.eval()
         with torch.no_grad():  # the forward pass's cost; a cheap first pass was a warm-up: time a second
             for _ in range(2):
                 start = time.perf_counter()
@@ -94,8 +105,10 @@ def _time_networks(recipe, torch) -> RateEstimate:
         threads = torch.get_num_threads()
         if forward * FORWARDS_PER_STEP * batch / n > STEP_BUDGET_S:  # too slow to time real steps
             per_image = forward * FORWARDS_PER_STEP / n
-            return RateEstimate(1 / per_image, f"G + D forward of {n} images timed, x{FORWARDS_PER_STEP:g} for a step",
+            return RateEstimate(1 / per_image, f"G + D forward of {n} image{'s' if n > 1 else ''} timed, "
+                                f"x{FORWARDS_PER_STEP:g} for a step",
                                 threads)
+        G.train(), D.train()
         z, c = torch.randn([batch, recipe.model.z_dim]), torch.zeros([batch, 0])
         reals = torch.rand([batch, 3, res, res]) * 2 - 1
         best = float("inf")
@@ -111,12 +124,56 @@ def _time_networks(recipe, torch) -> RateEstimate:
         return RateEstimate(batch / best, f"G and D steps of batch {batch} timed", threads)
 
 
+def timing_budget() -> float:
+    """Seconds the dry run waits for the timing (GANCLI_TIMING_BUDGET_S, default TIMING_BUDGET_S)."""
+    try:
+        return float(os.environ.get("GANCLI_TIMING_BUDGET_S") or TIMING_BUDGET_S)
+    except ValueError:
+        return TIMING_BUDGET_S
+
+
+def measure_rate_bounded(recipe, budget: float | None = None) -> RateEstimate | str:
+    """`measure_rate` in a child process that may take `budget` seconds (building big networks on a CPU
+    can take a minute): the dry run itself never imports torch, and never waits longer."""
+    import gancli
+
+    budget = timing_budget() if budget is None else budget
+    env = dict(os.environ)
+    root = str(Path(gancli.__file__).resolve().parents[1])  # this gancli, also from a checkout
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    code = "from gancli.train.estimate import _child_main; _child_main()"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], input=json.dumps(recipe.to_dict()), capture_output=True,
+                              text=True, env=env, timeout=budget)
+    except subprocess.TimeoutExpired:
+        return (f"not timed: building and timing the networks here took over {budget:g} s (so a step takes "
+                "seconds at least; GANCLI_TIMING_BUDGET_S=SECONDS waits longer)")
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"not timed: timing the networks failed ({last[:200]})"
+    if "not_timed" in answer:
+        return answer["not_timed"]
+    return RateEstimate(answer["img_per_s"], answer["how"], answer["threads"])
+
+
+def _child_main() -> None:
+    """The timing process: a recipe (JSON) on stdin, one JSON line on stdout."""
+    from gancli.recipe import Recipe
+
+    recipe = Recipe.from_dict(json.loads(sys.stdin.read()), origin="the dry run's recipe")
+    rate = measure_rate(recipe)
+    print(json.dumps({"not_timed": rate} if isinstance(rate, str) else
+                     {"img_per_s": rate.img_per_s, "how": rate.how, "threads": rate.threads}))
+
+
 def plan_time_line(recipe, steps: int) -> str | None:
     """The dry run's 'time' line for a long plan: the rate here and what the plan would take."""
     if steps < LONG_PLAN_STEPS:
         return None
     total_images = recipe.train.total_kimg * 1000
-    rate = measure_rate(recipe)
+    rate = measure_rate_bounded(recipe)
     if isinstance(rate, str):
         return rate
     where = f"this CPU, {rate.threads} thread{'s' if rate.threads != 1 else ''}"
