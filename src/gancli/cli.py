@@ -818,7 +818,7 @@ def report(
 ) -> None:
     """One self-contained HTML page for a training run: loss curves, ADA p, learning rates and every logged metric over kimg, the fakes grid of every image tick (slider), the resolved recipe, training time and images/s.
 
-    Needs the plotting extra (pip install 'gancli[report]'). The page works offline: plotly.js is inlined and the images are embedded, nothing is fetched. It can be made while a run trains.
+    Needs the plotting extra (pip install 'gancli\\[report]'). The page works offline: plotly.js is inlined and the images are embedded, nothing is fetched. It can be made while a run trains.
     """
     from gancli.report import check_output, require_plotly
 
