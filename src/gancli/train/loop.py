@@ -379,7 +379,7 @@ class _Progress:
         if not (console or Console(stderr=True)).is_terminal:
             from gancli.progress import PlainProgress
 
-            self.plain = PlainProgress()
+            self.plain = PlainProgress(stream=console.file if console is not None else None)
             self.task = self.plain.add_task("training", total=total_nimg, completed=start_nimg)
             self.progress = self.plain
             return
