@@ -138,3 +138,22 @@ def test_timing_that_takes_too_long_is_cut_short(cli, monkeypatch):
     result = cli("train", "stylegan2-auto", "--dry-run", "--resolution", "16")
     assert result.code == 0, result
     assert "\ntime       not timed: building and timing the networks here took over 0.05 s" in result.out
+
+
+def test_commands_on_a_busy_cpu_use_the_free_cores_too(cli, tmp_path, monkeypatch):
+    import torch
+    from test_commands import make_checkpoint
+
+    from gancli import cli as cli_module
+    from gancli.train import threads
+
+    ckpt = make_checkpoint(tmp_path / "run")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "load_average", lambda: 3.0)
+    monkeypatch.setattr(cli_module, "_said_threads", [])
+    result = cli("sample", ckpt, "--seeds", "0-1", "--outdir", tmp_path / "out")
+    assert result.code == 0, result
+    assert "note: 1 torch thread(s) for 2 cores: the load average is 3.0" in result.err
+    assert "OMP_NUM_THREADS=N chooses" in result.err and "--threads" not in result.err
+    assert torch.get_num_threads() == 1

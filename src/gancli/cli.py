@@ -195,6 +195,9 @@ def _require_paths(*paths: Path, missing: str = "no such file") -> None:
             raise UserError(f"{path}: {missing}")
 
 
+_said_threads: list[bool] = []  # the thread note is said once per process
+
+
 def _load(ckpt: Path, command: str = "", *needs: str):
     """The checkpoint's generator, after checking once that its family has what `command` needs
     (one line naming the command, the kind and what it lacks, e.g. "mix: a biggan generator has no
@@ -204,6 +207,13 @@ def _load(ckpt: Path, command: str = "", *needs: str):
     from gancli.models import load_generator
 
     explore.show_progress(True)  # a bar on a terminal, plain lines every 20 s otherwise (gancli.progress)
+    if not _cuda():  # as training: no threads spinning against busy cores (train/threads.py)
+        from gancli.train.threads import training_threads
+
+        choice = training_threads(None, hint="OMP_NUM_THREADS=N chooses")
+        if choice.reduced and not _said_threads:
+            _said_threads.append(True)
+            _console(stderr=True).print(f"note: {choice.reason}", markup=False, soft_wrap=True)
     loaded = load_generator(ckpt, device="cuda" if _cuda() else "cpu")
     if needs:
         loaded.require(command, *needs)

@@ -3,8 +3,8 @@
 torch starts one OpenMP thread per core. On a machine whose cores are busy with other work, the
 extra threads spin against it: on a shared 2-core machine a second thread made each small
 convolution about 300x slower (docs/performance.md). So, unless the user chose (train.threads,
-`--threads`, or OMP_NUM_THREADS in the environment), training on a CPU uses the cores that are
-free: the cores this process may run on (`os.sched_getaffinity`) minus the 1-minute load average,
+`--threads`, or OMP_NUM_THREADS in the environment), training on a CPU (and the commands that load
+a checkpoint on a CPU: sample, evaluate, project, ...) uses the cores that are free: the cores this process may run on (`os.sched_getaffinity`) minus the 1-minute load average,
 at least one. On an idle machine that is every core, as torch would choose.
 
 Whatever the choice, `StallWatch` looks at every step's time and says once when a step took far
@@ -49,8 +49,11 @@ class ThreadChoice:
     reduced: bool = False  # automatic, and fewer than the cores: worth a note
 
 
+TRAINING_HINT = "--threads N (train.threads) or OMP_NUM_THREADS chooses"
+
+
 def choose_threads(asked: int | None, environ=os.environ, cores: int | None = None,
-                   load: float | None | str = "measure") -> ThreadChoice:
+                   load: float | None | str = "measure", hint: str = TRAINING_HINT) -> ThreadChoice:
     """The torch thread count for CPU training: `asked` (train.threads), else OMP_NUM_THREADS's, else
     the free cores (`free_cores`)."""
     cores = available_cores() if cores is None else cores
@@ -62,16 +65,16 @@ def choose_threads(asked: int | None, environ=os.environ, cores: int | None = No
     load = load_average() if load == "measure" else load
     n = free_cores(cores, load)
     why = (f"{n} torch thread(s) for {cores} cores: the load average is {load:.1f} (other work), and "
-           "threads spinning against busy cores slow small convolutions badly; --threads N (train.threads) "
-           "or OMP_NUM_THREADS chooses" if n < cores else f"{n} thread(s), one per core")
+           f"threads spinning against busy cores slow small convolutions badly; {hint}" if n < cores
+           else f"{n} thread(s), one per core")
     return ThreadChoice(n, why, True, reduced=n < cores)
 
 
-def training_threads(asked: int | None) -> ThreadChoice:
+def training_threads(asked: int | None, hint: str = TRAINING_HINT) -> ThreadChoice:
     """`choose_threads`, never more than torch's own default (its count of physical cores), applied."""
     import torch
 
-    choice = choose_threads(asked)
+    choice = choose_threads(asked, hint=hint)
     if choice.automatic and choice.threads > torch.get_num_threads():
         choice.threads = torch.get_num_threads()
     if torch.get_num_threads() != choice.threads:
