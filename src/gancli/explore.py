@@ -79,7 +79,7 @@ _progress = {"enabled": False}
 
 
 def show_progress(enabled: bool) -> None:
-    """Show a progress bar (rate, ETA) on stderr for renders of many images (the CLI turns it on for terminals)."""
+    """Show progress (rate, ETA) on stderr for renders of many images: a bar on a terminal, plain lines otherwise (the CLI turns it on)."""
     _progress["enabled"] = enabled
 
 

@@ -467,7 +467,7 @@ def progress_bar(steps: int, enabled: bool):
 
     columns = [TextColumn("projecting"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f} dB")]
-    return task_progress(steps, "projecting", columns, enabled=enabled, loss=float("nan"), psnr=float("nan"))
+    return task_progress(steps, "projecting", columns, enabled=enabled, unit="steps", loss=float("nan"), psnr=float("nan"))
 
 
 def step_psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

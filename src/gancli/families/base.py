@@ -102,7 +102,7 @@ class TrainConfig:
     image_kimg: float = 50  # write a fake-image grid every N kimg
     grid_seeds: Optional[int] = None  # images in the snapshot grid (default: fits the resolution)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # 'auto': the GPU when torch sees one
-    threads: Optional[int] = None  # CPU threads for torch (null: torch's default)
+    threads: Optional[int] = None  # CPU threads for torch (null: OMP_NUM_THREADS, else the cores not busy with other work)
 
     def validate(self, where: str) -> None:
         _positive(self.batch, f"{where}train.batch")
@@ -114,6 +114,8 @@ class TrainConfig:
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise UserError(f"{where}train.betas: must be two numbers in [0, 1), got {self.betas}")
         _positive(self.d_steps, f"{where}train.d_steps")
+        if self.threads is not None:
+            _positive(self.threads, f"{where}train.threads")
         if self.ema_kimg < 0:
             raise UserError(f"{where}train.ema_kimg: must be >= 0, got {self.ema_kimg}")
         if self.grid_seeds is not None:

@@ -61,7 +61,12 @@ class Trainer:
         self.show_progress = progress
         self.stop_requested: Callable[[], bool] = lambda: False
         t = recipe.train
-        if t.threads:
+        self.threads = None  # on a CPU: the thread count chosen and why (train/threads.py)
+        if self.device.type == "cpu":
+            from gancli.train.threads import training_threads
+
+            self.threads = training_threads(t.threads)
+        elif t.threads:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
         self.c_dim = dataset.c_dim if recipe.data.use_labels else 0
@@ -214,6 +219,14 @@ class Trainer:
 
         save_png(self.training.reals_grid(), self.run_dir / "reals.png")
 
+    def _say(self, line: str) -> None:
+        if self.console is not None:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            import sys
+
+            print(line, file=sys.stderr)
+
     def check_finite(self) -> None:
         for name, module in self.modules().items():
             for pname, p in module.named_parameters():
@@ -289,9 +302,16 @@ class Trainer:
         stats = LossStats()
         tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0
         outcome = "done" if self.state.cur_nimg >= self.total_nimg else ""
+        from gancli.train.threads import StallWatch
+
+        stalls = StallWatch()
         with _Progress(self.total_nimg, self.state.cur_nimg, enabled=self.show_progress, console=self.console) as bar:
             while not outcome:
+                step_start = time.perf_counter()
                 self.train_step(stats)
+                stall = stalls.step(time.perf_counter() - step_start, self.state.step)
+                if stall and main:
+                    self._say(f"warning: {stall}")
                 tick_steps += 1
                 cur = self.state.cur_nimg
                 done = cur >= self.total_nimg
@@ -310,6 +330,8 @@ class Trainer:
                     extra = self.training.log_values()
                     values.update({k: v for k, v in extra.items() if "/" in k})  # shown in the bar too
                     record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
+                              "time_s": round(self.state.wall_time + time.time() - self._session_start, 2),
+                              **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers().items()},
                               **{k: round(v, 5) for k, v in extra.items() if "/" not in k},
                               **{k: round(v, 5) for k, v in values.items()}}
                     if log is not None:
@@ -344,11 +366,22 @@ class Trainer:
 
 
 class _Progress:
-    """A rich progress bar: kimg, images/s, ETA and the latest losses. Silent when disabled."""
+    """A rich progress bar: kimg, images/s, ETA and the latest losses. Silent when disabled. When the
+    console is not a terminal (a log file), a plain line every 20 s instead (gancli.progress.PlainProgress)."""
 
     def __init__(self, total_nimg: int, start_nimg: int, enabled: bool, console=None):
         self.enabled = enabled
+        self.plain = None
         if not enabled:
+            return
+        from rich.console import Console
+
+        if not (console or Console(stderr=True)).is_terminal:
+            from gancli.progress import PlainProgress
+
+            self.plain = PlainProgress(stream=console.file if console is not None else None)
+            self.task = self.plain.add_task("training", total=total_nimg, completed=start_nimg)
+            self.progress = self.plain
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -377,6 +410,10 @@ class _Progress:
         shown = [k for k in ("loss/G", "loss/D", "loss/r1_penalty", "loss/pl_penalty", "augment/p") if k in values]
         shown += [k for k in extra if k in values and k not in shown]
         shown += sorted(k for k in values if k.startswith("metrics/"))
+        if self.plain is not None:
+            self.plain.tasks[self.task]["fields"] = {k.split("/")[-1]: _shown_value(values[k], k in extra) for k in shown}
+            self.plain.update(self.task, completed=cur_nimg)
+            return
         losses = "  ".join(f"{k.split('/')[-1]} {_shown_value(values[k], k in extra)}" for k in shown)
         fields = {"kimg": f"{cur_nimg / 1000:.1f}/{self.total / 1000:g}", "losses": losses}
         if rate is not None:

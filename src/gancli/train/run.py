@@ -240,7 +240,8 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
         run_dir = distributed.broadcast_object(_new_run_dir(recipe, outdir) if distributed.is_main() else None)
     if snapshot is not None and distributed.is_main():
         _tidy_for_resume(run_dir, snapshot, state, recipe.train.keep_snapshots, console)
-    show = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
+    # Rank 0 shows progress: a rich bar on a terminal, plain lines every 20 s in a log (train/loop.py).
+    show = (True if progress is None else progress) and distributed.is_main()
     trainer = Trainer(recipe, dataset, run_dir, device=device, console=console, progress=show)
     if init is not None:
         trainer.load_weights(trainer.training.weights_from_init(init[0]), origin=init[2])
@@ -252,6 +253,8 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
     else:
         console.print(f"training {recipe.name} into {run_dir} on {trainer.device} "
                       f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
+    if trainer.threads is not None and trainer.threads.reduced:
+        console.print(f"note: {trainer.threads.reason}", markup=False, soft_wrap=True)
     if world is not None:
         console.print(f"{world[2]} processes ({distributed.current().backend}), {trainer.batch_rank} images per "
                       f"process and step, {trainer.batch_rank // trainer.batch_gpu} accumulation round(s)")
