@@ -15,6 +15,10 @@ Only the loop's bookkeeping differs from train.py (none of it changes a training
   is the first minibatch alone (it carries the plugin load and cuDNN's autotuning); every later tick is
   one whole period, and its `sec/kimg` (printed and in stats.jsonl) is the steady-state figure. The
   official loop leaves the maintenance after each tick out of `sec/kimg` itself;
+  Its tick clock is read without a device synchronization, and the synchronization in the next
+  maintenance is left out, so up to one launch queue of work per tick (a fraction of a minibatch)
+  escapes its figure: over a 16-minibatch tick a few percent in its favour at most. gancli's `speed`
+  event synchronizes at both ends;
 - image grids are not written (`save_image_grid` is replaced by a no-op): maintenance, outside the
   timing, which costs several seconds per 256 px run (reals.png and fakes_init.png are 7680x4096);
 - network pickles only with --snapshot, of the mixed-precision run (at tick 0 and at the end), for
