@@ -52,6 +52,12 @@ def test_train_writes_run_directory(cli, tiny_data, tmp_path):
         assert (run / name).is_file(), name
     records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert records[-1]["event"] == "snapshot"
+    # the session's steady speed: the 3 steps after the first (4 images each), once, before the last snapshot
+    speed = records[-2]
+    assert speed["event"] == "speed" and [r.get("event") for r in records].count("speed") == 1
+    assert speed["kimg"] == 0.016 and speed["measured_kimg"] == 0.012 and speed["excluded_first_step"] is True
+    assert speed["sec_per_kimg"] > 0 and speed["img_per_s"] == pytest.approx(12 / speed["measured_seconds"], rel=0.02)
+    assert "peak_gpu_mem_gb" not in speed  # CPU run
     assert any("loss/G" in r and np.isfinite(r["loss/G"]) for r in records)
     snap = load_snapshot(run / "snapshot-000000-step00000004.safetensors")
     assert snap.meta["step"] == 4 and snap.meta["cur_nimg"] == 16
@@ -243,3 +249,22 @@ def test_class_conditional_training(cli, tmp_path):
     assert snap.meta["c_dim"] == 2 and snap.meta["step"] == 2
     assert cli("sample", run, "--seeds", "0", "--class", "1", "--outdir", tmp_path / "out").code == 0
     assert (tmp_path / "out" / "seed0000.png").is_file()
+
+
+def test_speed_meter_leaves_out_the_first_step_and_maintenance(monkeypatch):
+    """sec_per_kimg counts the time from the end of the first step to the end of the last, less the
+    paused (maintenance) spans, over the images in between."""
+    from gancli.train import loop
+
+    clock = iter([10.0, 12.0, 15.0, 20.0])  # start, pause, resume, result
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    meter = loop.SpeedMeter(torch.device("cpu"))
+    assert meter.result(64) is None  # nothing measured before start
+    meter.start(64)
+    meter.resume()  # not paused: no effect, reads no clock
+    meter.pause()
+    meter.resume()
+    out = meter.result(64 + 1000)
+    assert out["measured_seconds"] == pytest.approx(7.0)  # 10 s elapsed, 3 s of maintenance
+    assert out["sec_per_kimg"] == pytest.approx(7.0) and out["measured_kimg"] == 1.0
+    assert out["img_per_s"] == pytest.approx(1000 / 7, abs=0.01)

@@ -305,6 +305,7 @@ class Trainer:
         from gancli.train.threads import StallWatch
 
         stalls = StallWatch()
+        speed = SpeedMeter(self.device)
         with _Progress(self.total_nimg, self.state.cur_nimg, enabled=self.show_progress, console=self.console) as bar:
             while not outcome:
                 step_start = time.perf_counter()
@@ -314,6 +315,8 @@ class Trainer:
                     self._say(f"warning: {stall}")
                 tick_steps += 1
                 cur = self.state.cur_nimg
+                if not speed.started:  # the session's first step carries the one-time costs: not measured
+                    speed.start(cur)
                 done = cur >= self.total_nimg
                 stop, late = distributed.agree(self.state.step, self.stop_requested(), time.time() - tick_start > 5)
                 snapshot_due = cur >= next_snap or done or stop
@@ -339,6 +342,13 @@ class Trainer:
                     bar.update(cur, rate, {**values, **self.last_metrics}, extra=[k for k in extra if "/" in k])
                     stats = LossStats()
                     tick_start, tick_nimg, tick_steps = time.time(), cur, 0
+                if (done or stop) and log is not None:
+                    measured = speed.result(cur)
+                    if measured is not None:
+                        log.log(event="speed", kimg=round(cur / 1000, 3), **measured)
+                metrics_due = bool(self.recipe.metrics.names) and (cur >= next_metric or done)
+                if cur >= next_image or snapshot_due or metrics_due:
+                    speed.pause()  # grids, checkpoints and metrics are not training time (no sync otherwise)
                 if cur >= next_image or done or stop:
                     if main:
                         save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
@@ -350,7 +360,7 @@ class Trainer:
                         if log is not None:
                             log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
                     next_snap = (cur // snap_nimg + 1) * snap_nimg
-                if self.recipe.metrics.names and (cur >= next_metric or done):
+                if metrics_due:
                     G = self.modules()[self.family.inference_module]
                     distributed.broadcast_modules(G)  # rank 0's EMA weights, to generate shares of fakes
                     with distributed.metrics_session(G) as evaluates:  # rank 0 evaluates, others help
@@ -358,11 +368,68 @@ class Trainer:
                             self.evaluate_metrics(path, log)
                             bar.update(cur, None, self.last_metrics)
                     next_metric = (cur // metric_nimg + 1) * metric_nimg
+                speed.resume()
                 if done:
                     outcome = "done"
                 elif stop:
                     outcome = "stopped"
         return outcome
+
+
+class SpeedMeter:
+    """The steady training speed of one session, logged once at its end as the `speed` event of stats.jsonl.
+
+    Measured from the end of the session's first step (which carries the one-time costs: building or
+    loading the CUDA kernels, cuDNN autotuning, the allocator's growth) to the end of the last, leaving
+    out the time spent on image grids, checkpoints and metrics, with the device synchronized at each
+    boundary, so that `sec_per_kimg` is what the steps themselves cost. The official StyleGAN2-ADA loop
+    likewise leaves its first tick and its maintenance out of the `sec/kimg` it prints per tick. On a
+    GPU, `peak_gpu_mem_gb` is the peak allocated memory (`torch.cuda.max_memory_allocated`) over the
+    measured steps.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.started = False
+        self.start_nimg = 0
+        self.start_time = 0.0
+        self.excluded = 0.0  # seconds of maintenance inside the measured span
+        self._paused_at: float | None = None
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def start(self, nimg: int) -> None:
+        self.start_time = self._now()
+        self.start_nimg = nimg
+        self.started = True
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def pause(self) -> None:
+        if self.started and self._paused_at is None:
+            self._paused_at = self._now()
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self.excluded += self._now() - self._paused_at
+            self._paused_at = None
+
+    def result(self, nimg: int) -> dict[str, Any] | None:
+        """What was measured up to `nimg` images, or None when no step followed the first."""
+        if not self.started or nimg <= self.start_nimg:
+            return None
+        seconds = max(self._now() - self.start_time - self.excluded, 1e-9)
+        images = nimg - self.start_nimg
+        out: dict[str, Any] = {"sec_per_kimg": round(seconds / images * 1000, 4), "img_per_s": round(images / seconds, 2),
+                               "measured_kimg": round(images / 1000, 3), "measured_seconds": round(seconds, 3),
+                               "excluded_first_step": True}
+        if self.cuda:
+            out["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+        return out
 
 
 class _Progress:
