@@ -153,6 +153,16 @@ def test_a_32_px_zip_is_refused_by_the_48_px_recipe_in_one_line(cli, tmp_path, t
 # Translators at sizes that are not powers of two
 
 
+def _two_steps(cli, tmp_path, recipe):
+    """Train `recipe` for 2 images (2 steps of batch 1); the run directory."""
+    result = cli("train", recipe, "--kimg", 0.002, "--outdir", tmp_path / "runs")
+    assert result.code == 0, result
+    (run,) = (tmp_path / "runs").iterdir()
+    assert load_snapshot(latest_checkpoint(run).snapshot).meta["step"] == 2
+    return run
+
+
+
 def test_cyclegan_trains_at_36_px(cli, tmp_path):
     recipe = tmp_path / "cyclegan36.yaml"
     recipe.write_text("base: cyclegan-emoji-skintone\nname: cyclegan36\n"
@@ -160,11 +170,7 @@ def test_cyclegan_trains_at_36_px(cli, tmp_path):
                       "loss: {pool_size: 2}\n"
                       "train: {load_size: 40, threads: 1, batch: 1, epochs: 1, epochs_decay: 1, snapshot_kimg: 1000, "
                       "image_kimg: 1000, grid_seeds: 2}\n")
-    result = cli("train", recipe, "--kimg", 0.002, "--outdir", tmp_path / "runs")
-    assert result.code == 0, result
-    (run,) = (tmp_path / "runs").iterdir()
-    snap = load_snapshot(latest_checkpoint(run).snapshot)
-    assert snap.meta["step"] == 2
+    run = _two_steps(cli, tmp_path, recipe)
     assert Image.open(run / "fakes-000000.png").size == (6 * 36, 2 * 36)
 
 
@@ -243,10 +249,7 @@ def test_pix2pix_trains_and_translates_32x64_crops(cli, tmp_path):
                       "image_kimg: 1000, grid_seeds: 2}\n")
     dry = cli("train", recipe, "--dry-run")
     assert dry.code == 0 and "load 36x72, random crop 32x64" in " ".join(dry.out.split()), dry
-    result = cli("train", recipe, "--kimg", 0.002, "--outdir", tmp_path / "runs")
-    assert result.code == 0, result
-    (run,) = (tmp_path / "runs").iterdir()
-    assert load_snapshot(latest_checkpoint(run).snapshot).meta["step"] == 2
+    run = _two_steps(cli, tmp_path, recipe)
     assert Image.open(run / "fakes-000000.png").size == (3 * 64, 2 * 32)  # input | output | target, 2 rows
     # gancli translate takes 64x32 inputs (and says so for others)
     (tmp_path / "in").mkdir()
@@ -275,11 +278,7 @@ def test_cut_trains_on_unpaired_32x48_crops(cli, tmp_path):
                       "loss: {nce_patches: 8}\n"
                       "train: {load_size: 36, threads: 1, batch: 1, epochs: 1, epochs_decay: 1, snapshot_kimg: 1000, "
                       "image_kimg: 1000, grid_seeds: 2}\n")
-    result = cli("train", recipe, "--kimg", 0.002, "--outdir", tmp_path / "runs")
-    assert result.code == 0, result
-    (run,) = (tmp_path / "runs").iterdir()
-    snap = load_snapshot(latest_checkpoint(run).snapshot)
-    assert snap.meta["step"] == 2
+    run = _two_steps(cli, tmp_path, recipe)
     G = load_generator(run).G
     with torch.no_grad():
         assert G(torch.zeros(1, 3, 32, 48)).shape == (1, 3, 32, 48)
