@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 
 import pytest
 
 from gancli.recipe import load_recipe, parse_override
 from gancli.train import estimate
-from gancli.train.threads import StallWatch, choose_threads, free_cores
+from gancli.train.threads import StallWatch, busy_elsewhere, choose_threads, free_cores
 
 TIME_LINE = re.compile(r"^time +at ~[\d.,]+ img/s on this CPU, \d+ threads? \((?P<how>[^)]*)\) "
                        r"(?P<kimg>[\d.]+) kimg is (about [\d.]+ (minutes|hours|days|years)|under a minute)$", re.M)
@@ -63,7 +65,7 @@ def test_threads_follow_the_free_cores_unless_chosen():
     assert free_cores(2, 1.2) == 1 and free_cores(2, 6.6) == 1  # busy: what is left, at least one
     assert free_cores(16, 3.4) == 13 and free_cores(4, None) == 4
     busy = choose_threads(None, environ={}, cores=2, load=6.6)
-    assert busy.threads == 1 and busy.automatic and busy.reduced and "load average is 6.6" in busy.reason
+    assert busy.threads == 1 and busy.automatic and busy.reduced and "other work keeps 6.6 cores busy" in busy.reason
     assert "--threads" in busy.reason
     assert not choose_threads(None, environ={}, cores=2, load=0.2).reduced
     assert choose_threads(3, environ={"OMP_NUM_THREADS": "1"}, cores=2, load=6.6).threads == 3  # train.threads wins
@@ -125,7 +127,7 @@ def test_training_on_a_busy_machine_uses_the_free_cores_and_says_so(cli, tiny_da
     monkeypatch.setattr(threads, "load_average", lambda: 6.6)
     result = cli(*tiny_args(tiny_data, "train.total_kimg=0.008"), "--outdir", tmp_path)
     assert result.code == 0, result
-    assert "note: 1 torch thread(s) for 2 cores: the load average is 6.6" in result.err
+    assert "note: 1 torch thread(s) for 2 cores: other work keeps 6.6 cores busy" in result.err
     assert torch.get_num_threads() == 1
     quiet = cli(*tiny_args(tiny_data, "train.total_kimg=0.008"), "--threads", "1", "--outdir", tmp_path)
     assert quiet.code == 0 and "load average" not in quiet.err  # chosen: no note
@@ -154,6 +156,34 @@ def test_commands_on_a_busy_cpu_use_the_free_cores_too(cli, tmp_path, monkeypatc
     monkeypatch.setattr(cli_module, "_said_threads", [])
     result = cli("sample", ckpt, "--seeds", "0-1", "--outdir", tmp_path / "out")
     assert result.code == 0, result
-    assert "note: 1 torch thread(s) for 2 cores: the load average is 3.0" in result.err
+    assert "note: 1 torch thread(s) for 2 cores: other work keeps 3.0 cores busy" in result.err
     assert "OMP_NUM_THREADS=N chooses" in result.err and "--threads" not in result.err
     assert torch.get_num_threads() == 1
+
+
+def test_busy_cores_are_measured_now_without_this_process():
+    """Over the window, 2 CPUs give 30 ticks: 20 busy, 5 of them this process's own -> 1 core elsewhere."""
+    readings = iter([(1000, 4000, 50, 2), (1020, 4030, 55, 2)])
+    assert busy_elsewhere(read=lambda: next(readings), sleep=lambda s: None) == pytest.approx(1.0)
+    readings = iter([(1000, 4000, 50, 2), (1010, 4030, 60, 2)])  # only this process was busy
+    assert busy_elsewhere(read=lambda: next(readings), sleep=lambda s: None) == 0.0
+
+    def unreadable():
+        raise OSError("no /proc")
+
+    assert busy_elsewhere(read=unreadable, sleep=lambda s: None) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads /proc/stat")
+def test_a_spinning_process_is_seen_as_busy():
+    """Oracle: a child process that spins on one core is measured as (about) one busy core."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_elsewhere(window=0.5) >= 0.5
+    finally:
+        child.kill()
+        child.wait()

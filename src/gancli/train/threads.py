@@ -4,8 +4,12 @@ torch starts one OpenMP thread per core. On a machine whose cores are busy with 
 extra threads spin against it: on a shared 2-core machine a second thread made each small
 convolution about 300x slower (docs/performance.md). So, unless the user chose (train.threads,
 `--threads`, or OMP_NUM_THREADS in the environment), training on a CPU (and the commands that load
-a checkpoint on a CPU: sample, evaluate, project, ...) uses the cores that are free: the cores this process may run on (`os.sched_getaffinity`) minus the 1-minute load average,
-at least one. On an idle machine that is every core, as torch would choose.
+a checkpoint on a CPU: sample, evaluate, project, ...) uses the cores that are free: the cores this
+process may run on (`os.sched_getaffinity`) minus the cores other processes keep busy right now, at
+least one. "Right now" is measured over 0.15 s from /proc/stat (this process's own time left out),
+not from the 1-minute load average, which still counts work that ended a minute ago (a `pip
+install` or the previous command just before training); the load average is the fallback where
+/proc/stat cannot be read. On an idle machine that is every core, as torch would choose.
 
 Whatever the choice, `StallWatch` looks at every step's time and says once when a step took far
 longer than the running median, with the hint to try one thread.
@@ -26,7 +30,41 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _cpu_times() -> tuple[int, int, int, int]:
+    """(busy, total) clock ticks of all CPUs from /proc/stat, this process's own (user + system) ticks
+    from /proc/self/stat, and the number of CPUs listed."""
+    with open("/proc/stat") as f:
+        lines = f.read().splitlines()
+    fields = [int(v) for v in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+    total, idle = sum(fields), fields[3] + fields[4]
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    with open("/proc/self/stat") as f:
+        own = f.read().rsplit(")", 1)[1].split()  # fields after the command name
+    return total - idle, total, int(own[11]) + int(own[12]), max(1, cpus)  # utime, stime
+
+
+def busy_elsewhere(window: float = 0.15, read=_cpu_times, sleep=None) -> float | None:
+    """The cores that other processes keep busy now: the CPUs' busy ticks over `window` seconds, less
+    this process's own, in cores (None where /proc/stat cannot be read)."""
+    import time
+
+    try:
+        busy0, total0, own0, cpus = read()
+        (sleep or time.sleep)(window)
+        busy1, total1, own1, _ = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    per_cpu = (total1 - total0) / cpus  # ticks of one CPU over the window
+    return max(0.0, (busy1 - busy0) - (own1 - own0)) / per_cpu
+
+
 def load_average() -> float | None:
+    """The cores other work keeps busy: measured now (`busy_elsewhere`), else the 1-minute load average."""
+    now = busy_elsewhere()
+    if now is not None:
+        return now
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
@@ -34,7 +72,7 @@ def load_average() -> float | None:
 
 
 def free_cores(cores: int, load: float | None) -> int:
-    """The threads to use on `cores` cores with a 1-minute load average `load` (None: unknown):
+    """The threads to use on `cores` cores when other work keeps `load` cores busy (None: unknown):
     the cores not busy with other work, rounded to the nearest whole core, at least 1."""
     if load is None or not math.isfinite(load):
         return cores
@@ -64,7 +102,7 @@ def choose_threads(asked: int | None, environ=os.environ, cores: int | None = No
         return ThreadChoice(int(env), f"{env} thread(s) (OMP_NUM_THREADS)", False)
     load = load_average() if load == "measure" else load
     n = free_cores(cores, load)
-    why = (f"{n} torch thread(s) for {cores} cores: the load average is {load:.1f} (other work), and "
+    why = (f"{n} torch thread(s) for {cores} cores: other work keeps {load:.1f} cores busy, and "
            f"threads spinning against busy cores slow small convolutions badly; {hint}" if n < cores
            else f"{n} thread(s), one per core")
     return ThreadChoice(n, why, True, reduced=n < cores)
