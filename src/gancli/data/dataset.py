@@ -402,33 +402,50 @@ def _subset(count: int, max_size: int | None) -> np.ndarray | None:
     return np.sort(np.random.RandomState(0).permutation(count)[:max_size])
 
 
+def _cached(names: list[str], rows: np.ndarray | None, key: dict, name: str, resolution: int | None,
+            cache_root: str | None) -> ArrayImages | None:
+    """The images `names[rows]` from an existing cache file (the whole set's, or the subset's), or None.
+    Decodes nothing: a second opening of a cached dataset reads the index and maps one file."""
+    if cache_root is None:
+        return None
+    path = _cache_file(cache_root, name, resolution, key)
+    arr = open_cached(path, len(names), resolution=resolution)
+    if arr is not None:
+        return ArrayImages(arr, rows, path=path, key=key)
+    if rows is not None:
+        key = _subset_key(key, rows)
+        path = _cache_file(cache_root, name, resolution, key)
+        arr = open_cached(path, len(rows), resolution=resolution)
+        if arr is not None:
+            return ArrayImages(arr, path=path, key=key)
+    return None
+
+
+def _subset_key(key: dict, rows: np.ndarray) -> dict:
+    return {**key, "rows": hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()}
+
+
 def _store(decode, names: list[str], rows: np.ndarray | None, key: dict, first: np.ndarray, name: str,
            resolution: int | None, cache_root: str | None, limit: int, skip_bad: bool):
-    """The images `names[rows]` (rows None: all): the cache file when it exists or fits the limit (built
-    here, checking every image), else decoded from the source on demand."""
+    """The images `names[rows]` (rows None: all), when no cache file exists yet: a new cache file when
+    the decoded set fits the limit (built here, checking every image), else decoded from the source
+    on demand. `first` is the decoded `names[0]`."""
     selected = names if rows is None else [names[i] for i in rows]
-    if cache_root is not None and limit > 0:
+    if rows is not None:
+        key = _subset_key(key, rows)
+    if cache_root is not None and 0 < len(selected) * first.nbytes <= limit:
         path = _cache_file(cache_root, name, resolution, key)
-        if rows is not None:  # the cache of the whole set serves any subset of it
-            full = open_cached(path, len(names), first.shape)
-            if full is not None:
-                return ArrayImages(full, rows, path=path, key=key)
-            key = {**key, "rows": hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()}
-            path = _cache_file(cache_root, name, resolution, key)
-        if len(selected) * first.nbytes <= limit:
-            arr = open_cached(path, len(selected), first.shape)
-            if arr is None:
-                given = first if selected[0] == names[0] else None
-                try:
-                    arr = build_cached(path, len(selected), first.shape,
-                                       partial(_decode_into, decode, selected, given), limit)
-                except UserError as e:
-                    if not skip_bad:
-                        raise
-                    print(f"warning: {e} (data.skip_bad: bad images are skipped while streaming, so this dataset "
-                          "streams from its source instead of a cache file)", file=sys.stderr, flush=True)
-            if arr is not None:
-                return ArrayImages(arr, path=path, key=key)
+        given = first if selected[0] == names[0] else None
+        arr = None
+        try:
+            arr = build_cached(path, len(selected), first.shape, partial(_decode_into, decode, selected, given), limit)
+        except UserError as e:
+            if not skip_bad:
+                raise
+            print(f"warning: {e} (data.skip_bad: bad images are skipped while streaming, so this dataset streams "
+                  "from its source instead of a cache file)", file=sys.stderr, flush=True)
+        if arr is not None:
+            return ArrayImages(arr, path=path, key=key)
     return SourceImages(decode, selected, first.shape, key=key, skip_bad=skip_bad)
 
 
@@ -488,17 +505,19 @@ def _open_emoji(resolution: int, use_labels: bool, max_size: int | None, cache_r
     subset = _subset(len(names) if rows is None else len(rows), max_size)
     if subset is not None:
         rows = subset if rows is None else rows[subset]
-    decode = partial(decode_emoji_image, folder, resolution)
-    first = decode(names[0])
-    if isinstance(first, ImageProblem):
-        raise UserError(first.message)
     key = {
         "format": CACHE_FORMAT,
         "kind": "emoji",
         "identity": _emoji.emoji_identity(folder, names),
         "resolution": resolution,
     }
-    store = _store(decode, names, rows, key, first, "emoji", resolution, cache_root, limit, skip_bad)
+    store = _cached(names, rows, key, "emoji", resolution, cache_root)
+    if store is None:
+        decode = partial(decode_emoji_image, folder, resolution)
+        first = decode(names[0])
+        if isinstance(first, ImageProblem):
+            raise UserError(first.message)
+        store = _store(decode, names, rows, key, first, "emoji", resolution, cache_root, limit, skip_bad)
     kept = names if rows is None else [names[i] for i in rows]
     return ImageDataset(store, None, name=source, source=source, image_names=kept,
                         meta={"credit": _emoji.EMOJI_CREDIT})
@@ -556,25 +575,27 @@ def _open_files(
     stem = os.path.basename(os.path.normpath(src.path))
     name = stem[:-4] if src.is_zip and stem.lower().endswith(".zip") else stem
 
+    key = {
+        "format": CACHE_FORMAT,
+        "kind": src.kind,
+        "resolution": resolution,
+        "allow_resize": bool(allow_resize and resolution is not None),
+    }
+    if src.is_zip:
+        key["members"] = src.zip_identity()  # from the central directory: nothing is decompressed
+    else:
+        key["files"] = _folder_identity(src)
     try:
-        # The first image fixes the size when no resolution is asked for (and is checked like the rest).
-        first = decode_training_image(src.spec, resolution, allow_resize, names[0])
-        if isinstance(first, ImageProblem):
-            raise UserError(first.message)
-        expect = resolution or first.shape[1]
-        reference = names[0] if resolution is None else None
-        decode = partial(decode_training_image, src.spec, expect, allow_resize, reference=reference)
-        key = {
-            "format": CACHE_FORMAT,
-            "kind": src.kind,
-            "resolution": resolution,
-            "allow_resize": bool(allow_resize and resolution is not None),
-        }
-        if src.is_zip:
-            key["members"] = src.zip_identity()
-        else:
-            key["files"] = _folder_identity(src)
-        store = _store(decode, names, subset, key, first, name, resolution, cache_root, limit, skip_bad)
+        store = _cached(names, subset, key, name, resolution, cache_root)
+        if store is None:
+            # The first image fixes the size when no resolution is asked for (and is checked like the rest).
+            first = decode_training_image(src.spec, resolution, allow_resize, names[0])
+            if isinstance(first, ImageProblem):
+                raise UserError(first.message)
+            expect = resolution or first.shape[1]
+            reference = names[0] if resolution is None else None
+            decode = partial(decode_training_image, src.spec, expect, allow_resize, reference=reference)
+            store = _store(decode, names, subset, key, first, name, resolution, cache_root, limit, skip_bad)
     finally:
         close_zip_handles()
     if subset is not None:

@@ -316,18 +316,19 @@ class DecodePool:
                 if dead:
                     raise RuntimeError(f"a data worker process died (exit code {dead[0].exitcode})") from None
                 continue
+            other = self._jobs.get(got_job)
+            if other is not None:  # else a dropped job's part
+                other["done"][part] = (status, value)
+        parts = [entry["done"][k] for k in range(entry["parts"])]
+        del self._jobs[job]
+        for status, value in parts:  # a problem of a prefetched batch counts only when that batch is read
             if status == "user":
                 raise UserError(value)
             if status == "crash":
                 raise RuntimeError(f"a data worker failed:\n{value}")
-            other = self._jobs.get(got_job)
-            if other is None:
-                continue
-            other["done"][part] = value if status == "ok" else None  # 'dropped' only happens to dropped jobs
-        parts = [entry["done"][k] for k in range(entry["parts"])]
-        del self._jobs[job]
-        if any(p is None for p in parts):
-            raise RuntimeError("internal: a wanted batch was dropped")
+            if status != "ok":
+                raise RuntimeError("internal: a wanted batch was dropped")
+        parts = [value for _, value in parts]
         images = np.concatenate([p[0] for p in parts])
         used = np.concatenate([p[1] for p in parts])
         return images, used, [m for p in parts for m in p[2]]
