@@ -913,6 +913,27 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
             console.print(f"{name:22} {sum(t.numel() for t in state.values()):,} values in {len(state)} tensors")
         return
     console.print(render_info(describe_checkpoint(path)))
+    _print_dataset_cache(console, path)
+
+
+def _print_dataset_cache(console, path: Path) -> None:
+    """`gancli info`: where the training data's decoded images are cached, and the cache folder."""
+    from gancli.data.cache import describe_summary, summary
+    from gancli.data.dataset import cache_status
+    from gancli.train.snapshot import read_snapshot_header
+
+    recipe, _ = read_snapshot_header(path, verify=False)
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    source = data.get("source")
+    if isinstance(source, str) and source:
+        size = data.get("random_crop") or data.get("resolution")
+        status = cache_status(source, size if isinstance(size, int) else None,
+                              allow_resize=bool(data.get("allow_resize")), max_size=data.get("max_size"))
+        console.print(f"{'data cache':22} {status}", soft_wrap=True)
+    try:
+        console.print(f"{'cache folder':22} {describe_summary(summary())}", soft_wrap=True)
+    except UserError as e:
+        console.print(f"{'cache folder':22} {e}", soft_wrap=True)
 
 
 @app.command(epilog=_examples("gancli doctor", "gancli doctor --no-build"))

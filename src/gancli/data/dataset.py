@@ -505,12 +505,7 @@ def _open_emoji(resolution: int, use_labels: bool, max_size: int | None, cache_r
     subset = _subset(len(names) if rows is None else len(rows), max_size)
     if subset is not None:
         rows = subset if rows is None else rows[subset]
-    key = {
-        "format": CACHE_FORMAT,
-        "kind": "emoji",
-        "identity": _emoji.emoji_identity(folder, names),
-        "resolution": resolution,
-    }
+    key = _emoji_key(folder, names, resolution)
     store = _cached(names, rows, key, "emoji", resolution, cache_root)
     if store is None:
         decode = partial(decode_emoji_image, folder, resolution)
@@ -521,6 +516,57 @@ def _open_emoji(resolution: int, use_labels: bool, max_size: int | None, cache_r
     kept = names if rows is None else [names[i] for i in rows]
     return ImageDataset(store, None, name=source, source=source, image_names=kept,
                         meta={"credit": _emoji.EMOJI_CREDIT})
+
+
+def _emoji_key(folder: str, names: list[str], resolution: int) -> dict:
+    return {"format": CACHE_FORMAT, "kind": "emoji", "identity": _emoji.emoji_identity(folder, names),
+            "resolution": resolution}
+
+
+def _files_key(src: ImageSource, resolution: int | None, allow_resize: bool) -> dict:
+    key = {
+        "format": CACHE_FORMAT,
+        "kind": src.kind,
+        "resolution": resolution,
+        "allow_resize": bool(allow_resize and resolution is not None),
+    }
+    if src.is_zip:
+        key["members"] = src.zip_identity()  # from the central directory: nothing is decompressed
+    else:
+        key["files"] = _folder_identity(src)
+    return key
+
+
+def cache_status(source: str, resolution: int | None = None, *, allow_resize: bool = False,
+                 max_size: int | None = None, cache_dir: str | None = None) -> str:
+    """One line for `gancli info`: the dataset's cache file and its size, or why there is none.
+    Reads the source's index only (decodes nothing)."""
+    cache_root = cache_dir or default_cache_dir()
+    try:
+        if source in _emoji.SPLITS:
+            folder = _emoji.emoji_dir()
+            names = _emoji.emoji_files(folder)
+            resolution = resolution or _emoji.EMOJI_DEFAULT_RESOLUTION
+            split = _emoji.split_indices(names, source)
+            rows = None if split is None else np.asarray(split, dtype=np.int64)
+            subset = _subset(len(names) if rows is None else len(rows), max_size)
+            if subset is not None:
+                rows = subset if rows is None else rows[subset]
+            key, name = _emoji_key(folder, names, resolution), "emoji"
+        else:
+            src = open_source(source)
+            names = list(src.names)
+            rows = _subset(len(names), max_size)
+            stem = os.path.basename(os.path.normpath(src.path))
+            name = stem[:-4] if src.is_zip and stem.lower().endswith(".zip") else stem
+            key = _files_key(src, resolution, allow_resize)
+    except UserError as e:
+        return f"unknown ({e})"
+    store = _cached(names, rows, key, name, resolution, cache_root)
+    if store is None:
+        return ("not cached: the first training or evaluation builds it if the decoded images fit the cache limit; "
+                "else they stream from the source")
+    return f"{store.path} ({os.path.getsize(store.path) / 2**20:,.1f} MiB, memory-mapped)"
 
 
 def _folder_identity(src: ImageSource) -> str:
@@ -575,16 +621,7 @@ def _open_files(
     stem = os.path.basename(os.path.normpath(src.path))
     name = stem[:-4] if src.is_zip and stem.lower().endswith(".zip") else stem
 
-    key = {
-        "format": CACHE_FORMAT,
-        "kind": src.kind,
-        "resolution": resolution,
-        "allow_resize": bool(allow_resize and resolution is not None),
-    }
-    if src.is_zip:
-        key["members"] = src.zip_identity()  # from the central directory: nothing is decompressed
-    else:
-        key["files"] = _folder_identity(src)
+    key = _files_key(src, resolution, allow_resize)
     try:
         store = _cached(names, subset, key, name, resolution, cache_root)
         if store is None:
