@@ -97,6 +97,27 @@ def test_streamed_batches_with_workers_equal_the_cached_ones(big_zip, tmp_path):
             b.close()
 
 
+def test_chunked_reads_and_reference_statistics_of_a_streamed_set(big_zip, tmp_path, decodes):
+    from test_metrics import _FakeNVlabs, _save_script
+
+    from gancli.metrics import stats_cache as sc
+    from gancli.metrics.detectors import load_inception
+
+    cached = open_dataset(str(big_zip), 16, max_size=600, cache_dir=str(tmp_path))
+    streamed = open_dataset(str(big_zip), 16, max_size=600, cache=False)
+    got = np.concatenate(list(streamed.iter_chunks(100, 500, mirror=True, workers=2)))
+    assert np.array_equal(got, np.concatenate(list(cached.iter_chunks(100, 500, mirror=True))))
+    assert np.array_equal(got[500:], got[:500][..., ::-1]) and len(got) == 1000
+    # the statistics' key comes from the zip's central directory: nothing is decoded to make it
+    decodes["n"] = 0
+    key = streamed.content_key(300)
+    assert decodes["n"] == 0 and key == cached.content_key(300) and key != streamed.content_key(299)
+    det = load_inception(_save_script(_FakeNVlabs(), tmp_path / "det.pt"))
+    a = sc.real_stats(streamed, det, 300, True, cache_dir=tmp_path / "m", use_cache=False, batch_size=64)
+    b = sc.real_stats(cached, det, 300, True, cache_dir=tmp_path / "m", use_cache=False, batch_size=64)
+    assert a.count == 600 and a.key == b.key and np.array_equal(a.mu, b.mu) and np.array_equal(a.sigma, b.sigma)
+
+
 def test_ranks_decode_disjoint_images_of_each_step(big_zip):
     ds = open_dataset(str(big_zip), 16, cache=False)
     seen = []
@@ -124,6 +145,7 @@ def test_cache_is_built_once_and_reused_without_decoding(tmp_path, decodes):
     sub = open_dataset(str(z), 16, cache_dir=cache, max_size=10)  # a subset reads rows of the same file
     assert decodes["n"] == 0 and sub.store.path == path and len(cache_files(os.path.join(cache, "datasets"))) == 1
     assert np.array_equal(sub.images, first.images[sub.store.rows])
+    assert sub.content_key() == open_dataset(str(z), 16, cache=False, max_size=10).content_key()  # same content, same key
 
 
 KILLED_BUILD = r"""
@@ -189,6 +211,16 @@ def test_doctor_shows_the_dataset_cache(cli, tmp_path, monkeypatch):
     what, ok, detail, _ = dataset_cache_row()
     assert ok and str(tmp_path / "c") in detail and "1 file(s)" in detail and "of 3 GiB" in detail
     assert "dataset cache" in cli("doctor", "--no-build").out  # a row of the doctor's table
+
+
+def test_dry_run_says_where_the_images_will_come_from(cli, tmp_path):
+    z = write_zip(tmp_path / "d.zip", 30)
+    line = lambda r: next(ln for ln in r.out.splitlines() if ln.startswith("storage"))  # noqa: E731
+    plan = cli("train", "quickstart", "--data", z, "--set", "data.resolution=16", "--dry-run")
+    assert plan.code == 0 and "30 images" in line(plan) and "memory-mapped cache file" in line(plan)
+    plan = cli("train", "quickstart", "--data", z, "--set", "data.resolution=16", "--set", "data.cache_max_gb=0", "--dry-run")
+    assert "streamed from the source" in line(plan)
+    assert not (tmp_path / "c" / "datasets").exists()
 
 
 # --------------------------------------------------------------------------------------------------

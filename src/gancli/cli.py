@@ -148,6 +148,7 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[lis
     lines = [
         f"data       {recipe.data.source} at {recipe.data.resolution}x{recipe.data.resolution}"
         + (" with x-flips" if recipe.data.xflip else "") + (", class-conditional" if recipe.data.use_labels else ""),
+        *([f"storage    {storage}"] if (storage := recipe.family.data_plan(recipe)) else []),
         f"model      {plan['model']}",
         f"training   {t.total_kimg:g} kimg = {plan.get('steps', f'{steps} steps')} of batch {t.batch} on "
         f"{recipe.distributed.gpus} process(es), {batch_gpu} per device" + (f", {accum} accumulation rounds" if accum > 1 else ""),

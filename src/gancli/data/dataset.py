@@ -298,15 +298,35 @@ class ImageDataset:
         """uint8 [B, 3, R, R] for dataset indices."""
         return self.get_batch(indices)[0]
 
-    def iter_chunks(self, batch: int = 64, count: int | None = None, mirror: bool = False) -> Iterator[np.ndarray]:
+    def iter_chunks(self, batch: int = 64, count: int | None = None, mirror: bool = False,
+                    workers: int | None = None) -> Iterator[np.ndarray]:
         """The first `count` images (None: all) in order, `batch` at a time, then (with `mirror`) their
-        mirror images in the same order: the whole set without holding it in memory."""
+        mirror images in the same order: the whole set without holding it in memory. A streamed set is
+        decoded by `workers` processes (None: one per CPU core), a few chunks ahead."""
         n = self.num_images if count is None else min(int(count), self.num_images)
-        for i in range(0, n, batch):
-            yield self.read(np.arange(i, min(i + batch, n)))
-        if mirror:
-            for i in range(0, n, batch):
-                yield np.ascontiguousarray(self.read(np.arange(i, min(i + batch, n)))[..., ::-1])
+        chunks = [np.arange(i, min(i + batch, n)) for i in range(0, n, batch)]
+        flips = [False] * len(chunks) + ([True] * len(chunks) if mirror else [])
+        chunks = chunks * (2 if mirror else 1)
+        from gancli.data.loader import DecodePool, resolve_workers
+
+        workers = resolve_workers(workers) if self.streamed and len(chunks) > 1 else 0
+        if workers <= 1:
+            for idx, flip in zip(chunks, flips):
+                images = self.read(idx)
+                yield np.ascontiguousarray(images[..., ::-1]) if flip else images
+            return
+        pool = DecodePool(self, workers)
+        try:
+            ahead = 2  # chunks decoded ahead of the one being used
+            jobs = [pool.submit(c) for c in chunks[:ahead]]
+            for k, flip in enumerate(flips):
+                if k + ahead < len(chunks):
+                    jobs.append(pool.submit(chunks[k + ahead]))
+                images, _, skipped = pool.result(jobs[k])
+                self.report_skipped(skipped)
+                yield np.ascontiguousarray(images[..., ::-1]) if flip else images
+        finally:
+            pool.close()
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self)
@@ -333,12 +353,9 @@ class ImageDataset:
         n = self.num_images if count is None else min(int(count), self.num_images)
         key = getattr(self.store, "key", None)
         h = hashlib.sha256()
-        if key is not None:
-            rows = getattr(self.store, "rows", None)
+        if key is not None:  # (a subset's key holds a hash of its rows)
             h.update(json.dumps({"key": key, "count": n, "crop": self.crop,
                                  "shape": list(self.store.shape)}, sort_keys=True).encode())
-            if rows is not None:
-                h.update(np.ascontiguousarray(rows[:n]).tobytes())
             return h.hexdigest()
         h.update(json.dumps({"shape": [n, *self.image_shape], "crop": self.crop}).encode())
         for chunk in self.iter_chunks(256, n):
@@ -410,8 +427,8 @@ def _cached(names: list[str], rows: np.ndarray | None, key: dict, name: str, res
         return None
     path = _cache_file(cache_root, name, resolution, key)
     arr = open_cached(path, len(names), resolution=resolution)
-    if arr is not None:
-        return ArrayImages(arr, rows, path=path, key=key)
+    if arr is not None:  # (a subset's key names its rows, as when it streams or has its own file)
+        return ArrayImages(arr, rows, path=path, key=key if rows is None else _subset_key(key, rows))
     if rows is not None:
         key = _subset_key(key, rows)
         path = _cache_file(cache_root, name, resolution, key)
@@ -537,36 +554,60 @@ def _files_key(src: ImageSource, resolution: int | None, allow_resize: bool) -> 
     return key
 
 
+def _find_cached(source: str, resolution: int | None, allow_resize: bool, max_size: int | None,
+                 cache_root: str) -> tuple[ArrayImages | None, int]:
+    """(the dataset's existing cache file or None, its number of images), from the source's index only."""
+    if source in _emoji.SPLITS:
+        folder = _emoji.emoji_dir()
+        names = _emoji.emoji_files(folder)
+        resolution = resolution or _emoji.EMOJI_DEFAULT_RESOLUTION
+        split = _emoji.split_indices(names, source)
+        rows = None if split is None else np.asarray(split, dtype=np.int64)
+        subset = _subset(len(names) if rows is None else len(rows), max_size)
+        if subset is not None:
+            rows = subset if rows is None else rows[subset]
+        key, name = _emoji_key(folder, names, resolution), "emoji"
+    else:
+        src = open_source(source)
+        names = list(src.names)
+        rows = _subset(len(names), max_size)
+        stem = os.path.basename(os.path.normpath(src.path))
+        name = stem[:-4] if src.is_zip and stem.lower().endswith(".zip") else stem
+        key = _files_key(src, resolution, allow_resize)
+    return _cached(names, rows, key, name, resolution, cache_root), len(names) if rows is None else len(rows)
+
+
 def cache_status(source: str, resolution: int | None = None, *, allow_resize: bool = False,
                  max_size: int | None = None, cache_dir: str | None = None) -> str:
     """One line for `gancli info`: the dataset's cache file and its size, or why there is none.
     Reads the source's index only (decodes nothing)."""
-    cache_root = cache_dir or default_cache_dir()
     try:
-        if source in _emoji.SPLITS:
-            folder = _emoji.emoji_dir()
-            names = _emoji.emoji_files(folder)
-            resolution = resolution or _emoji.EMOJI_DEFAULT_RESOLUTION
-            split = _emoji.split_indices(names, source)
-            rows = None if split is None else np.asarray(split, dtype=np.int64)
-            subset = _subset(len(names) if rows is None else len(rows), max_size)
-            if subset is not None:
-                rows = subset if rows is None else rows[subset]
-            key, name = _emoji_key(folder, names, resolution), "emoji"
-        else:
-            src = open_source(source)
-            names = list(src.names)
-            rows = _subset(len(names), max_size)
-            stem = os.path.basename(os.path.normpath(src.path))
-            name = stem[:-4] if src.is_zip and stem.lower().endswith(".zip") else stem
-            key = _files_key(src, resolution, allow_resize)
+        store, _ = _find_cached(source, resolution, allow_resize, max_size, cache_dir or default_cache_dir())
     except UserError as e:
         return f"unknown ({e})"
-    store = _cached(names, rows, key, name, resolution, cache_root)
     if store is None:
         return ("not cached: the first training or evaluation builds it if the decoded images fit the cache limit; "
                 "else they stream from the source")
     return f"{store.path} ({os.path.getsize(store.path) / 2**20:,.1f} MiB, memory-mapped)"
+
+
+def storage_plan(source: str, resolution: int, *, allow_resize: bool = False, max_size: int | None = None,
+                 cache_max_gb: float | None = None, cache_dir: str | None = None) -> str:
+    """One line for the dry run: how many images, their decoded size and where training will read them
+    (the shared cache file, or streamed from the source). Reads the source's index only."""
+    try:
+        store, count = _find_cached(source, resolution, allow_resize, max_size, cache_dir or default_cache_dir())
+        limit = cache_limit_bytes(cache_max_gb)
+    except UserError as e:
+        return f"cannot be opened here ({e})"
+    decoded = count * 3 * resolution * resolution
+    head = f"{count} images, {decoded / 2**30:.2f} GiB decoded: "
+    if store is not None:
+        return head + f"read from the memory-mapped cache file {store.path}"
+    if decoded <= limit:
+        return head + f"decoded once into a memory-mapped cache file shared by all processes (cache limit {limit / 2**30:g} GiB)"
+    return head + (f"streamed from the source by data.workers processes (over the {limit / 2**30:g} GiB cache limit: "
+                   "raise data.cache_max_gb to cache it)")
 
 
 def _folder_identity(src: ImageSource) -> str:

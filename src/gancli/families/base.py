@@ -310,6 +310,15 @@ class Family:
                             max_size=d.max_size, any_size=d.random_crop is not None, allow_resize=d.allow_resize,
                             skip_bad=d.skip_bad, cache_max_gb=d.cache_max_gb)
 
+    def data_plan(self, recipe) -> str | None:
+        """The dry run's `storage` line: images, decoded size and where they are read from (index only);
+        None for data that is not a `gancli.data.open_dataset` image set."""
+        from gancli.data.dataset import storage_plan
+
+        d = recipe.data
+        return storage_plan(d.source, d.random_crop or d.resolution, allow_resize=d.allow_resize, max_size=d.max_size,
+                            cache_max_gb=d.cache_max_gb)
+
     def data_stream(self, recipe, dataset, batch_rank: int, *, start_index: int, rank: int, world_size: int):
         """The endless, seeded, resumable stream the step reads with `Trainer.next_batch(n)`: anything
         with `take(n)` and `position` (samples of the global stream consumed; saved for the resume).
