@@ -283,3 +283,4 @@ def test_resume_with_workers_is_bit_identical(cli, tmp_path):
     assert cli(*tiny_args(z, "train.total_kimg=0.048", "train.seed=1", *args), "--outdir", tmp_path / "o").code == 0
     c = final_tensors(run_dirs(tmp_path / "o")[0])
     assert any(not torch.equal(a[k], c[k]) for k in a)
+

@@ -188,6 +188,12 @@ def build_cached(path: str, count: int, shape: tuple[int, ...], fill: Callable[[
             return None
         tmp = f"{prefix}{os.getpid()}.npy"
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, *shape))
+        if hasattr(os, "posix_fallocate"):  # a full disk is an OSError now, not a SIGBUS while writing
+            fd = os.open(tmp, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.path.getsize(tmp))
+            finally:
+                os.close(fd)
         try:
             fill(out)
             out.flush()

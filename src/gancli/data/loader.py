@@ -238,11 +238,19 @@ def resolve_workers(workers: int | None, world_size: int = 1) -> int:
 # Worker processes that decode batches of a streamed dataset.
 
 def _worker_main(dataset, tasks, results, generation) -> None:
-    from gancli.train.distributed import _die_with_parent
+    # Killed with the main process (even by SIGKILL); deaf to Ctrl-C and SIGTERM, which the main process
+    # handles by finishing the step and saving a checkpoint (a scheduler may signal the whole group).
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
 
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() == 1:  # the main process is already gone
+            return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     results.cancel_join_thread()  # exit without waiting for the main process to read what is queued
     while True:
         task = tasks.get()
@@ -267,7 +275,8 @@ class DecodePool:
     """`workers` forked processes that run `dataset.read_batch` on parts of batches (in order of submission).
 
     The workers only decode with Pillow and NumPy (never torch), so forking a process that has imported
-    torch is safe; they get SIGTERM when the main process dies, and ignore Ctrl-C."""
+    torch is safe; they are killed when the main process dies, and ignore Ctrl-C and SIGTERM (the main
+    process stops them when it is done)."""
 
     def __init__(self, dataset, workers: int):
         import multiprocessing
