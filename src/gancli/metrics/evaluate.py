@@ -272,7 +272,8 @@ def evaluate_generator(
 
     stored = getattr(recipe.data, "random_crop", None)  # trained on random crops: evaluate on centre crops
     dataset = open_dataset(source, stored or resolution, use_labels=c_dim > 0, allow_resize=bool(recipe.data.allow_resize),
-                           any_size=stored is not None, cache_max_gb=getattr(recipe.data, "cache_max_gb", None))
+                           any_size=stored is not None, cache_max_gb=getattr(recipe.data, "cache_max_gb", None),
+                           skip_bad=bool(getattr(recipe.data, "skip_bad", False)))
     if stored is not None:
         dataset = dataset.center_cropped(resolution)  # read as crops; nothing decoded here
     labels = None
