@@ -177,6 +177,39 @@ def test_a_killed_cache_build_leaves_no_file_that_is_used(tmp_path):
     assert np.array_equal(ds.images, open_dataset(str(z), 16, cache=False).images)
 
 
+CONCURRENT_OPEN = r"""
+import os, sys, time
+import gancli.data.images as im
+from gancli.data import open_dataset
+real, n = im._open_loaded, [0]
+def slow(data, label):
+    n[0] += 1
+    time.sleep(0.002)
+    return real(data, label)
+im._open_loaded = slow
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.005)
+ds = open_dataset(sys.argv[1], 16, cache_dir=sys.argv[2])
+print(n[0], int(ds.streamed))
+"""
+
+
+def test_concurrent_processes_build_the_cache_once(tmp_path):
+    z = write_zip(tmp_path / "d.zip", 300)
+    go = tmp_path / "go"
+    env = {**os.environ, "GANCLI_DATA_WORKERS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_OPEN, str(z), str(tmp_path / "c"), str(go)], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    import time
+
+    time.sleep(1.0)  # both imported and waiting
+    go.touch()
+    counts = sorted(int(p.communicate(timeout=120)[0].split()[0]) for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    assert counts[1] == 300 and counts[0] <= 1  # one built it; the other waited for the lock (or came later)
+    assert len(cache_files(str(tmp_path / "c" / "datasets"))) == 1
+
+
 def test_size_limit_streams_big_sets_and_evicts_the_least_recently_used(tmp_path, monkeypatch):
     cache = str(tmp_path / "cache")
     folder = os.path.join(cache, "datasets")

@@ -324,11 +324,14 @@ class Family:
         with `take(n)` and `position` (samples of the global stream consumed; saved for the resume).
         Default: (images, labels) batches (`gancli.data.batches`), decoded by `data.workers` processes
         when the dataset streams from its source. A stream may have `close()` (the trainer calls it)."""
+        import os
+
         from gancli.data import batches
         from gancli.data.loader import resolve_workers
 
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE") or world_size)  # torchrun sets it on each node
         return batches(dataset, batch_rank, seed=recipe.train.seed, start_index=start_index, rank=rank,
-                       world_size=world_size, workers=resolve_workers(recipe.data.workers, world_size),
+                       world_size=world_size, workers=resolve_workers(recipe.data.workers, per_machine),
                        pin_memory=_trains_on_cuda(recipe))
 
     # ----------------------------------------------------------------------------------------------
