@@ -317,3 +317,24 @@ def test_resume_with_workers_is_bit_identical(cli, tmp_path):
     c = final_tensors(run_dirs(tmp_path / "o")[0])
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
+
+
+def test_translation_domains_are_memory_mapped_from_the_shared_cache(tmp_path, monkeypatch, decodes):
+    from gancli.data.translation import open_translation_data
+
+    monkeypatch.setenv("GANCLI_CACHE", str(tmp_path / "c"))
+    rng = np.random.RandomState(0)
+    for d, count in (("trainA", 5), ("trainB", 7)):
+        (tmp_path / "h2z" / d).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.randint(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "h2z" / d / f"{i}.png")
+    first = open_translation_data(tmp_path / "h2z", 16, paired=False)
+    assert len(cache_files(str(tmp_path / "c" / "datasets"))) == 2  # one file per domain
+    decodes["n"] = 0
+    again = open_translation_data(tmp_path / "h2z", 16, paired=False)
+    assert decodes["n"] == 2  # the first image of each domain (it fixes the shape), then the files are mapped
+    assert isinstance(again.A, np.memmap) and isinstance(again.B, np.memmap)
+    assert np.array_equal(again.A, first.A) and np.array_equal(again.B, first.B) and again.B.shape == (7, 3, 16, 16)
+    monkeypatch.setenv("GANCLI_CACHE_MAX_GB", "0")  # over the limit: decoded into memory as before
+    plain = open_translation_data(tmp_path / "h2z", 16, paired=False)
+    assert not isinstance(plain.A, np.memmap) and np.array_equal(plain.A, first.A)

@@ -97,16 +97,18 @@ def open_cached(path: str, count: int, shape: tuple[int, ...] | None = None,
                 resolution: int | None = None) -> np.ndarray | None:
     """The finished cache file memory-mapped read-only, or None if missing, damaged or of another shape.
 
-    shape: each image's (3, R, R); None: any square RGB size (`resolution` if given)."""
+    shape: each item's shape, e.g. (3, R, R); None: any square RGB size (`resolution` if given)."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or len(arr) != count:
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or len(arr.shape) < 1 or len(arr) != count:
         return None
-    if shape is not None and arr.shape[1:] != tuple(shape):
-        return None
-    if arr.shape[1] != 3 or arr.shape[2] != arr.shape[3] or (resolution is not None and arr.shape[2] != resolution):
+    if shape is not None:
+        if arr.shape[1:] != tuple(shape):
+            return None
+    elif arr.ndim != 4 or arr.shape[1] != 3 or arr.shape[2] != arr.shape[3] or (
+            resolution is not None and arr.shape[2] != resolution):
         return None
     try:
         os.utime(path)  # its last use, for the least-recently-used eviction

@@ -540,18 +540,22 @@ def _emoji_key(folder: str, names: list[str], resolution: int) -> dict:
             "resolution": resolution}
 
 
+def source_identity(src: ImageSource) -> dict:
+    """The content identity of a zip (every member's name, CRC-32 and size, from the central directory:
+    nothing is decompressed) or a folder (a hash of every file's name, size and modification time)."""
+    if src.is_zip:
+        return {"members": src.zip_identity()}
+    return {"files": _folder_identity(src)}
+
+
 def _files_key(src: ImageSource, resolution: int | None, allow_resize: bool) -> dict:
-    key = {
+    return {
         "format": CACHE_FORMAT,
         "kind": src.kind,
         "resolution": resolution,
         "allow_resize": bool(allow_resize and resolution is not None),
+        **source_identity(src),
     }
-    if src.is_zip:
-        key["members"] = src.zip_identity()  # from the central directory: nothing is decompressed
-    else:
-        key["files"] = _folder_identity(src)
-    return key
 
 
 def _find_cached(source: str, resolution: int | None, allow_resize: bool, max_size: int | None,

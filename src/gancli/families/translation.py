@@ -112,7 +112,7 @@ class TranslationFamily(base.Family):
                                      direction=recipe.train.direction, max_size=d.max_size if split == "train" else None)
 
     def data_plan(self, recipe):
-        return None  # aligned pairs / unpaired domains: decoded into memory when opened (gancli.data.translation)
+        return None  # aligned pairs / unpaired domains: memory-mapped from the dataset cache (gancli.data.translation)
 
     def data_stream(self, recipe, dataset, batch_rank, *, start_index, rank, world_size):
         from gancli.data.translation import TranslationStream
