@@ -320,8 +320,10 @@ def test_resume_with_workers_is_bit_identical(cli, tmp_path):
 
 
 def test_translation_domains_are_memory_mapped_from_the_shared_cache(tmp_path, monkeypatch, decodes):
+    import gancli.data.translation as tr
     from gancli.data.translation import open_translation_data
 
+    monkeypatch.setattr(tr, "_open_loaded", images_mod._open_loaded)  # the counting one (imported by name there)
     monkeypatch.setenv("GANCLI_CACHE", str(tmp_path / "c"))
     rng = np.random.RandomState(0)
     for d, count in (("trainA", 5), ("trainB", 7)):
