@@ -13,6 +13,9 @@
   quick-start generator, and how far batched images differ from batch-1 ones (float and uint8).
 - `ddp`: bench/bench_ddp.py, data-parallel scaling from 1 to 2 processes (torch.distributed, one
   thread each on CPU): images/s and efficiency = rate_2 / (2 rate_1), with the load average.
+- `data`: bench/bench_data.py: decode rate per worker at 64, 256 and 1024 px, time to the first batch
+  of a streamed zip, and the peak memory of a 20-step training streaming 2k, 10k and 20k images of
+  256 px (synthetic zips written to a temporary folder; several GB of disk for a few minutes).
 - `reference`: the official implementation's figures on a 2-core CPU (float32, reference ops), as
   given in the project's issue, and `ratio_*` = gancli / official at the identical configuration.
 """
@@ -134,6 +137,8 @@ def main() -> None:
     result["ddp"] = json.loads(subprocess.run(
         [sys.executable, str(HERE / "bench_ddp.py"), "--device", args.device], check=True, capture_output=True,
         text=True).stdout)
+    result["data"] = json.loads(subprocess.run(
+        [sys.executable, str(HERE / "bench_data.py")], check=True, capture_output=True, text=True).stdout)
     text = json.dumps(result, indent=2)
     Path(args.out).write_text(text + "\n")
     print(text)

@@ -155,6 +155,19 @@ def test_gpus_2_matches_one_process_and_resumes_across_world_sizes(cli, tiny_dat
                       "train.batch (4)", "divisible", "(3)")
 
 
+def test_gpus_2_with_decoding_workers_matches_one_process(cli, tiny_data, tmp_path):
+    """The data streams from the folder (no cache), decoded by one worker process per rank."""
+    extra = ("train.batch_gpu=2", "train.total_kimg=0.024", "data.cache_max_gb=0", "data.workers=1")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli(*tiny_args(tiny_data, *extra), "--outdir", one).code == 0
+    result = cli(*tiny_args(tiny_data, *extra), "--gpus", "2", "--outdir", two)
+    assert result.code == 0, result
+    reference, got = final_tensors(run_dirs(one)[0]), final_tensors(run_dirs(two)[0])
+    for k, v in reference.items():
+        if not k.endswith("w_avg"):
+            torch.testing.assert_close(got[k], v, rtol=1e-4, atol=1e-5, msg=k)
+
+
 def test_killed_rank_stops_the_job_promptly_and_keeps_the_checkpoint(cli, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv(distributed.KILL_HOOK, "1:5")  # rank 1 dies (os._exit(1)) after step 5
     start = time.time()

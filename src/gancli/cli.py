@@ -149,6 +149,7 @@ def _print_plan(recipe, outdir: Path, resume: Optional[str], notes: Optional[lis
     lines = [
         f"data       {recipe.data.source} at {recipe.data.resolution}x{recipe.data.resolution}"
         + (" with x-flips" if recipe.data.xflip else "") + (", class-conditional" if recipe.data.use_labels else ""),
+        *([f"storage    {storage}"] if (storage := recipe.family.data_plan(recipe)) else []),
         f"model      {plan['model']}",
         f"training   {t.total_kimg:g} kimg = {plan.get('steps', f'{steps} steps')} of batch {t.batch} on "
         f"{recipe.distributed.gpus} process(es), {batch_gpu} per device" + (f", {accum} accumulation rounds" if accum > 1 else ""),
@@ -971,6 +972,27 @@ def info(ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors), a run
             console.print(f"{name:22} {sum(t.numel() for t in state.values()):,} values in {len(state)} tensors")
         return
     console.print(render_info(describe_checkpoint(path)))
+    _print_dataset_cache(console, path)
+
+
+def _print_dataset_cache(console, path: Path) -> None:
+    """`gancli info`: where the training data's decoded images are cached, and the cache folder."""
+    from gancli.data.cache import describe_summary, summary
+    from gancli.data.dataset import cache_status
+    from gancli.train.snapshot import read_snapshot_header
+
+    recipe, _ = read_snapshot_header(path, verify=False)
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    source = data.get("source")
+    if isinstance(source, str) and source:
+        size = data.get("random_crop") or data.get("resolution")
+        status = cache_status(source, size if isinstance(size, int) else None,
+                              allow_resize=bool(data.get("allow_resize")), max_size=data.get("max_size"))
+        console.print(f"{'data cache':22} {status}", soft_wrap=True)
+    try:
+        console.print(f"{'cache folder':22} {describe_summary(summary())}", soft_wrap=True)
+    except UserError as e:
+        console.print(f"{'cache folder':22} {e}", soft_wrap=True)
 
 
 @app.command(epilog=_examples("gancli doctor", "gancli doctor --no-build"))

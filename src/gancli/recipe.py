@@ -51,6 +51,9 @@ class DataConfig:
     allow_resize: bool = False  # resize images whose size differs from `resolution` when loading
     random_crop: Optional[int] = None  # training reals: the images' stored size; each is read as a random `resolution` crop (e.g. 80 for 64 px); evaluation uses the centre crop
     color_jitter: Optional[list[float]] = None  # training reals only: brightness, contrast, saturation, hue strengths, e.g. [0.1, 0.1, 0.1, 0.02]
+    workers: Optional[int] = None  # processes per rank that decode a streamed dataset (null: CPU cores / ranks, at least 1; 0: decode in the training process)
+    cache_max_gb: Optional[float] = None  # size limit of the decoded-image cache folder in GiB (null: $GANCLI_CACHE_MAX_GB, else 8); larger datasets stream from their source
+    skip_bad: bool = False  # a corrupt image met while streaming is skipped (the next good image is read instead, one warning line) instead of stopping the run
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -72,6 +75,11 @@ class DataConfig:
                                 f"three in [0, 1) and hue in [0, 0.5] (turns), got {j}")
         if self.max_size is not None and self.max_size < 1:
             raise UserError(f"{where}data.max_size: must be a positive integer or null, got {self.max_size}")
+        if self.workers is not None and self.workers < 0:
+            raise UserError(f"{where}data.workers: must be a whole number >= 0 or null (one per CPU core), got {self.workers}")
+        if self.cache_max_gb is not None and not self.cache_max_gb >= 0:
+            raise UserError(f"{where}data.cache_max_gb: must be a number of GiB >= 0 or null (8, or $GANCLI_CACHE_MAX_GB), "
+                            f"got {self.cache_max_gb}")
 
 
 @dataclass

@@ -2,10 +2,13 @@
 
 Public API (imported lazily, so `import gancli.data` loads neither torch nor NumPy):
 
-    open_dataset(source, resolution=None, *, use_labels, xflip, max_size, allow_resize, cache_dir, cache)
-        -> ImageDataset      all images decoded once into memory, uint8 [N, 3, R, R]
-    batches(dataset, batch_size, seed, start_index=0, device='cpu', *, rank=0, world_size=1)
-        -> Batches           endless, seeded, resumable (position = samples consumed), shardable
+    open_dataset(source, resolution=None, *, use_labels, xflip, max_size, allow_resize, cache_dir, cache,
+                 skip_bad, cache_max_gb)
+        -> ImageDataset      uint8 [N, 3, R, R] images read from a shared memory-mapped cache file when
+                             they fit the cache limit, else streamed (decoded on demand) from the source
+    batches(dataset, batch_size, seed, start_index=0, device='cpu', *, rank=0, world_size=1, workers=0)
+        -> Batches           endless, seeded, resumable (position = samples consumed), shardable;
+                             a streamed dataset is decoded by `workers` processes, batches ahead
     convert_dataset(source, dest, *, resolution, transform, resize_filter, labels, max_images,
                     progress, skip_bad) -> dict     any folder/zip/'emoji' -> NVlabs training zip
     find_images(path) -> list[str];  read_image(path) -> uint8 [H, W, 3]

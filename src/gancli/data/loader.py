@@ -12,9 +12,22 @@ One step consumes `batch_size * world_size` consecutive stream elements; rank `r
 checkpoint and passes it back as `start_index`; the resumed run then yields exactly the batches the
 original run would have yielded next, even when it runs on a different number of GPUs (the global
 stream continues; only the split between ranks changes).
+
+Decoding: a dataset that streams from its source (`dataset.streamed`) is decoded by `workers` forked
+processes (`DecodePool`). Because the stream is a pure function of (seed, position), the batches after
+the current one are known in advance: after each `take(n)` the next `prefetch` batches of the same n
+are decoded speculatively. A `take` of another n (a step that reads a different number, a batch
+schedule) drops the speculation (queued work for it is skipped by the workers) and decodes what was
+asked for, so the images never depend on what was prefetched. On CUDA the uint8 batch is copied to
+the device from pinned memory. A cached or in-memory dataset is read in this process (a memory copy).
 """
 
 from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
 
 import numpy as np
 
@@ -78,6 +91,9 @@ class Batches:
         *,
         rank: int = 0,
         world_size: int = 1,
+        workers: int = 0,
+        prefetch: int = 2,
+        pin_memory: bool = False,
     ):
         self.dataset = dataset
         self.batch_size = _int_arg(batch_size, "batch size", 1)
@@ -91,6 +107,21 @@ class Batches:
         self.position = _int_arg(start_index, "data position", 0)
         self.device = device
         self.stream = IndexStream(len(dataset), self.seed)
+        self.workers = _int_arg(workers, "data.workers", 0)
+        self.prefetch = _int_arg(prefetch, "prefetch", 0)
+        self.pin_memory = bool(pin_memory)
+        self._pool = DecodePool(dataset, self.workers) if self.workers and getattr(dataset, "streamed", False) else None
+        self._pending: dict[tuple[int, int], int] = {}  # (position, count) -> job of a prefetched batch
+
+    def close(self) -> None:
+        """Stop the decoding workers (also done when the stream is garbage collected)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        self._pending.clear()
+
+    def _share(self, position: int, count: int) -> np.ndarray:
+        return self.stream.take(position, count)[self.rank :: self.world_size]
 
     @property
     def global_batch(self) -> int:
@@ -111,14 +142,14 @@ class Batches:
         return self
 
     def __next__(self):
-        return self._tensors(self.next_indices())
+        return self.take(self.global_batch)
 
     def take_indices(self, count: int) -> np.ndarray:
         """`take`'s dataset indices, images not read (advances `position` the same way)."""
         count = _int_arg(count, "batch size", 1)
         if count % self.world_size:
             raise UserError(f"batch size {count} is not allowed with {self.world_size} processes: use a multiple of it")
-        idx = self.stream.take(self.position, count)[self.rank :: self.world_size]
+        idx = self._share(self.position, count)
         self.position += count
         return idx
 
@@ -127,16 +158,37 @@ class Batches:
 
         `count` may change from call to call (a step may take several minibatches, or a schedule may
         change the batch); it must be a multiple of the world size so that every rank gets as many."""
-        return self._tensors(self.take_indices(count))
+        position = self.position
+        idx = self.take_indices(count)
+        if self._pool is None:
+            return self._tensors(*self.dataset.get_batch(idx))
+        job = self._pending.pop((position, count), None)
+        if job is None:  # not prefetched (the first batch, or another count than last time)
+            if self._pending:
+                self._pool.drop(self._pending.values())
+                self._pending.clear()
+            job = self._pool.submit(idx)
+        for k in range(self.prefetch):
+            at = (self.position + k * count, count)
+            if at not in self._pending:
+                self._pending[at] = self._pool.submit(self._share(*at))
+        images, used, skipped = self._pool.result(job)
+        self.dataset.report_skipped(skipped)
+        return self._tensors(images, self.dataset.labels[used])
 
-    def _tensors(self, indices):
+    def _tensors(self, images, labels):
         import torch
 
-        images, labels = self.dataset.get_batch(indices)
+        x = torch.from_numpy(images)
+        c = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+        on_gpu = torch.device(self.device).type == "cuda"
+        if on_gpu:  # page-locked, so the copy to the GPU is an asynchronous DMA
+            x, c = x.pin_memory(), c.pin_memory()
         # Move uint8 (4x smaller) and convert on the device.
-        x = torch.from_numpy(images).to(self.device).to(torch.float32).div_(127.5).sub_(1.0)
-        c = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)).to(self.device)
-        return x, c
+        x = x.to(self.device, non_blocking=True).to(torch.float32).div_(127.5).sub_(1.0)
+        if self.pin_memory and not on_gpu:  # the float batch the step moves to the GPU
+            x = x.pin_memory()
+        return x, c.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:
         return {"position": self.position, "seed": self.seed}
@@ -151,6 +203,9 @@ def batches(
     *,
     rank: int = 0,
     world_size: int = 1,
+    workers: int = 0,
+    prefetch: int = 2,
+    pin_memory: bool = False,
 ) -> Batches:
     """Endless seeded batches from `dataset`, resumable from `start_index` (see the module docstring).
 
@@ -160,5 +215,149 @@ def batches(
     start_index: stream position to start from (`Batches.position` of an earlier run).
     device:      torch device the tensors are put on.
     rank, world_size: this process's share of each global batch (rank r takes elements r, r+W, ...).
+    workers:     processes that decode a streamed dataset (0: this process; see `resolve_workers`).
+    prefetch:    batches decoded ahead (streamed datasets with workers only).
+    pin_memory:  CPU batches in page-locked memory (for a training step that copies them to a GPU).
     """
-    return Batches(dataset, batch_size, seed, start_index, device, rank=rank, world_size=world_size)
+    return Batches(dataset, batch_size, seed, start_index, device, rank=rank, world_size=world_size,
+                   workers=workers, prefetch=prefetch, pin_memory=pin_memory)
+
+
+def resolve_workers(workers: int | None, world_size: int = 1) -> int:
+    """`data.workers`: None -> the CPU cores available to this process / processes per machine (>= 1)."""
+    if workers is not None:
+        return _int_arg(workers, "data.workers", 0)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(world_size)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker processes that decode batches of a streamed dataset.
+
+def _worker_main(dataset, tasks, results, generation) -> None:
+    # Killed with the main process (even by SIGKILL); deaf to Ctrl-C and SIGTERM, which the main process
+    # handles by finishing the step and saving a checkpoint (a scheduler may signal the whole group).
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() == 1:  # the main process is already gone
+            return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    results.cancel_join_thread()  # exit without waiting for the main process to read what is queued
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        job, part, gen, indices = task
+        if gen < generation.value:  # speculation that was dropped
+            results.put((job, part, "dropped", None))
+            continue
+        try:
+            results.put((job, part, "ok", dataset.read_batch(indices)))
+        except Exception as e:  # noqa: BLE001 - reported by the main process
+            from gancli.errors import UserError
+
+            if isinstance(e, UserError):
+                results.put((job, part, "user", str(e)))
+            else:
+                results.put((job, part, "crash", traceback.format_exc()))
+
+
+class DecodePool:
+    """`workers` forked processes that run `dataset.read_batch` on parts of batches (in order of submission).
+
+    The workers only decode with Pillow and NumPy (never torch), so forking a process that has imported
+    torch is safe; they are killed when the main process dies, and ignore Ctrl-C and SIGTERM (the main
+    process stops them when it is done)."""
+
+    def __init__(self, dataset, workers: int):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+        self.workers = int(workers)
+        self._tasks = ctx.Queue()
+        self._results = ctx.Queue()
+        self._generation = ctx.Value("q", 0)
+        self._procs = [ctx.Process(target=_worker_main, args=(dataset, self._tasks, self._results, self._generation),
+                                   daemon=True, name=f"gancli-data-{i}") for i in range(self.workers)]
+        for p in self._procs:
+            p.start()
+        self._next_job = 0
+        self._jobs: dict[int, dict] = {}  # job -> {"parts": n, "gen": g, "done": {part: value}}
+
+    def submit(self, indices: np.ndarray) -> int:
+        job = self._next_job
+        self._next_job += 1
+        parts = np.array_split(np.asarray(indices, dtype=np.int64), max(1, min(self.workers, len(indices))))
+        gen = self._generation.value
+        self._jobs[job] = {"parts": len(parts), "gen": gen, "done": {}}
+        for k, part in enumerate(parts):
+            self._tasks.put((job, k, gen, part))
+        return job
+
+    def drop(self, jobs) -> None:
+        """Forget speculative jobs; the workers skip their queued parts."""
+        for job in list(jobs):
+            self._jobs.pop(job, None)
+        with self._generation.get_lock():
+            self._generation.value += 1
+
+    def result(self, job: int):
+        """(images, base indices read, skipped messages) of a job, waiting for its parts."""
+        import queue
+
+        from gancli.errors import UserError
+
+        entry = self._jobs[job]
+        while len(entry["done"]) < entry["parts"]:
+            try:
+                got_job, part, status, value = self._results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in self._procs if not p.is_alive()]
+                if dead:
+                    raise RuntimeError(f"a data worker process died (exit code {dead[0].exitcode})") from None
+                continue
+            other = self._jobs.get(got_job)
+            if other is not None:  # else a dropped job's part
+                other["done"][part] = (status, value)
+        parts = [entry["done"][k] for k in range(entry["parts"])]
+        del self._jobs[job]
+        for status, value in parts:  # a problem of a prefetched batch counts only when that batch is read
+            if status == "user":
+                raise UserError(value)
+            if status == "crash":
+                raise RuntimeError(f"a data worker failed:\n{value}")
+            if status != "ok":
+                raise RuntimeError("internal: a wanted batch was dropped")
+        parts = [value for _, value in parts]
+        images = np.concatenate([p[0] for p in parts])
+        used = np.concatenate([p[1] for p in parts])
+        return images, used, [m for p in parts for m in p[2]]
+
+    def close(self) -> None:
+        for _ in self._procs:
+            try:
+                self._tasks.put(None)
+            except (OSError, ValueError):
+                pass
+        for p in self._procs:
+            p.join(timeout=2)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=2)
+        self._procs = []
+
+    def __del__(self):
+        try:
+            if self._procs:
+                self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass

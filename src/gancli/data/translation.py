@@ -8,10 +8,13 @@ Sources (`data.source`):
 - unpaired: a folder with `trainA/` and `trainB/` (and `testA/`, `testB/`) (the CycleGAN layout); or
   the built-in `emoji-skintone` (light-tone U+1F3FB variants -> dark-tone U+1F3FF variants).
 
-Every image is decoded once, resized to `load_size` (bicubic, as the reference code) and held as uint8
+Every image is decoded once, resized to `load_size` (bicubic, as the reference code) into uint8
 `[N, 3, L, L]` (or `[N, 3, LH, LW]` for non-square training: recipe `data.width`, the crop keeping its
-aspect). The stream (`TranslationStream`) crops `crop` x `crop` (or crop_h x crop_w) at a random offset
-and flips at random ("load 286, random crop 256, flips": pix2pix Sec. 6.2, CycleGAN Sec. 7.1). Like
+aspect): a memory-mapped file of the shared dataset cache (gancli.data.cache: keyed by the source's
+content identity, atomic, within the cache limit), so that every rank and run maps one copy; in memory
+only when it exceeds the cache limit. The stream (`TranslationStream`) crops `crop` x `crop` (or
+crop_h x crop_w) at a random offset and flips at random ("load 286, random crop 256, flips": pix2pix
+Sec. 6.2, CycleGAN Sec. 7.1). Like
 `gancli.data.loader`, the order is a function of (seed, position) only: the index at stream position
 p comes from the seeded epoch permutations, the crop offset and flip of sample p from
 `SeedSequence([seed, stream, p])`, so a resumed run reads exactly what it would have read.
@@ -32,6 +35,7 @@ from functools import partial
 import numpy as np
 
 from gancli.data import emoji as _emoji
+from gancli.data.dataset import source_identity
 from gancli.data.images import (
     ImageProblem,
     _open_loaded,
@@ -223,7 +227,25 @@ def _decode_one(spec, size: tuple[int, int], name: str):
     return img if isinstance(img, ImageProblem) else _resize_chw(composite_rgb(img), size)
 
 
-def _decode_many(fn, names: list[str]) -> np.ndarray:
+def _decode_many(fn, names: list[str], key: dict | None = None, name: str = "translation",
+                 size: int | None = None) -> np.ndarray:
+    """`fn` of every name in order, as one uint8 array: with a content `key`, the memory-mapped file of
+    the dataset cache (built here if missing and within the cache limit), else in memory."""
+    if key is not None and names:
+        from gancli.data.cache import build_cached, cache_limit_bytes, default_cache_dir, open_cached
+        from gancli.data.dataset import _cache_file, _decode_into
+
+        first = fn(names[0])
+        if isinstance(first, ImageProblem):
+            raise UserError(first.message)
+        limit = cache_limit_bytes()
+        if len(names) * first.nbytes <= limit:
+            path = _cache_file(default_cache_dir(), name, size, {"format": 1, **key, "count": len(names)})
+            arr = open_cached(path, len(names), first.shape)
+            if arr is None:
+                arr = build_cached(path, len(names), first.shape, partial(_decode_into, fn, names, first), limit)
+            if arr is not None:
+                return arr
     out = []
     with parallel_map(fn, names) as results:
         for r in results:
@@ -245,7 +267,9 @@ def _aligned(source: str, size: tuple[int, int], split: str) -> TranslationData:
         raise UserError(f"data.source {source}: no such folder or zip of aligned A|B images")
     sub = _split_folder(source, ("train",) if split == "train" else ("test", "val"))
     src = open_source(sub or source)
-    pairs = _decode_many(partial(_decode_aligned, src.spec, size), list(src.names))
+    key = {"kind": "aligned-pairs", "size": size, **source_identity(src)}
+    pairs = _decode_many(partial(_decode_aligned, src.spec, size), list(src.names), key,
+                         f"{os.path.basename(os.path.normpath(source))}-pairs", size)
     names = list(src.names)
     return TranslationData(pairs[:, 0], pairs[:, 1], paired=True, name=os.path.basename(os.path.normpath(source)),
                            source=source, names_A=names, names_B=names)
@@ -259,7 +283,9 @@ def _unpaired(source: str, size: tuple[int, int], split: str) -> TranslationData
             raise UserError(f"data.source {source}: has no {split}{d}/ folder (unpaired data is {split}A/ and {split}B/, "
                             "the CycleGAN layout)")
         src = open_source(folder)
-        domains.append((_decode_many(partial(_decode_one, src.spec, size), list(src.names)), list(src.names)))
+        key = {"kind": "domain", "size": size, **source_identity(src)}
+        domains.append((_decode_many(partial(_decode_one, src.spec, size), list(src.names), key,
+                                     f"{os.path.basename(os.path.normpath(source))}-{split}{d}", size), list(src.names)))
     (A, na), (B, nb) = domains
     return TranslationData(A, B, paired=False, name=os.path.basename(os.path.normpath(source)), source=source,
                            names_A=na, names_B=nb)
@@ -295,7 +321,8 @@ def edge_map(image: np.ndarray) -> np.ndarray:
 
 def _emoji_images(size: int, names: list[str]) -> np.ndarray:
     folder = _emoji.emoji_dir()
-    return _decode_many(partial(decode_emoji_image, folder, size), names)
+    key = {"kind": "emoji-translation", "size": size, "identity": _emoji.emoji_identity(folder, names)}
+    return _decode_many(partial(decode_emoji_image, folder, size), names, key, "emoji-task", size)
 
 
 def _emoji_edges(size: int, split: str, max_size: int | None = None) -> TranslationData:

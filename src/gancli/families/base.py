@@ -389,16 +389,32 @@ class Family:
 
         d = recipe.data
         return open_dataset(d.source, d.random_crop or d.resolution, use_labels=d.use_labels, xflip=d.xflip,
-                            max_size=d.max_size, any_size=d.random_crop is not None, allow_resize=d.allow_resize)
+                            max_size=d.max_size, any_size=d.random_crop is not None, allow_resize=d.allow_resize,
+                            skip_bad=d.skip_bad, cache_max_gb=d.cache_max_gb)
+
+    def data_plan(self, recipe) -> str | None:
+        """The dry run's `storage` line: images, decoded size and where they are read from (index only);
+        None for data that is not a `gancli.data.open_dataset` image set."""
+        from gancli.data.dataset import storage_plan
+
+        d = recipe.data
+        return storage_plan(d.source, d.random_crop or d.resolution, allow_resize=d.allow_resize, max_size=d.max_size,
+                            cache_max_gb=d.cache_max_gb)
 
     def data_stream(self, recipe, dataset, batch_rank: int, *, start_index: int, rank: int, world_size: int):
         """The endless, seeded, resumable stream the step reads with `Trainer.next_batch(n)`: anything
         with `take(n)` and `position` (samples of the global stream consumed; saved for the resume).
-        Default: (images, labels) batches (`gancli.data.batches`)."""
-        from gancli.data import batches
+        Default: (images, labels) batches (`gancli.data.batches`), decoded by `data.workers` processes
+        when the dataset streams from its source. A stream may have `close()` (the trainer calls it)."""
+        import os
 
+        from gancli.data import batches
+        from gancli.data.loader import resolve_workers
+
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE") or world_size)  # torchrun sets it on each node
         return batches(dataset, batch_rank, seed=recipe.train.seed, start_index=start_index, rank=rank,
-                       world_size=world_size)
+                       world_size=world_size, workers=resolve_workers(recipe.data.workers, per_machine),
+                       pin_memory=_trains_on_cuda(recipe))
 
     # ----------------------------------------------------------------------------------------------
     # Images in, images out (capability `image_in`)
@@ -554,6 +570,13 @@ class FamilyTraining:
         images = np.stack([tr.dataset[int(i)][0] for i in picks]).transpose(0, 2, 3, 1)
         rows, cols = grid_shape(tr.grid_size)
         return make_grid(images, rows, cols)
+
+
+def _trains_on_cuda(recipe) -> bool:
+    """Whether the run's device is a GPU (its batches then come in pinned memory, for async copies)."""
+    import torch
+
+    return recipe.train.device != "cpu" and torch.cuda.is_available()
 
 
 def from_z_in_chunks(family: Family, G, z, c, *, batch: int = 1, progress: bool = False,

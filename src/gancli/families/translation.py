@@ -138,6 +138,9 @@ class TranslationFamily(base.Family):
         return open_translation_data(d.source, self.load_shape(recipe), paired=self.data_kind == "pairs", split=split,
                                      direction=recipe.train.direction, max_size=d.max_size if split == "train" else None)
 
+    def data_plan(self, recipe):
+        return None  # aligned pairs / unpaired domains: memory-mapped from the dataset cache (gancli.data.translation)
+
     def data_stream(self, recipe, dataset, batch_rank, *, start_index, rank, world_size):
         from gancli.data.translation import TranslationStream
 

@@ -272,11 +272,10 @@ def evaluate_generator(
 
     stored = getattr(recipe.data, "random_crop", None)  # trained on random crops: evaluate on centre crops
     dataset = open_dataset(source, stored or resolution, use_labels=c_dim > 0, allow_resize=bool(recipe.data.allow_resize),
-                           any_size=stored is not None)
+                           any_size=stored is not None, cache_max_gb=getattr(recipe.data, "cache_max_gb", None),
+                           skip_bad=bool(getattr(recipe.data, "skip_bad", False)))
     if stored is not None:
-        from gancli.data.jitter import centre_crop
-
-        dataset.images = np.ascontiguousarray(centre_crop(dataset.images, resolution))
+        dataset = dataset.center_cropped(resolution)  # read as crops; nothing decoded here
     labels = None
     if c_dim > 0:
         ds_labels = np.asarray(getattr(dataset, "labels", np.zeros((0, 0))), np.float32)
@@ -286,7 +285,7 @@ def evaluate_generator(
         idx = np.random.default_rng((seed, 1)).integers(0, len(ds_labels), size=num)
         labels = ds_labels[idx]
 
-    have = len(dataset.images)
+    have = dataset.num_images
     if num_real is not None:
         num_real = _whole(num_real, "--num-real", 1)
         if num_real > have:
@@ -389,7 +388,7 @@ def evaluate_folders(
     IS is computed on `b`.
     """
     from gancli.metrics.detectors import extract
-    from gancli.metrics.stats_cache import _item_batches, dataset_hash, real_stats
+    from gancli.metrics.stats_cache import real_stats
 
     start = time.time()
     names = parse_metrics(metrics)
@@ -403,8 +402,8 @@ def evaluate_folders(
     _check_is_possible(names, detector_path)
     set_a = open_image_set(a, resolution, what="--data")
     set_b = open_image_set(b, resolution, what="--against")
-    n_a = len(set_a.images) if num is None else min(num, len(set_a.images))
-    n_b = len(set_b.images) if num is None else min(num, len(set_b.images))
+    n_a = set_a.num_images if num is None else min(num, set_a.num_images)
+    n_b = set_b.num_images if num is None else min(num, set_b.num_images)
     _check_count(names, n_a * (2 if mirror else 1), f"--data {a}", "reference")
     _check_count(names, n_b, f"--against {b}", "compared")
     det = _load_detector(names, detector_path, device)
@@ -412,8 +411,7 @@ def evaluate_folders(
     need_feats = "kid" in names or "pr" in names
     real = real_stats(set_a, det, n_a, mirror, keep_features=need_feats, cache_dir=cache_dir, use_cache=use_cache,
                       batch_size=batch, progress=progress, what="reference")
-    images_b = set_b.images[:n_b]
-    fake_feats, fake_probs = extract(det, _item_batches(images_b, False, batch), total=n_b, probs="is" in names,
+    fake_feats, fake_probs = extract(det, set_b.iter_chunks(batch, n_b), total=n_b, probs="is" in names,
                                      progress=progress, description="compared features")
     results, per_metric = _compute(names, real, fake_feats, fake_probs, seed=seed, device=device)
     protocol = _base_protocol(names, det, real, n_b, device)
@@ -422,7 +420,7 @@ def evaluate_folders(
         "seed": seed,
         "data": str(a),
         "against": str(b),
-        "against_images_sha256": dataset_hash(images_b),
+        "against_images_sha256": set_b.content_key(n_b),
         "resolution": resolution,
         **per_metric,
     })

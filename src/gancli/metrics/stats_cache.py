@@ -1,12 +1,14 @@
 """Reference statistics of an image set (mean, covariance, optionally the features), cached on disk.
 
 The real images' statistics are the expensive, reusable half of FID/KID/PR. `real_stats` computes them
-from a dataset object (`.images` uint8 [N, 3, H, W], as `gancli.data.open_dataset` returns) and keeps
+from a dataset (an ImageDataset from `gancli.data.open_dataset`, read in chunks so that a streamed set
+never sits in memory whole, or any object with `.images` uint8 [N, 3, H, W]) and keeps
 them as one `.npz` per key in the cache folder (`cache_dir`, else `$GANCLI_CACHE/metrics`, else
 `~/.cache/gancli/metrics`).
 
-The key is a SHA-256 over everything that changes the numbers: the image bytes used (hashed, with
-their shape), the count, mirroring, the detector's SHA-1, kind and feature size, the resize method,
+The key is a SHA-256 over everything that changes the numbers: the images used (an ImageDataset's
+`content_key`: its source's content identity, e.g. a zip's member names, CRC-32s and sizes, with the
+decoding settings; other objects: the image bytes, hashed with their shape), the count, mirroring, the detector's SHA-1, kind and feature size, the resize method,
 and this module's format version. A cache file holds the key and a SHA-256 of its arrays; a file that
 does not load, holds another key, fails the digest or has the wrong shapes is ignored and recomputed
 (never trusted). Files are written atomically (`gancli.fileio`), so a crash leaves no half file. An
@@ -61,6 +63,31 @@ def _images_of(dataset) -> np.ndarray:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise TypeError(f"dataset must have .images as uint8 [N, 3, H, W], got {type(images).__name__}")
     return images
+
+
+class _ImageSet:
+    """The images of a dataset as `real_stats` reads them: an ImageDataset (its chunked reads and its
+    source's content key: nothing held in memory, nothing decoded to make the key), or any object
+    with `.images` uint8 [N, 3, H, W] (hashed by its pixels)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.chunked = callable(getattr(dataset, "iter_chunks", None)) and callable(getattr(dataset, "content_key", None))
+        if self.chunked:
+            self.total, self.shape = int(dataset.num_images), tuple(dataset.image_shape)
+        else:
+            images = _images_of(dataset)
+            self.total, self.shape = len(images), tuple(images.shape[1:])
+
+    def identity(self, num: int) -> str:
+        if self.chunked:
+            return self.dataset.content_key(num)
+        return dataset_hash(_images_of(self.dataset)[:num])
+
+    def batches(self, num: int, mirror: bool, batch_size: int):
+        if self.chunked:
+            return self.dataset.iter_chunks(batch_size, num, mirror)
+        return _item_batches(_images_of(self.dataset)[:num], mirror, batch_size)
 
 
 def dataset_hash(images: np.ndarray) -> str:
@@ -154,7 +181,8 @@ def real_stats(
 ) -> ReferenceStats:
     """Mean, covariance (and features when `keep_features`) of a dataset's images, via the cache.
 
-    dataset:   an object with `.images` uint8 [N, 3, H, W] (e.g. gancli.data.open_dataset(...)).
+    dataset:   an ImageDataset (gancli.data.open_dataset(...), read in chunks, never whole), or any
+               object with `.images` uint8 [N, 3, H, W].
     detector:  from `load_inception`.
     num:       use the first `num` images (None: all). More than the dataset holds is a UserError.
     mirror:    add the horizontal mirror of each image (doubles the count).
@@ -162,24 +190,24 @@ def real_stats(
     from gancli.metrics.detectors import RESIZE_METHOD, extract
     from gancli.metrics.fid import gaussian_stats
 
-    images = _images_of(dataset)
+    images = _ImageSet(dataset)
     source = str(getattr(dataset, "source", "") or "dataset")
-    total = len(images)
+    total = images.total
     if num is not None:
         if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
             raise UserError(f"number of {what} images {num!r} is not allowed: use a whole number >= 1 (or all images)")
         if num > total:
             raise UserError(f"{what} images '{source}' holds {total} images, fewer than the {num} asked for: "
                             f"ask for at most {total} (or all)")
-    used = images if num is None or num == total else images[:num]
-    count = len(used) * (2 if mirror else 1)
+    used = total if num is None else int(num)
+    count = used * (2 if mirror else 1)
     if count < 2:
         raise UserError(f"{what} images '{source}' give {count} image(s): statistics need at least 2")
     fields = {
         "format": CACHE_FORMAT,
-        "images_sha256": dataset_hash(used),
-        "image_shape": list(used.shape[1:]),
-        "num_images": len(used),
+        "images_sha256": images.identity(used),
+        "image_shape": list(images.shape),
+        "num_images": used,
         "mirror": bool(mirror),
         "count": count,
         "detector_sha1": detector.sha1,
@@ -195,7 +223,7 @@ def real_stats(
         root = Path(os.path.expanduser(os.fspath(cache_dir))) if cache_dir is not None else default_cache_dir()
         name = os.path.basename(os.path.normpath(source)) or "dataset"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or "dataset"
-        path = root / f"{safe}-{used.shape[-1]}px-{count}-{key}.npz"
+        path = root / f"{safe}-{images.shape[-1]}px-{count}-{key}.npz"
         if path.exists():
             got = _read(path, key, count, detector.feature_dim, keep_features)
             if got is not None:
@@ -204,7 +232,7 @@ def real_stats(
             status = "rebuilt"
         else:
             status = "miss"
-    feats, _ = extract(detector, _item_batches(used, mirror, batch_size), total=count, progress=progress,
+    feats, _ = extract(detector, images.batches(used, mirror, batch_size), total=count, progress=progress,
                        description=f"{what} features")
     mu, sigma = gaussian_stats(feats)
     if path is not None and not _write(path, key, fields, mu, sigma, feats if keep_features else None):

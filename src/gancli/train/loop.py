@@ -298,82 +298,87 @@ class Trainer:
             save_png(self.render_grid(), self.run_dir / "fakes-000000.png")
         self._data = self.family.data_stream(self.recipe, self.dataset, self.batch_rank, start_index=self._start_position,
                                              rank=self.ddp.rank, world_size=self.ddp.world_size)
-        self._session_start = time.time()
-        stats = LossStats()
-        tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0
-        outcome = "done" if self.state.cur_nimg >= self.total_nimg else ""
-        from gancli.train.threads import StallWatch
+        try:
+            self._session_start = time.time()
+            stats = LossStats()
+            tick_start, tick_nimg, tick_steps = time.time(), self.state.cur_nimg, 0
+            outcome = "done" if self.state.cur_nimg >= self.total_nimg else ""
+            from gancli.train.threads import StallWatch
 
-        stalls = StallWatch()
-        speed = SpeedMeter(self.device)
-        with _Progress(self.total_nimg, self.state.cur_nimg, enabled=self.show_progress, console=self.console) as bar:
-            while not outcome:
-                step_start = time.perf_counter()
-                self.train_step(stats)
-                stall = stalls.step(time.perf_counter() - step_start, self.state.step)
-                if stall and main:
-                    self._say(f"warning: {stall}")
-                tick_steps += 1
-                cur = self.state.cur_nimg
-                if not speed.started:  # the session's first step carries the one-time costs: not measured
-                    speed.start(cur)
-                done = cur >= self.total_nimg
-                stop, late = distributed.agree(self.state.step, self.stop_requested(), time.time() - tick_start > 5)
-                snapshot_due = cur >= next_snap or done or stop
-                if tick_steps >= 10 or snapshot_due or cur >= next_image or late:
-                    values = distributed.mean_stats(stats)  # averaged over all ranks
-                    bad = [k for k, v in values.items() if not math.isfinite(v)]
-                    if bad:
-                        raise TrainingDiverged(
-                            f"training diverged at step {self.state.step} ({cur / 1000:.1f} kimg): {bad[0]} is "
-                            f"{values[bad[0]]}; the last good checkpoint in {self.run_dir} is kept"
-                        )
-                    elapsed = time.time() - tick_start
-                    rate = (cur - tick_nimg) / max(elapsed, 1e-9)
-                    extra = self.training.log_values()
-                    values.update({k: v for k, v in extra.items() if "/" in k})  # shown in the bar too
-                    record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
-                              "time_s": round(self.state.wall_time + time.time() - self._session_start, 2),
-                              **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers().items()},
-                              **{k: round(v, 5) for k, v in extra.items() if "/" not in k},
-                              **{k: round(v, 5) for k, v in values.items()}}
-                    if log is not None:
-                        log.log(**record)
-                    bar.update(cur, rate, {**values, **self.last_metrics}, extra=[k for k in extra if "/" in k])
-                    stats = LossStats()
-                    tick_start, tick_nimg, tick_steps = time.time(), cur, 0
-                if (done or stop) and log is not None:
-                    measured = speed.result(cur)
-                    if measured is not None:
-                        log.log(event="speed", kimg=round(cur / 1000, 3), **measured)
-                metrics_due = bool(self.recipe.metrics.names) and (cur >= next_metric or done)
-                if cur >= next_image or snapshot_due or metrics_due:
-                    speed.pause()  # grids, checkpoints and metrics are not training time (no sync otherwise)
-                if cur >= next_image or done or stop:
-                    if main:
-                        save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
-                    next_image = (cur // image_nimg + 1) * image_nimg
-                path = None
-                if snapshot_due:
-                    if main:
-                        path = self.save_checkpoint()
+            stalls = StallWatch()
+            speed = SpeedMeter(self.device)
+            with _Progress(self.total_nimg, self.state.cur_nimg, enabled=self.show_progress, console=self.console) as bar:
+                while not outcome:
+                    step_start = time.perf_counter()
+                    self.train_step(stats)
+                    stall = stalls.step(time.perf_counter() - step_start, self.state.step)
+                    if stall and main:
+                        self._say(f"warning: {stall}")
+                    tick_steps += 1
+                    cur = self.state.cur_nimg
+                    if not speed.started:  # the session's first step carries the one-time costs: not measured
+                        speed.start(cur)
+                    done = cur >= self.total_nimg
+                    stop, late = distributed.agree(self.state.step, self.stop_requested(), time.time() - tick_start > 5)
+                    snapshot_due = cur >= next_snap or done or stop
+                    if tick_steps >= 10 or snapshot_due or cur >= next_image or late:
+                        values = distributed.mean_stats(stats)  # averaged over all ranks
+                        bad = [k for k, v in values.items() if not math.isfinite(v)]
+                        if bad:
+                            raise TrainingDiverged(
+                                f"training diverged at step {self.state.step} ({cur / 1000:.1f} kimg): {bad[0]} is "
+                                f"{values[bad[0]]}; the last good checkpoint in {self.run_dir} is kept"
+                            )
+                        elapsed = time.time() - tick_start
+                        rate = (cur - tick_nimg) / max(elapsed, 1e-9)
+                        extra = self.training.log_values()
+                        values.update({k: v for k, v in extra.items() if "/" in k})  # shown in the bar too
+                        record = {"kimg": round(cur / 1000, 3), "step": self.state.step, "img_per_s": round(rate, 2),
+                                  "time_s": round(self.state.wall_time + time.time() - self._session_start, 2),
+                                  **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers().items()},
+                                  **{k: round(v, 5) for k, v in extra.items() if "/" not in k},
+                                  **{k: round(v, 5) for k, v in values.items()}}
                         if log is not None:
-                            log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
-                    next_snap = (cur // snap_nimg + 1) * snap_nimg
-                if metrics_due:
-                    G = self.modules()[self.family.inference_module]
-                    distributed.broadcast_modules(G)  # rank 0's EMA weights, to generate shares of fakes
-                    with distributed.metrics_session(G) as evaluates:  # rank 0 evaluates, others help
-                        if evaluates:
-                            self.evaluate_metrics(path, log)
-                            bar.update(cur, None, self.last_metrics)
-                    next_metric = (cur // metric_nimg + 1) * metric_nimg
-                speed.resume()
-                if done:
-                    outcome = "done"
-                elif stop:
-                    outcome = "stopped"
-        return outcome
+                            log.log(**record)
+                        bar.update(cur, rate, {**values, **self.last_metrics}, extra=[k for k in extra if "/" in k])
+                        stats = LossStats()
+                        tick_start, tick_nimg, tick_steps = time.time(), cur, 0
+                    if (done or stop) and log is not None:
+                        measured = speed.result(cur)
+                        if measured is not None:
+                            log.log(event="speed", kimg=round(cur / 1000, 3), **measured)
+                    metrics_due = bool(self.recipe.metrics.names) and (cur >= next_metric or done)
+                    if cur >= next_image or snapshot_due or metrics_due:
+                        speed.pause()  # grids, checkpoints and metrics are not training time (no sync otherwise)
+                    if cur >= next_image or done or stop:
+                        if main:
+                            save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
+                        next_image = (cur // image_nimg + 1) * image_nimg
+                    path = None
+                    if snapshot_due:
+                        if main:
+                            path = self.save_checkpoint()
+                            if log is not None:
+                                log.log(event="snapshot", kimg=round(cur / 1000, 3), path=path.name)
+                        next_snap = (cur // snap_nimg + 1) * snap_nimg
+                    if metrics_due:
+                        G = self.modules()[self.family.inference_module]
+                        distributed.broadcast_modules(G)  # rank 0's EMA weights, to generate shares of fakes
+                        with distributed.metrics_session(G) as evaluates:  # rank 0 evaluates, others help
+                            if evaluates:
+                                self.evaluate_metrics(path, log)
+                                bar.update(cur, None, self.last_metrics)
+                        next_metric = (cur // metric_nimg + 1) * metric_nimg
+                    speed.resume()
+                    if done:
+                        outcome = "done"
+                    elif stop:
+                        outcome = "stopped"
+            return outcome
+        finally:
+            close = getattr(self._data, "close", None)  # the stream's decoding workers, if any
+            if close is not None:
+                close()
 
 
 class SpeedMeter:

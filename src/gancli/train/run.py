@@ -255,6 +255,9 @@ def _train(recipe, outdir, run_dir, resume, progress, console, device, snapshot,
                       f"({dataset.num_images} images, {trainer.total_nimg / 1000:g} kimg)")
     if trainer.threads is not None and trainer.threads.reduced:
         console.print(f"note: {trainer.threads.reason}", markup=False, soft_wrap=True)
+    storage = getattr(dataset, "storage", None)  # images: memory-mapped cache file, or streamed from the source
+    if storage is not None and distributed.is_main():
+        console.print(f"data: {dataset.describe()}, {storage}", soft_wrap=True)
     if world is not None:
         console.print(f"{world[2]} processes ({distributed.current().backend}), {trainer.batch_rank} images per "
                       f"process and step, {trainer.batch_rank // trainer.batch_gpu} accumulation round(s)")
