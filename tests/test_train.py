@@ -109,6 +109,8 @@ def test_sigterm_saves_and_exits_zero(tiny_data, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "stopping" in err and "--resume" in err
+    first = err.splitlines()[0]  # a log (stderr is a pipe) gets whole lines, not rich's 80 columns
+    assert first.startswith("training quickstart into ") and first.endswith(" kimg)"), err
     pair = latest_checkpoint(stats.parent)
     assert pair is not None and load_snapshot(pair.snapshot).meta["step"] > 0
 

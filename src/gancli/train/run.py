@@ -142,7 +142,7 @@ def train_from_cli(recipe: Recipe, outdir: Path, resume: str | None = None, prog
     from gancli.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     world = distributed.world_from_env()
-    console = Console(stderr=True, highlight=False, quiet=world is not None and world[0] != 0)
+    console = Console(stderr=True, highlight=False, soft_wrap=True, quiet=world is not None and world[0] != 0)
     snapshot = state = None
     if init is not None and resume:
         raise UserError("--init and --resume: give one (--init starts a new run from a network's weights, "
