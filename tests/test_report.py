@@ -73,6 +73,18 @@ def test_report_page_as_text(cli, run):
     assert "images/s" in page and "training time" in page
 
 
+def test_report_credits_twemoji_when_the_run_trained_on_the_builtin_emoji(run):
+    """The grids of an emoji run show (images derived from) Twemoji artwork: the page says so; a run on
+    the user's own images gets no such line."""
+    from gancli.report import read_run, render_report
+
+    data = read_run(run)
+    assert "Twemoji" not in render_report(data, max_grids=1)
+    data.recipe["data"]["source"] = "emoji"
+    page = render_report(data, max_grids=1)
+    assert '<p class="credit">' in page and "Twemoji by Twitter, Inc." in page and "CC-BY 4.0" in page
+
+
 def test_report_outputs_are_protected(cli, run, tmp_path):
     assert cli("report", run).code == 0
     assert cli("report", run).code == 0  # our own previous report is replaced

