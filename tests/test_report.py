@@ -17,7 +17,7 @@ TINY = [
     "model.channel_max=16", "model.num_fp16_res=0", "model.conv_clamp=null", "model.mbstd_group_size=2",
     "train.batch=4", "train.image_kimg=1000", "train.snapshot_kimg=0.008", "train.grid_seeds=4",
 ]
-GRIDS = 3  # fakes-000000.png from the run, and two later ticks copied from it
+GRIDS = 4  # the run's step-0 and final grids (fakes-000000.png, fakes-000000-step00000004.png), two later ticks copied
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("plotly") is None,
                                 reason="plotly is not installed (pip install 'gancli[report]')")
@@ -98,7 +98,7 @@ def test_report_outputs_are_protected(cli, run, tmp_path):
     result = cli("report", run, "--out", tmp_path / "page.txt")
     assert result.code == 2 and "must end in .html" in result.err
     result = cli("report", run, "--out", tmp_path / "page.html", "--max-grids", "2")
-    assert result.code == 0 and "2 of 3 image grids" in result.out
+    assert result.code == 0 and f"2 of {GRIDS} image grids" in result.out
     page = (tmp_path / "page.html").read_text()
     assert re.findall(r'data-kimg="([^"]+)"', page) == ["0", "2"]  # the first and the last
 
@@ -157,10 +157,10 @@ def test_report_in_headless_chromium(cli, run, tmp_path):
             loaded = page.evaluate("Array.from(document.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0)")
             assert loaded
             shown = "Array.from(document.querySelectorAll('img.fake')).map(i => getComputedStyle(i).display !== 'none')"
-            assert page.evaluate(shown) == [False, False, True]  # the last tick first
+            assert page.evaluate(shown) == [False] * (GRIDS - 1) + [True]  # the last tick first
             page.fill("#tick", "0")
             page.dispatch_event("#tick", "input")
-            assert page.evaluate(shown) == [True, False, False]
+            assert page.evaluate(shown) == [True] + [False] * (GRIDS - 1)
             assert page.inner_text("#tick-label").startswith("kimg 0")
         finally:
             browser.close()

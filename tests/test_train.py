@@ -67,6 +67,19 @@ def test_train_writes_run_directory(cli, tiny_data, tmp_path):
     assert [p.name for p in run_dirs(tmp_path)] == ["quickstart-00000", "quickstart-00001"]
 
 
+def test_image_ticks_below_one_kimg_keep_every_grid(cli, tiny_data, tmp_path):
+    """Grids are named by whole kimg; a second grid in the same kimg gets the step, so none (the step-0
+    grid included) is overwritten: here a grid every step (4 images) for 4 steps."""
+    result = cli(*tiny_args(tiny_data, "train.total_kimg=0.016", "train.image_kimg=0.004"), "--outdir", tmp_path)
+    assert result.code == 0, result
+    (run,) = run_dirs(tmp_path)
+    names = sorted(p.name for p in run.glob("fakes-*.png"))
+    assert names == ["fakes-000000-step00000001.png", "fakes-000000-step00000002.png", "fakes-000000-step00000003.png",
+                     "fakes-000000-step00000004.png", "fakes-000000.png"]
+    first, last = (np.asarray(Image.open(run / n)) for n in ("fakes-000000.png", "fakes-000000-step00000004.png"))
+    assert first.shape == last.shape and not np.array_equal(first, last)  # the step-0 grid is still the untrained G
+
+
 def test_resume_is_bit_identical(cli, tiny_data, tmp_path):
     """A run stopped at 6 steps and resumed to 12 ends with the weights of a run never stopped."""
     straight, split = tmp_path / "straight", tmp_path / "split"

@@ -27,7 +27,7 @@ from typing import Any
 from gancli.errors import UserError
 
 GENERATOR_TAG = '<meta name="generator" content="gancli report">'  # marks a file as our own report
-_FAKES_RE = re.compile(r"^fakes-(\d+)\.png$")
+_FAKES_RE = re.compile(r"^fakes-(\d+)(?:-step(\d+))?\.png$")  # -stepSSSSSSSS: a second grid in one kimg
 # Fields of a stats record that are the x axis or bookkeeping, never a series of their own.
 _NOT_SERIES = {"kimg", "step", "event", "path", "snapshot"}
 # (group title, test on the series name), in the order the page shows them; the first match wins.
@@ -123,8 +123,8 @@ def read_run(run_dir: Path) -> RunData:
     for path in run_dir.iterdir():
         m = _FAKES_RE.match(path.name)
         if m and path.is_file():
-            fakes.append((float(int(m.group(1))), path))
-    data.fakes = sorted(fakes)
+            fakes.append((float(int(m.group(1))), int(m.group(2) or -1), path))
+    data.fakes = [(kimg, path) for kimg, _, path in sorted(fakes)]  # by kimg, then step
     data.recipe, data.recipe_source, data.snapshots = _recipe_of(run_dir)
     if not data.records and not data.fakes and data.recipe is None:
         raise UserError(f"{run_dir}: not a training run folder (no stats.jsonl, fakes-*.png, recipe.yaml or snapshots)")
@@ -320,7 +320,9 @@ def render_report(data: RunData, *, max_grids: int = 100, grid_width: int = 1024
         parts.append('<div class="grid-view">')
         for kimg, path in shown:
             uri, size = _png_data_uri(path, grid_width)
-            parts.append(f'<img class="fake" src="{uri}" data-kimg="{kimg:g}" alt="{esc(path.name)}" '
+            step = _FAKES_RE.match(path.name).group(2)
+            label = f"{kimg:g}" + (f", step {int(step)}" if step else "")
+            parts.append(f'<img class="fake" src="{uri}" data-kimg="{label}" alt="{esc(path.name)}" '
                          f'title="{esc(path.name)} ({size[0]}x{size[1]})">')
         parts.append("</div>")
         parts.append('<p class="note">The EMA generator on fixed seeds at every image tick '

@@ -29,6 +29,7 @@ from gancli.losses import LossStats
 from gancli.recipe import Recipe
 from gancli.train import distributed
 from gancli.train.device import check_ops_device, resolve_device
+from gancli.train.rundir import grid_path
 from gancli.train.seeding import step_seed  # noqa: F401  (re-exported: the seeding contract of every step)
 
 
@@ -352,7 +353,7 @@ class Trainer:
                         speed.pause()  # grids, checkpoints and metrics are not training time (no sync otherwise)
                     if cur >= next_image or done or stop:
                         if main:
-                            save_png(self.render_grid(), self.run_dir / f"fakes-{cur // 1000:06d}.png")
+                            save_png(self.render_grid(), grid_path(self.run_dir, cur, self.state.step))
                         next_image = (cur // image_nimg + 1) * image_nimg
                     path = None
                     if snapshot_due:

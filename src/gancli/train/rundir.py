@@ -225,3 +225,11 @@ def trim_jsonl(path: str | os.PathLike[str], *, step: int, kimg: float) -> int:
     if dropped:
         atomic_write_text(path, "".join(kept))
     return dropped
+
+
+def grid_path(run_dir: Path, nimg: int, step: int) -> Path:
+    """Where the training grid of an image tick goes: `fakes-NNNNNN.png` (NNNNNN = whole kimg), or, when
+    that kimg has a grid already (train.image_kimg below 1), `fakes-NNNNNN-stepSSSSSSSS.png`, so that
+    no grid, the step-0 one included, is overwritten."""
+    path = Path(run_dir) / f"fakes-{nimg // 1000:06d}.png"
+    return path.with_name(f"fakes-{nimg // 1000:06d}-step{step:08d}.png") if path.exists() else path
