@@ -86,6 +86,31 @@ def run_d_steps(t, d_update: Callable[[], torch.Tensor], stats=None) -> torch.Te
     return d_loss
 
 
+def d_steps_then_g(training, gen: torch.Generator, stats) -> float:
+    """One step of a family of several D updates per G update (ResNet, DCGAN): the learning rates at
+    `train.lr_schedule`'s multiplier for the step's start, `run_d_steps` D updates, each on its own
+    reals (`training.d_step(reals, labels, gen, stats)`), one G update (`training.g_step(gen, stats)`),
+    the EMA on rank 0 (`training.update_ema()`), then the step count. Returns the lr multiplier."""
+    tr = training.trainer
+    t = tr.recipe.train
+    factor = lr_factor(t, tr.state.cur_nimg / 1000)
+    set_lr(training.opt_G, training.g_lr * factor)
+    set_lr(training.opt_D, training.d_lr * factor)
+
+    def d_update() -> torch.Tensor:
+        reals, real_c = tr.next_batch()
+        d_loss = training.d_step(reals, real_c, gen, stats)
+        tr.state.cur_nimg += tr.batch
+        return d_loss
+
+    run_d_steps(t, d_update, stats)
+    training.g_step(gen, stats)
+    if tr.ddp.is_main:
+        training.update_ema()
+    tr.state.step += 1
+    return factor
+
+
 def optimizer_line(t, ema: str) -> str:
     """The dry-run 'optimizer' line: optimizer, learning rates, D steps, EMA and the lr schedule."""
     if t.optimizer == "rmsprop":

@@ -38,7 +38,7 @@ from gancli.losses import (
     uniform_pixel_noise,
 )
 from gancli.train import distributed
-from gancli.train.schedules import ema_beta, lr_factor, lr_scale, make_optimizer, run_d_steps, set_lr
+from gancli.train.schedules import d_steps_then_g, ema_beta, lr_scale, make_optimizer
 from gancli.train.seeding import step_seed
 from gancli.train.updates import sanitize_grads, update_ema
 
@@ -167,20 +167,10 @@ class DCGANTraining(FamilyTraining):
     def train_step(self, stats: LossStats) -> None:
         tr = self.trainer
         t = tr.recipe.train
-        gen = torch.Generator().manual_seed(step_seed(t.seed, tr.state.step))
-        factor = lr_factor(t, tr.state.cur_nimg / 1000)
-        set_lr(self.opt_G, self.g_lr * factor)
-        set_lr(self.opt_D, self.d_lr * factor)
+        factor = d_steps_then_g(self, torch.Generator().manual_seed(step_seed(t.seed, tr.state.step)), stats)
         stats.add("train/lr_factor", torch.tensor(factor))
 
-        def d_update() -> torch.Tensor:
-            reals, real_c = tr.next_batch()
-            d_loss = self.d_step(reals, real_c, gen, stats)
-            tr.state.cur_nimg += tr.batch
-            return d_loss
-
-        run_d_steps(t, d_update, stats)
-        self.g_step(gen, stats)
-        if tr.ddp.is_main:
-            update_ema(self.G_ema, self.G, ema_beta(t, tr.batch, tr.state.step, tr.state.cur_nimg))
-        tr.state.step += 1
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        tr = self.trainer
+        update_ema(self.G_ema, self.G, ema_beta(tr.recipe.train, tr.batch, tr.state.step, tr.state.cur_nimg))

@@ -36,7 +36,7 @@ from gancli.families.base import FamilyTraining
 from gancli.families.resnet.config import bottom_width_of
 from gancli.losses import LossStats, add_orthogonal_grad, clip_weights_, gradient_penalty
 from gancli.train import distributed
-from gancli.train.schedules import ema_beta, lr_factor, lr_scale, make_optimizer, run_d_steps, set_lr
+from gancli.train.schedules import d_steps_then_g, ema_beta, lr_scale, make_optimizer
 from gancli.train.seeding import step_seed
 from gancli.train.updates import sanitize_grads, update_ema
 
@@ -177,22 +177,7 @@ class ResNetTraining(FamilyTraining):
         t = tr.recipe.train
         step = tr.state.step
         torch.manual_seed(step_seed(t.seed, step))
-        gen = torch.Generator().manual_seed(step_seed(t.seed + 1, step))
-        factor = lr_factor(t, tr.state.cur_nimg / 1000)  # train.lr_schedule at the step's start
-        set_lr(self.opt_G, self.g_lr * factor)
-        set_lr(self.opt_D, self.d_lr * factor)
-
-        def d_update() -> torch.Tensor:
-            reals, real_c = tr.next_batch()
-            d_loss = self.d_step(reals, real_c, gen, stats)
-            tr.state.cur_nimg += tr.batch
-            return d_loss
-
-        run_d_steps(t, d_update, stats)
-        self.g_step(gen, stats)
-        if tr.ddp.is_main:
-            self.update_ema()
-        tr.state.step += 1
+        d_steps_then_g(self, torch.Generator().manual_seed(step_seed(t.seed + 1, step)), stats)
 
     @torch.no_grad()
     def update_ema(self) -> None:
