@@ -50,3 +50,24 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def labelled_data(tmp_path_factory):
+    """12 images of 16x16 in 3 classes (a coloured square per image), with dataset.json labels."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("labelled")
+    rng = np.random.RandomState(0)
+    labels = []
+    for i in range(12):
+        image = np.full((16, 16, 3), 255, np.uint8)
+        y, x = rng.randint(0, 10, 2)
+        image[y: y + 6, x: x + 6] = [(200, 0, 0), (0, 200, 0), (0, 0, 200)][i % 3]
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+        labels.append([f"{i:02d}.png", i % 3])
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+    return folder

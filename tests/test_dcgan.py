@@ -25,19 +25,6 @@ PAPER_RECIPES = ["dcgan-emoji32", "dcgan-emoji32-lsgan", "dcgan-emoji32-wgan", "
                  "dcgan-emoji32-rals", "dcgan-celeba64", "dcgan-cifar10", "wgan-lsun64", "lsgan-cifar10", "ralsgan-cat64"]
 
 
-@pytest.fixture(scope="module")
-def labelled_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("labelled")
-    rng = np.random.RandomState(0)
-    labels = []
-    for i in range(12):
-        image = np.full((16, 16, 3), 255, np.uint8)
-        y, x = rng.randint(0, 10, 2)
-        image[y: y + 6, x: x + 6] = [(200, 0, 0), (0, 200, 0), (0, 0, 200)][i % 3]
-        Image.fromarray(image).save(folder / f"{i:02d}.png")
-        labels.append([f"{i:02d}.png", i % 3])
-    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
-    return folder
 
 
 def _sets(*items: str) -> list[str]:

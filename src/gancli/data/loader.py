@@ -134,7 +134,7 @@ class Batches:
 
     def next_indices(self) -> np.ndarray:
         """This rank's dataset indices for the next step (advances `position`)."""
-        idx = self.stream.take(self.position, self.global_batch)[self.rank :: self.world_size]
+        idx = self._share(self.position, self.global_batch)
         self.position += self.global_batch
         return idx
 
